@@ -1,0 +1,1 @@
+//! EC57 scoring.

@@ -1,0 +1,1 @@
+//! Pure streaming ECG signal processing.

@@ -1,0 +1,1 @@
+//! Simulated clinic devices.

@@ -1,0 +1,3 @@
+pub mod analyze;
+pub mod detect;
+pub mod eval_qrs;

@@ -1,0 +1,42 @@
+//! `ecgtriage`: the command-line face of the pipeline.
+//!
+//! Each subcommand lives in its own module under `cmd/` and is a thin shell
+//! over the library crates: `detect` and `eval-qrs` over the signal core and
+//! the EC57 scorer, `analyze` over the 12-lead interpretation.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ecgtriage", version, about = "12-lead ECG triage: QRS detection, ST measurement, suspected-STEMI alerts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Detect QRS complexes in a WFDB record; writes CSV with one R-peak sample index per line.
+    Detect(cmd::detect::Args),
+    /// EC57 beat-by-beat comparison of the detector against the records' .atr annotations.
+    EvalQrs(cmd::eval_qrs::Args),
+    /// 12-lead interpretation of one record (ST measurement, STEMI criteria, mimics).
+    Analyze(cmd::analyze::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Detect(args) => cmd::detect::run(args),
+        Command::EvalQrs(args) => cmd::eval_qrs::run(args),
+        Command::Analyze(args) => cmd::analyze::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
