@@ -91,12 +91,17 @@ impl SignalFormat {
 
     /// Number of bytes needed to hold `n_samples`.
     pub(crate) fn bytes_for(self, n_samples: u64) -> u64 {
+        // Saturating: only used to size checks and messages, where "too many" suffices.
         match self {
             SignalFormat::F8 | SignalFormat::F80 => n_samples,
-            SignalFormat::F16 | SignalFormat::F61 | SignalFormat::F160 => n_samples * 2,
-            SignalFormat::F24 => n_samples * 3,
-            SignalFormat::F32 => n_samples * 4,
-            SignalFormat::F212 => (n_samples / 2) * 3 + (n_samples % 2) * 2,
+            SignalFormat::F16 | SignalFormat::F61 | SignalFormat::F160 => {
+                n_samples.saturating_mul(2)
+            }
+            SignalFormat::F24 => n_samples.saturating_mul(3),
+            SignalFormat::F32 => n_samples.saturating_mul(4),
+            SignalFormat::F212 => (n_samples / 2)
+                .saturating_mul(3)
+                .saturating_add((n_samples % 2) * 2),
         }
     }
 
