@@ -32,7 +32,9 @@ proptest! {
             text += &format!("f.dat {format}x{spf}+{offset} 200 12 0 0 0 0 lead{i}\n");
         }
         let header = Header::parse(&text).unwrap();
-        match Record::from_header(header, &dir.join("f")) {
+        let result = Record::from_header(header, &dir.join("f"));
+        let _ = std::fs::remove_dir_all(&dir);
+        match result {
             Ok(rec) => {
                 if let Some(n) = n_samples {
                     prop_assert_eq!(rec.n_samples() as u64, n);
