@@ -1,0 +1,831 @@
+//! Streaming multi-lead QRS detection.
+//!
+//! The detector runs in four stages, each a causal recurrence over samples,
+//! so that a record pushed in chunks of any size gives exactly the beats of
+//! the record pushed at once:
+//!
+//! 1. **Front end, per lead.** A boxcar average decimates every lead to an
+//!    internal rate of about 125 Hz (all QRS energy lies below 40 Hz), so the
+//!    rest costs the same at 250 Hz or 1 kHz and behaves the same at every
+//!    rate. Then the detection band-pass (5-20 Hz), a derivative, and the
+//!    root-mean-square over a 120 ms window: a QRS-energy envelope.
+//! 2. **Fusion.** Each lead's envelope is divided by its own recent QRS
+//!    height (the median of the last five one-second maxima, robust to one
+//!    artefact) and the leads are averaged with weights that grow with their
+//!    QRS-band signal-to-noise ratio: a noisy or disconnected lead fades out
+//!    instead of adding false beats. When no lead looks like an ECG, the
+//!    fused signal is zero and no beat is invented.
+//! 3. **Candidates.** A peak of the fused signal that is the highest within
+//!    +-200 ms (the physiological refractory period).
+//! 4. **Decision** (after Pan and Tompkins, 1985): adaptive signal and noise
+//!    levels with a threshold between them; T-wave rejection within 360 ms of
+//!    a beat by comparing the maximal slope with the previous QRS; search-back
+//!    at half the threshold when no beat came for 1.66 average RR intervals.
+//!    The R peak is then located in the full-rate signal of the best lead.
+//!
+//! Detection delay: a beat is reported at most [`QrsDetector::delay_bound_ms`]
+//! after its R peak (about 300 ms when found on the first pass; a beat found
+//! by search-back can only be found once the RR interval has run long, so
+//! that bound includes the longest search-back interval, 2 s).
+
+use std::collections::VecDeque;
+
+use crate::filter::DetectionBandpass;
+use crate::sink::{Beat, DetectionSink, QualitySegment};
+use crate::SignalError;
+
+/// The internal rate the detector decimates to, approximately.
+const INTERNAL_RATE_HZ: f64 = 125.0;
+/// Leads beyond this are ignored by fusion (15 covers 12 leads + Frank XYZ).
+pub const MAX_LEADS: usize = 16;
+
+/// Tunable physiology of the detector. The defaults come from the
+/// literature (Pan & Tompkins 1985; Hamilton & Tompkins 1986), not from
+/// fitting any database.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectorConfig {
+    /// No second QRS can start this soon after one (ventricular refractory).
+    pub refractory_ms: f64,
+    /// A candidate this soon after a beat is checked for being its T wave.
+    pub t_wave_window_ms: f64,
+    /// Root-mean-square window of the energy envelope: about a wide QRS.
+    pub integration_ms: f64,
+    /// Search-back starts after this many average RR intervals without a beat.
+    pub search_back_rr: f64,
+    /// ...but never later than this after the last beat.
+    pub search_back_max_ms: f64,
+    /// Threshold position between the noise level (0) and the signal level (1).
+    pub threshold_fraction: f32,
+    /// A lead whose QRS-band peak-to-mean ratio is below this is not fused.
+    pub min_lead_snr: f32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            refractory_ms: 200.0,
+            t_wave_window_ms: 360.0,
+            integration_ms: 120.0,
+            search_back_rr: 1.66,
+            search_back_max_ms: 2000.0,
+            threshold_fraction: 0.3,
+            min_lead_snr: 2.2,
+        }
+    }
+}
+
+/// Fixed-capacity history addressed by absolute sample index.
+#[derive(Clone, Debug)]
+struct Ring {
+    data: Vec<f32>,
+}
+
+impl Ring {
+    fn new(capacity: usize) -> Self {
+        Ring {
+            data: vec![0.0; capacity.max(1)],
+        }
+    }
+    #[inline]
+    fn put(&mut self, index: u64, v: f32) {
+        let n = self.data.len() as u64;
+        self.data[(index % n) as usize] = v;
+    }
+    #[inline]
+    fn get(&self, index: u64) -> f32 {
+        let n = self.data.len() as u64;
+        self.data[(index % n) as usize]
+    }
+    fn capacity(&self) -> u64 {
+        self.data.len() as u64
+    }
+}
+
+/// One-second statistics of a lead's envelope, kept for the last few seconds.
+const SCALE_BLOCKS: usize = 5;
+
+#[derive(Clone, Debug)]
+struct Lead {
+    /// Boxcar accumulator of the decimator.
+    acc: f64,
+    /// First sample, subtracted so that the band-pass starts without a step.
+    offset: Option<f64>,
+    /// Last valid input: a NaN sample (a gap) repeats it.
+    last_valid: f32,
+    bandpass: DetectionBandpass,
+    y1: f64,
+    y2: f64,
+    /// Squared derivatives over the integration window.
+    energy: Ring,
+    energy_sum: f64,
+    /// Full-rate input, for locating the R peak.
+    raw: Ring,
+    block_max: f32,
+    block_sum: f64,
+    block_max_hist: VecDeque<f32>,
+    block_mean_hist: VecDeque<f32>,
+    /// Recent QRS height of the envelope and mean of the envelope.
+    scale: f32,
+    mean: f32,
+    weight: f32,
+    /// Last derivative magnitude and envelope (internal rate).
+    slope: f32,
+    envelope: f32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    /// Internal-rate index of the fused peak.
+    at: u64,
+    strength: f32,
+    slope: f32,
+}
+
+/// The streaming detector. Push chunks with [`QrsDetector::push`], then call
+/// [`QrsDetector::finish`] at the end of the record.
+#[derive(Clone, Debug)]
+pub struct QrsDetector {
+    cfg: DetectorConfig,
+    fs_hz: f64,
+    decimation: u64,
+    internal_hz: f64,
+    leads: Vec<Lead>,
+    /// Input samples seen (per lead).
+    n_in: u64,
+    /// Internal samples produced.
+    n_int: u64,
+    integration_len: u64,
+    /// Band-pass + derivative delay, in internal samples.
+    front_delay: f64,
+    block_len: u64,
+    // Fused signal history and the sliding-maximum candidate finder.
+    fused: Ring,
+    fused_slope: Ring,
+    best_lead: Vec<u8>,
+    half_window: u64,
+    max_deque: VecDeque<u64>,
+    // Decision state.
+    spk: f32,
+    npk: f32,
+    rr_hist: VecDeque<f64>,
+    last_beat_at: Option<u64>,
+    last_beat_sample: Option<u64>,
+    last_beat_slope: f32,
+    pending: Vec<Candidate>,
+    searched_until: u64,
+    /// Per-lead (envelope, slope) of the first second, until it has a scale.
+    warmup: Option<Vec<(f32, f32)>>,
+    refractory: u64,
+    t_wave_window: u64,
+    search_back_max: u64,
+}
+
+impl QrsDetector {
+    pub fn new(fs_hz: f64, n_leads: usize) -> Result<Self, SignalError> {
+        Self::with_config(fs_hz, n_leads, DetectorConfig::default())
+    }
+
+    pub fn with_config(
+        fs_hz: f64,
+        n_leads: usize,
+        cfg: DetectorConfig,
+    ) -> Result<Self, SignalError> {
+        if !(fs_hz.is_finite() && (50.0..=20_000.0).contains(&fs_hz)) {
+            return Err(SignalError::SamplingRate { fs_hz });
+        }
+        if n_leads == 0 || n_leads > MAX_LEADS {
+            return Err(SignalError::NoLeads {
+                got: n_leads,
+                max: MAX_LEADS,
+            });
+        }
+        let decimation = (fs_hz / INTERNAL_RATE_HZ).round().max(1.0) as u64;
+        let internal_hz = fs_hz / decimation as f64;
+        let ms = |v: f64| ((v / 1000.0) * internal_hz).round().max(1.0) as u64;
+        let integration_len = ms(cfg.integration_ms);
+        let raw_len = ((cfg.search_back_max_ms / 1000.0 + 1.5) * fs_hz) as usize;
+        let history = ms(cfg.search_back_max_ms + 1000.0) as usize;
+        let mut leads = Vec::with_capacity(n_leads);
+        for _ in 0..n_leads {
+            leads.push(Lead {
+                acc: 0.0,
+                offset: None,
+                last_valid: 0.0,
+                bandpass: DetectionBandpass::new(internal_hz)?,
+                y1: 0.0,
+                y2: 0.0,
+                energy: Ring::new(integration_len as usize),
+                energy_sum: 0.0,
+                raw: Ring::new(raw_len),
+                block_max: 0.0,
+                block_sum: 0.0,
+                block_max_hist: VecDeque::with_capacity(SCALE_BLOCKS + 1),
+                block_mean_hist: VecDeque::with_capacity(SCALE_BLOCKS),
+                scale: 0.0,
+                mean: 0.0,
+                weight: 0.0,
+                slope: 0.0,
+                envelope: 0.0,
+            });
+        }
+        let front_delay = bandpass_delay(internal_hz)? + 1.0;
+        Ok(QrsDetector {
+            half_window: ms(cfg.refractory_ms),
+            refractory: ms(cfg.refractory_ms),
+            t_wave_window: ms(cfg.t_wave_window_ms),
+            search_back_max: ms(cfg.search_back_max_ms),
+            cfg,
+            fs_hz,
+            decimation,
+            internal_hz,
+            leads,
+            n_in: 0,
+            n_int: 0,
+            integration_len,
+            front_delay,
+            block_len: internal_hz.round() as u64,
+            fused: Ring::new(history),
+            fused_slope: Ring::new(history),
+            best_lead: vec![0; history],
+            max_deque: VecDeque::new(),
+            spk: 1.0,
+            npk: 0.1,
+            rr_hist: VecDeque::with_capacity(8),
+            last_beat_at: None,
+            last_beat_sample: None,
+            last_beat_slope: 0.0,
+            pending: Vec::new(),
+            searched_until: 0,
+            warmup: Some(Vec::new()),
+        })
+    }
+
+    pub fn fs_hz(&self) -> f64 {
+        self.fs_hz
+    }
+
+    pub fn n_leads(&self) -> usize {
+        self.leads.len()
+    }
+
+    /// Upper bound of the time between an R peak and its report, in ms.
+    pub fn delay_bound_ms(&self) -> f64 {
+        let to_ms = |n: f64| n / self.internal_hz * 1000.0;
+        to_ms(self.front_delay + self.half_window as f64 + 1.0)
+            + self.decimation as f64 / self.fs_hz * 1000.0
+            + self.cfg.search_back_max_ms
+    }
+
+    /// Typical delay of a beat found on the first pass, in ms.
+    pub fn first_pass_delay_ms(&self) -> f64 {
+        (self.front_delay + self.integration_len as f64 / 2.0 + self.half_window as f64)
+            / self.internal_hz
+            * 1000.0
+    }
+
+    /// Pushes one chunk: `chunk[lead][i]` in millivolts, every lead the same
+    /// length. NaN marks a missing sample (a gap); it holds the lead's last
+    /// value, so a gap adds no edge that could pass for a QRS.
+    pub fn push<S: DetectionSink + ?Sized>(
+        &mut self,
+        chunk: &[&[f32]],
+        sink: &mut S,
+    ) -> Result<(), SignalError> {
+        if chunk.len() != self.leads.len() {
+            return Err(SignalError::LeadCount {
+                expected: self.leads.len(),
+                got: chunk.len(),
+            });
+        }
+        let len = chunk[0].len();
+        if let Some((lead, c)) = chunk.iter().enumerate().find(|(_, c)| c.len() != len) {
+            return Err(SignalError::RaggedChunk {
+                lead,
+                expected: len,
+                got: c.len(),
+            });
+        }
+        let k = self.decimation;
+        let mut i = 0;
+        while i < len {
+            // Samples up to the end of the current decimation block.
+            let phase = self.n_in % k;
+            let take = ((k - phase) as usize).min(len - i);
+            for (lead, samples) in self.leads.iter_mut().zip(chunk) {
+                for (j, &v) in samples[i..i + take].iter().enumerate() {
+                    let v = if v.is_finite() {
+                        lead.last_valid = v;
+                        v
+                    } else {
+                        lead.last_valid
+                    };
+                    lead.raw.put(self.n_in + j as u64, v);
+                    lead.acc += f64::from(v);
+                }
+            }
+            self.n_in += take as u64;
+            i += take;
+            if self.n_in % k == 0 {
+                self.internal_step(sink);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the record: decides the candidates still waiting for their
+    /// look-ahead window, and a last search-back.
+    pub fn finish<S: DetectionSink + ?Sized>(&mut self, sink: &mut S) {
+        let end = self.n_int;
+        if end > 0 && self.warmup.is_some() {
+            self.end_warmup(end - 1, sink);
+        }
+        // Centres in the last half-window never saw their full look-ahead:
+        // what follows the end of the record counts as silence.
+        for c in end.saturating_sub(self.half_window)..end {
+            let v = self.fused.get(c);
+            let before = c.saturating_sub(self.half_window)..c;
+            let after = c + 1..end;
+            let earliest_max = before.clone().all(|j| self.fused.get(j) < v)
+                && after.clone().all(|j| self.fused.get(j) <= v);
+            if earliest_max {
+                self.consider(c, sink);
+            }
+        }
+        self.max_deque.clear();
+        self.search_back(end, true, sink);
+    }
+
+    fn internal_step<S: DetectionSink + ?Sized>(&mut self, sink: &mut S) {
+        let n = self.n_int;
+        let k = self.decimation as f64;
+        let block_done = (n + 1) % self.block_len == 0;
+        for lead in self.leads.iter_mut() {
+            let x = lead.acc / k;
+            lead.acc = 0.0;
+            let offset = *lead.offset.get_or_insert(x);
+            let y = lead.bandpass.step(x - offset);
+            // Derivative in mV/s so that envelopes compare across rates.
+            let d = (y - lead.y2) * self.internal_hz / 2.0;
+            lead.y2 = lead.y1;
+            lead.y1 = y;
+            let e = d * d;
+            lead.energy_sum += e - f64::from(lead.energy.get(n));
+            lead.energy.put(n, e as f32);
+            // Rounding can leave a tiny negative sum after a flat stretch.
+            let env = (lead.energy_sum.max(0.0) / self.integration_len as f64).sqrt() as f32;
+            lead.envelope = env;
+            lead.slope = d.abs() as f32;
+            lead.block_max = lead.block_max.max(env);
+            lead.block_sum += f64::from(env);
+        }
+        if let Some(warmup) = self.warmup.as_mut() {
+            // The first second has no scale yet: keep its envelopes and fuse
+            // them once the second is over (a one-off start-up delay).
+            warmup.extend(self.leads.iter().map(|l| (l.envelope, l.slope)));
+            if block_done {
+                self.end_warmup(n, sink);
+            }
+        } else {
+            let (g, h, best) = self.fuse(self.leads.iter().map(|l| (l.envelope, l.slope)));
+            self.candidate_step(n, g, h, best, sink);
+            if block_done {
+                self.close_block(n, self.block_len, sink);
+            }
+        }
+        self.n_int += 1;
+    }
+
+    fn end_warmup<S: DetectionSink + ?Sized>(&mut self, n: u64, sink: &mut S) {
+        let Some(warmup) = self.warmup.take() else {
+            return;
+        };
+        self.close_block(n, n + 1, sink);
+        let n_leads = self.leads.len();
+        for (j, values) in warmup.chunks(n_leads).enumerate() {
+            let (g, h, best) = self.fuse(values.iter().copied());
+            self.candidate_step(j as u64, g, h, best, sink);
+        }
+    }
+
+    /// Weighted mean of the leads' normalised envelopes and slopes, and the
+    /// lead that weighs most.
+    fn fuse(&self, values: impl Iterator<Item = (f32, f32)>) -> (f32, f32, u8) {
+        let mut num = 0.0f32;
+        let mut num_slope = 0.0f32;
+        let mut den = 0.0f32;
+        let mut best = (0usize, 0.0f32);
+        for (li, (lead, (env, slope))) in self.leads.iter().zip(values).enumerate() {
+            if lead.weight > 0.0 {
+                num += lead.weight * (env / lead.scale);
+                num_slope += lead.weight * (slope / lead.scale);
+                den += lead.weight;
+                if lead.weight > best.1 {
+                    best = (li, lead.weight);
+                }
+            }
+        }
+        if den > 0.0 {
+            (num / den, num_slope / den, best.0 as u8)
+        } else {
+            (0.0, 0.0, 0)
+        }
+    }
+
+    fn candidate_step<S: DetectionSink + ?Sized>(
+        &mut self,
+        n: u64,
+        g: f32,
+        h: f32,
+        best: u8,
+        sink: &mut S,
+    ) {
+        self.fused.put(n, g);
+        self.fused_slope.put(n, h);
+        let hist = self.best_lead.len() as u64;
+        self.best_lead[(n % hist) as usize] = best;
+
+        // Sliding maximum over [n - 2H, n]; the centre n - H is a candidate
+        // when it is the earliest maximum of its window.
+        while let Some(&back) = self.max_deque.back() {
+            if self.fused.get(back) < g {
+                self.max_deque.pop_back();
+            } else {
+                break;
+            }
+        }
+        self.max_deque.push_back(n);
+        let w = 2 * self.half_window;
+        while let Some(&front) = self.max_deque.front() {
+            if front + w < n {
+                self.max_deque.pop_front();
+            } else {
+                break;
+            }
+        }
+        if n >= self.half_window {
+            let centre = n - self.half_window;
+            if self.max_deque.front() == Some(&centre) {
+                self.consider(centre, sink);
+            }
+        }
+        self.search_back(n.saturating_sub(self.half_window), false, sink);
+    }
+
+    /// Ends the one-second block that ends at internal index `n` and holds
+    /// `len` samples (fewer only when a record ends within its first second).
+    fn close_block<S: DetectionSink + ?Sized>(&mut self, n: u64, len: u64, sink: &mut S) {
+        let mut lead_snr = Vec::with_capacity(self.leads.len());
+        let mut usable = false;
+        for lead in &mut self.leads {
+            let mean = (lead.block_sum / len.max(1) as f64) as f32;
+            if lead.block_max_hist.len() == SCALE_BLOCKS {
+                lead.block_max_hist.pop_front();
+                lead.block_mean_hist.pop_front();
+            }
+            lead.block_max_hist.push_back(lead.block_max);
+            lead.block_mean_hist.push_back(mean);
+            lead.block_max = 0.0;
+            lead.block_sum = 0.0;
+            lead.scale = median(&lead.block_max_hist);
+            lead.mean = median(&lead.block_mean_hist);
+            lead.weight = lead_weight(lead.scale, lead.mean, self.cfg.min_lead_snr);
+            usable |= lead.weight > 0.0;
+            lead_snr.push(if lead.mean > 0.0 {
+                lead.scale / lead.mean
+            } else {
+                0.0
+            });
+        }
+        let k = self.decimation;
+        let end_sample = (n + 1) * k;
+        sink.quality(QualitySegment {
+            start_sample: end_sample.saturating_sub(len * k),
+            end_sample,
+            usable,
+            lead_snr,
+        });
+    }
+
+    fn threshold(&self) -> f32 {
+        self.npk + self.cfg.threshold_fraction * (self.spk - self.npk)
+    }
+
+    fn candidate_slope(&self, at: u64) -> f32 {
+        let from = at.saturating_sub(self.integration_len);
+        (from..=at)
+            .map(|j| self.fused_slope.get(j))
+            .fold(0.0f32, f32::max)
+    }
+
+    fn consider<S: DetectionSink + ?Sized>(&mut self, at: u64, sink: &mut S) {
+        let strength = self.fused.get(at);
+        if strength <= 0.0 {
+            return;
+        }
+        let cand = Candidate {
+            at,
+            strength,
+            slope: self.candidate_slope(at),
+        };
+        if let Some(last) = self.last_beat_at {
+            if at < last + self.refractory {
+                return;
+            }
+        }
+        if strength >= self.threshold() && !self.looks_like_t_wave(&cand) {
+            self.spk = 0.125 * strength.min(3.0 * self.spk) + 0.875 * self.spk;
+            self.accept(cand, false, sink);
+        } else {
+            self.npk = 0.125 * strength + 0.875 * self.npk;
+            self.pending.push(cand);
+        }
+    }
+
+    fn looks_like_t_wave(&self, cand: &Candidate) -> bool {
+        match self.last_beat_at {
+            Some(last) if cand.at < last + self.t_wave_window => {
+                cand.slope < 0.5 * self.last_beat_slope
+            }
+            _ => false,
+        }
+    }
+
+    fn rr_average(&self) -> f64 {
+        if self.rr_hist.is_empty() {
+            self.internal_hz
+        } else {
+            self.rr_hist.iter().sum::<f64>() / self.rr_hist.len() as f64
+        }
+    }
+
+    /// Looks back for a missed beat when the RR interval has run long.
+    /// `now` is the latest internal index whose candidates are decided.
+    fn search_back<S: DetectionSink + ?Sized>(&mut self, now: u64, at_end: bool, sink: &mut S) {
+        loop {
+            let Some(last) = self.last_beat_at else {
+                return;
+            };
+            let interval = (self.cfg.search_back_rr * self.rr_average())
+                .min(self.search_back_max as f64) as u64;
+            if now < last + interval && !at_end {
+                return;
+            }
+            if self.pending.is_empty() || self.searched_until >= now {
+                return;
+            }
+            self.searched_until = now;
+            let half = 0.5 * self.threshold();
+            let found = self
+                .pending
+                .iter()
+                .filter(|c| c.at >= last + self.refractory && c.strength >= half)
+                .filter(|c| !self.looks_like_t_wave(c))
+                .copied()
+                .max_by(|a, b| a.strength.total_cmp(&b.strength));
+            let Some(cand) = found else {
+                return;
+            };
+            self.spk = 0.25 * cand.strength.min(3.0 * self.spk) + 0.75 * self.spk;
+            self.accept(cand, true, sink);
+            // Later candidates may hold a second missed beat.
+            self.searched_until = 0;
+        }
+    }
+
+    fn accept<S: DetectionSink + ?Sized>(&mut self, cand: Candidate, search_back: bool, sink: &mut S) {
+        if let Some(last) = self.last_beat_at {
+            let rr = (cand.at - last) as f64;
+            // Pauses and missed beats would drag the average: keep plausible RR.
+            let avg = self.rr_average();
+            if self.rr_hist.len() < 2 || (0.5 * avg..=1.8 * avg).contains(&rr) {
+                if self.rr_hist.len() == 8 {
+                    self.rr_hist.pop_front();
+                }
+                self.rr_hist.push_back(rr);
+            }
+        }
+        self.pending.retain(|c| c.at > cand.at);
+        self.last_beat_at = Some(cand.at);
+        self.last_beat_slope = cand.slope;
+        let mut sample = self.locate_r_peak(cand.at);
+        if let Some(prev) = self.last_beat_sample {
+            sample = sample.max(prev + 1);
+        }
+        self.last_beat_sample = Some(sample);
+        sink.beat(Beat {
+            sample,
+            strength: cand.strength,
+            search_back,
+        });
+    }
+
+    /// Maps a fused-envelope peak to the R peak in the full-rate signal of
+    /// the lead that weighed most there.
+    fn locate_r_peak(&self, at: u64) -> u64 {
+        let k = self.decimation;
+        let hist = self.best_lead.len() as u64;
+        let lead = &self.leads[self.best_lead[(at % hist) as usize] as usize];
+        // The envelope peaks about half a window after the steepest slope;
+        // the steepest slope is within a few ms of the R peak.
+        let from = at.saturating_sub(self.integration_len);
+        let steepest = (from..=at)
+            .max_by(|&a, &b| self.fused_slope.get(a).total_cmp(&self.fused_slope.get(b)))
+            .unwrap_or(at);
+        let centre_int = (steepest as f64 - self.front_delay).max(0.0);
+        let centre = (centre_int * k as f64 + k as f64 / 2.0) as u64;
+        let half = (0.075 * self.fs_hz) as u64;
+        let oldest = self.n_in.saturating_sub(lead.raw.capacity() - 1);
+        let lo = centre.saturating_sub(half).max(oldest);
+        let hi = (centre + half).min(self.n_in.saturating_sub(1));
+        if hi <= lo {
+            return centre.min(self.n_in.saturating_sub(1));
+        }
+        let (a, b) = (lead.raw.get(lo), lead.raw.get(hi));
+        let span = (hi - lo) as f32;
+        let mut best = (lo, -1.0f32);
+        for t in lo..=hi {
+            let base = a + (b - a) * ((t - lo) as f32 / span);
+            let dev = (lead.raw.get(t) - base).abs();
+            if dev > best.1 {
+                best = (t, dev);
+            }
+        }
+        best.0
+    }
+}
+
+fn lead_weight(scale: f32, mean: f32, min_snr: f32) -> f32 {
+    // A flat or disconnected lead has no scale at all.
+    if scale <= 1e-6 || mean <= 0.0 {
+        return 0.0;
+    }
+    let snr = scale / mean;
+    if snr < min_snr {
+        0.0
+    } else {
+        (snr - min_snr + 0.25).min(8.0)
+    }
+}
+
+fn median(values: &VecDeque<f32>) -> f32 {
+    let mut v: Vec<f32> = values.iter().copied().collect();
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Delay of the detection band-pass for a QRS-like pulse, in samples: found
+/// by filtering a 20 ms Gaussian and timing its largest swing, so that it is
+/// right for whatever internal rate the decimator chose.
+fn bandpass_delay(fs_hz: f64) -> Result<f64, SignalError> {
+    let mut bp = DetectionBandpass::new(fs_hz)?;
+    let centre = (0.5 * fs_hz) as usize;
+    let sigma = 0.010 * fs_hz;
+    let mut best = (0usize, 0.0f64);
+    let mut prev2 = 0.0;
+    let mut prev1 = 0.0;
+    for i in 0..(fs_hz as usize) {
+        let t = (i as f64 - centre as f64) / sigma;
+        let y = bp.step((-0.5 * t * t).exp());
+        let d = (y - prev2).abs();
+        prev2 = prev1;
+        prev1 = y;
+        // The pulse's own steepest points are one sigma either side of its
+        // centre; measure where the filtered derivative peaks relative to
+        // the centre.
+        if d > best.1 {
+            best = (i, d);
+        }
+    }
+    Ok((best.0 as f64 - centre as f64 + sigma).max(0.0) - 1.0)
+}
+
+/// Detects the QRS complexes of a whole record at once: `leads[lead][i]` in
+/// millivolts. Returns R-peak sample indices, ascending.
+pub fn detect_qrs(leads: &[&[f32]], fs_hz: f64) -> Result<Vec<u64>, SignalError> {
+    let mut detector = QrsDetector::new(fs_hz, leads.len())?;
+    let mut beats: Vec<Beat> = Vec::new();
+    detector.push(leads, &mut beats)?;
+    detector.finish(&mut beats);
+    Ok(beats.into_iter().map(|b| b.sample).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A crude but physiological test ECG: Gaussian QRS (R), small T wave,
+    /// baseline wander. Behaviour only; accuracy is measured on real data.
+    fn toy_ecg(fs_hz: f64, seconds: f64, rr_s: f64) -> (Vec<f32>, Vec<u64>) {
+        let n = (fs_hz * seconds) as usize;
+        let mut x = vec![0.0f32; n];
+        let mut r_peaks = Vec::new();
+        let mut t = 0.4;
+        while t < seconds - 0.4 {
+            r_peaks.push((t * fs_hz).round() as u64);
+            t += rr_s;
+        }
+        for (i, v) in x.iter_mut().enumerate() {
+            let ts = i as f64 / fs_hz;
+            let mut s = 0.3 * (2.0 * std::f64::consts::PI * 0.25 * ts).sin();
+            for &r in &r_peaks {
+                let dt = ts - r as f64 / fs_hz;
+                s += 1.2 * (-0.5 * (dt / 0.012).powi(2)).exp();
+                s -= 0.2 * (-0.5 * ((dt - 0.03) / 0.01).powi(2)).exp();
+                s += 0.3 * (-0.5 * ((dt - 0.3) / 0.05).powi(2)).exp();
+            }
+            *v = s as f32;
+        }
+        (x, r_peaks)
+    }
+
+    fn matched(truth: &[u64], found: &[u64], tol: u64) -> usize {
+        truth
+            .iter()
+            .filter(|&&t| found.iter().any(|&f| f.abs_diff(t) <= tol))
+            .count()
+    }
+
+    #[test]
+    fn finds_every_beat_at_all_rates() {
+        for fs in [250.0, 360.0, 500.0, 1000.0] {
+            let (x, truth) = toy_ecg(fs, 30.0, 0.8);
+            let found = detect_qrs(&[&x], fs).unwrap();
+            let tol = (0.05 * fs) as u64;
+            assert_eq!(matched(&truth, &found, tol), truth.len(), "fs {fs}: {found:?}");
+            assert_eq!(found.len(), truth.len(), "fs {fs}: extra beats {found:?} vs {truth:?}");
+        }
+    }
+
+    #[test]
+    fn flat_line_and_silence_give_no_beats() {
+        let flat = vec![0.0f32; 5000];
+        assert!(detect_qrs(&[&flat], 500.0).unwrap().is_empty());
+        let dc = vec![3.2f32; 5000];
+        assert!(detect_qrs(&[&dc], 500.0).unwrap().is_empty());
+        let gaps = vec![f32::NAN; 5000];
+        assert!(detect_qrs(&[&gaps], 500.0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_not_panics() {
+        assert!(QrsDetector::new(500.0, 0).is_err());
+        assert!(QrsDetector::new(f64::INFINITY, 1).is_err());
+        let mut d = QrsDetector::new(500.0, 2).unwrap();
+        let mut beats: Vec<Beat> = Vec::new();
+        let a = [0.0f32; 10];
+        let b = [0.0f32; 9];
+        assert!(d.push(&[&a], &mut beats).is_err());
+        assert!(d.push(&[&a, &b], &mut beats).is_err());
+        assert!(d.push(&[&a[..0], &b[..0]], &mut beats).is_ok());
+    }
+
+    #[test]
+    fn a_dead_lead_does_not_hide_a_live_one() {
+        let fs = 500.0;
+        let (x, truth) = toy_ecg(fs, 20.0, 0.75);
+        let dead = vec![0.0f32; x.len()];
+        let found = detect_qrs(&[&dead, &x], fs).unwrap();
+        assert_eq!(matched(&truth, &found, 25), truth.len());
+        assert_eq!(found.len(), truth.len());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Any chunking gives exactly the beats of the whole record at once.
+        #[test]
+        fn chunking_never_changes_the_beats(
+            fs in prop::sample::select(vec![250.0, 360.0, 500.0, 1000.0]),
+            cuts in prop::collection::vec(1usize..700, 1..60),
+            noise_seed in any::<u64>(),
+        ) {
+            let (mut x, _) = toy_ecg(fs, 12.0, 0.7);
+            // Deterministic pseudo-noise so that candidates near threshold exist.
+            let mut s = noise_seed | 1;
+            for v in x.iter_mut() {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                *v += ((s % 1000) as f32 / 1000.0 - 0.5) * 0.2;
+            }
+            let y: Vec<f32> = x.iter().map(|v| -0.5 * v).collect();
+            let whole = {
+                let mut d = QrsDetector::new(fs, 2).unwrap();
+                let mut b: Vec<Beat> = Vec::new();
+                d.push(&[&x, &y], &mut b).unwrap();
+                d.finish(&mut b);
+                b
+            };
+            let mut d = QrsDetector::new(fs, 2).unwrap();
+            let mut b: Vec<Beat> = Vec::new();
+            let mut at = 0;
+            let mut i = 0;
+            while at < x.len() {
+                let len = cuts[i % cuts.len()].min(x.len() - at);
+                d.push(&[&x[at..at + len], &y[at..at + len]], &mut b).unwrap();
+                at += len;
+                i += 1;
+            }
+            d.finish(&mut b);
+            prop_assert_eq!(whole, b);
+        }
+    }
+}
