@@ -1,0 +1,257 @@
+//! Representative beats: beats of the dominant morphology, aligned and averaged by the
+//! median, lead by lead (a lead x time matrix).
+//!
+//! The median rather than the mean because it ignores the occasional artefact or
+//! ectopic sample that survives the morphology selection.
+
+use ndarray::Array2;
+
+/// How far before and after the R peak a beat window reaches.
+pub(crate) const PRE_R_S: f64 = 0.30;
+pub(crate) const POST_R_S: f64 = 0.65;
+/// Half-width of the QRS window used to compare morphologies.
+const MORPH_PRE_S: f64 = 0.06;
+const MORPH_POST_S: f64 = 0.08;
+/// Alignment search around the detector's R peak; detectors jitter by a few samples and
+/// an unaligned median beat smears the QRS edges that delineation looks for.
+const ALIGN_S: f64 = 0.016;
+/// Correlation with the template above which a beat counts as the dominant morphology.
+const DOMINANT_CORR: f64 = 0.90;
+/// At most this many beats feed a template: 12-lead rest ECGs have ~10-20; long records
+/// are subsampled evenly so the work stays bounded.
+const MAX_TEMPLATE_BEATS: usize = 120;
+
+/// The beats of one recording sorted by morphology.
+#[derive(Debug, Clone)]
+pub(crate) struct BeatSet {
+    /// Aligned R position of every usable beat (absolute sample index).
+    pub r_aligned: Vec<usize>,
+    /// Index in the caller's R-peak list.
+    pub source: Vec<usize>,
+    /// Whether the beat belongs to the dominant morphology.
+    pub dominant: Vec<bool>,
+}
+
+impl BeatSet {
+    pub fn dominant_r(&self) -> Vec<usize> {
+        self.r_aligned
+            .iter()
+            .zip(&self.dominant)
+            .filter(|(_, &d)| d)
+            .map(|(&r, _)| r)
+            .collect()
+    }
+}
+
+pub(crate) fn samples(fs_hz: f64, seconds: f64) -> usize {
+    (fs_hz * seconds).round().max(1.0) as usize
+}
+
+/// Median over the windows [r - pre, r + post) of every lead; beats whose window leaves the
+/// signal are skipped by the caller. Beats are subsampled evenly above `MAX_TEMPLATE_BEATS`.
+pub(crate) fn median_beat(leads: &[&[f32]], centres: &[usize], pre: usize, post: usize) -> Array2<f32> {
+    let len = pre + post;
+    let step = centres.len().div_ceil(MAX_TEMPLATE_BEATS).max(1);
+    let used: Vec<usize> = centres.iter().step_by(step).copied().collect();
+    let mut out = Array2::<f32>::zeros((leads.len(), len));
+    let mut column = Vec::with_capacity(used.len());
+    for (li, lead) in leads.iter().enumerate() {
+        for t in 0..len {
+            column.clear();
+            column.extend(used.iter().map(|&r| lead[r - pre + t]));
+            out[[li, t]] = median(&mut column);
+        }
+    }
+    out
+}
+
+pub(crate) fn median(v: &mut [f32]) -> f32 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Pearson correlation of a beat's QRS (all leads concatenated, mean removed per lead)
+/// with the template's, the beat being shifted by `lag` samples.
+fn qrs_correlation(
+    leads: &[&[f32]],
+    r: usize,
+    lag: isize,
+    template: &Array2<f32>,
+    t_origin: usize,
+    m_pre: usize,
+    m_post: usize,
+) -> f64 {
+    let (mut sxy, mut sxx, mut syy) = (0.0f64, 0.0f64, 0.0f64);
+    let n = (m_pre + m_post) as f64;
+    for (li, lead) in leads.iter().enumerate() {
+        let start = (r as isize + lag - m_pre as isize) as usize;
+        let x = &lead[start..start + m_pre + m_post];
+        let y: Vec<f32> = (0..m_pre + m_post)
+            .map(|k| template[[li, t_origin - m_pre + k]])
+            .collect();
+        let mx = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let my = y.iter().map(|&v| v as f64).sum::<f64>() / n;
+        for k in 0..x.len() {
+            let a = x[k] as f64 - mx;
+            let b = y[k] as f64 - my;
+            sxy += a * b;
+            sxx += a * a;
+            syy += b * b;
+        }
+    }
+    if sxx <= 0.0 || syy <= 0.0 {
+        return 0.0;
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
+/// Aligns every beat on the median template and marks the dominant morphology.
+/// Two passes: the first template is the median of all beats (dominant as long as the
+/// dominant morphology is the majority), the second only of the beats that matched it.
+pub(crate) fn sort_beats(leads: &[&[f32]], r_peaks: &[usize], fs_hz: f64) -> BeatSet {
+    let n_samples = leads.first().map_or(0, |l| l.len());
+    let pre = samples(fs_hz, PRE_R_S);
+    let post = samples(fs_hz, POST_R_S);
+    let align = samples(fs_hz, ALIGN_S);
+    let m_pre = samples(fs_hz, MORPH_PRE_S);
+    let m_post = samples(fs_hz, MORPH_POST_S);
+    let margin = align + pre.max(m_pre);
+    let mut source = Vec::new();
+    let mut r_usable = Vec::new();
+    for (i, &r) in r_peaks.iter().enumerate() {
+        if r >= margin && r + post + align < n_samples {
+            source.push(i);
+            r_usable.push(r);
+        }
+    }
+    let mut set = BeatSet {
+        r_aligned: r_usable.clone(),
+        source,
+        dominant: vec![true; r_usable.len()],
+    };
+    if r_usable.len() < 2 {
+        return set;
+    }
+    let mut template = median_beat(leads, &r_usable, pre, post);
+    for _pass in 0..2 {
+        let mut corr = Vec::with_capacity(r_usable.len());
+        for (k, &r) in r_usable.iter().enumerate() {
+            let mut best = (f64::MIN, 0isize);
+            for lag in -(align as isize)..=(align as isize) {
+                let c = qrs_correlation(leads, r, lag, &template, pre, m_pre, m_post);
+                if c > best.0 {
+                    best = (c, lag);
+                }
+            }
+            set.r_aligned[k] = (r as isize + best.1) as usize;
+            corr.push(best.0);
+        }
+        let mut threshold = DOMINANT_CORR;
+        // A noisy but regular recording may never reach 0.9; keep the best-matching
+        // majority instead of throwing every beat away.
+        while threshold > 0.5 && corr.iter().filter(|&&c| c >= threshold).count() * 2 < corr.len() {
+            threshold -= 0.05;
+        }
+        for (d, &c) in set.dominant.iter_mut().zip(&corr) {
+            *d = c >= threshold;
+        }
+        let dom = set.dominant_r();
+        if dom.is_empty() {
+            break;
+        }
+        template = median_beat(leads, &dom, pre, post);
+    }
+    set
+}
+
+/// Removes baseline wander by linear interpolation between isoelectric knots (one per beat,
+/// in the PR segment). Unlike a high-pass filter this leaves the ST segment untouched.
+pub(crate) fn remove_baseline(lead: &[f32], knots: &[usize], half_width: usize) -> Vec<f32> {
+    let level = |c: usize| -> f32 {
+        let a = c.saturating_sub(half_width);
+        let b = (c + half_width + 1).min(lead.len());
+        if a >= b {
+            return 0.0;
+        }
+        lead[a..b].iter().sum::<f32>() / (b - a) as f32
+    };
+    let pts: Vec<(usize, f32)> = knots
+        .iter()
+        .filter(|&&k| k < lead.len())
+        .map(|&k| (k, level(k)))
+        .collect();
+    if pts.is_empty() {
+        return lead.to_vec();
+    }
+    let mut out = Vec::with_capacity(lead.len());
+    let mut seg = 0;
+    for (t, &x) in lead.iter().enumerate() {
+        while seg + 1 < pts.len() && pts[seg + 1].0 <= t {
+            seg += 1;
+        }
+        let base = if t <= pts[0].0 {
+            pts[0].1
+        } else if seg + 1 >= pts.len() {
+            pts[pts.len() - 1].1
+        } else {
+            let (t0, y0) = pts[seg];
+            let (t1, y1) = pts[seg + 1];
+            y0 + (y1 - y0) * (t - t0) as f32 / (t1 - t0).max(1) as f32
+        };
+        out.push(x - base);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synthetic_beat(t: f64) -> f32 {
+        // Gaussian QRS at t=0 and a T wave at 0.3 s.
+        (1.5 * (-(t / 0.012).powi(2)).exp() + 0.3 * (-((t - 0.3) / 0.05).powi(2)).exp()) as f32
+    }
+
+    #[test]
+    fn ectopic_beats_are_not_dominant_and_jitter_is_aligned() {
+        let fs = 500.0;
+        let n = 5000;
+        let rs: Vec<usize> = (1..9).map(|k| k * 500 + 100).collect();
+        let mut x = vec![0f32; n];
+        for (k, &r) in rs.iter().enumerate() {
+            for (t, v) in x.iter_mut().enumerate() {
+                let dt = (t as f64 - r as f64) / fs;
+                if k == 3 {
+                    // A wide inverted ectopic complex.
+                    *v -= (1.0 * (-(dt / 0.05).powi(2)).exp()) as f32;
+                } else {
+                    *v += synthetic_beat(dt);
+                }
+            }
+        }
+        let jittered: Vec<usize> = rs.iter().enumerate().map(|(k, &r)| r + (k % 3)).collect();
+        let set = sort_beats(&[&x], &jittered, fs);
+        assert_eq!(set.r_aligned.len(), 8);
+        assert!(!set.dominant[3]);
+        for k in [0usize, 1, 2, 4, 5, 6, 7] {
+            assert!(set.dominant[k]);
+            assert_eq!(set.r_aligned[k], rs[k], "beat {k}");
+        }
+    }
+
+    #[test]
+    fn baseline_between_knots_is_removed() {
+        let x: Vec<f32> = (0..1000).map(|t| 0.001 * t as f32).collect();
+        let y = remove_baseline(&x, &[100, 500, 900], 5);
+        assert!(y[300].abs() < 1e-4);
+        assert!(y[700].abs() < 1e-4);
+    }
+}

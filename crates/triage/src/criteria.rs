@@ -1,0 +1,278 @@
+//! The rules that turn measurements into a decision: the 4th Universal Definition of MI
+//! (formal STEMI criteria), the Smith-modified Sgarbossa rule for LBBB and paced rhythm,
+//! and the signs of acute coronary occlusion that the criteria miss.
+
+use std::collections::BTreeSet;
+
+use crate::analysis::Analysis;
+use crate::lead::{contiguous, LeadName, Territory};
+use crate::measurement::LeadMeasurement;
+use crate::mimic::Mimic;
+use crate::patient::{Patient, Sex};
+
+/// 4th-UDMI ST-elevation threshold at J for one lead, with a note when a default was taken.
+pub(crate) fn udmi_threshold_uv(lead: LeadName, patient: &Patient) -> (f32, Option<&'static str>) {
+    if lead.is_posterior_or_right() {
+        return (50.0, None);
+    }
+    if !matches!(lead, LeadName::V2 | LeadName::V3) {
+        return (100.0, None);
+    }
+    match (patient.sex, patient.age_years) {
+        (Some(Sex::Female), _) => (150.0, None),
+        (Some(Sex::Male), Some(age)) if age >= 40.0 => (200.0, None),
+        (Some(Sex::Male), Some(_)) => (250.0, None),
+        (Some(Sex::Male), None) => (200.0, Some("age unknown: V2-V3 threshold 2 mm (men >= 40), the lower of the men's")),
+        (None, _) => (150.0, Some("sex unknown: V2-V3 threshold 1.5 mm, the one that misses least")),
+    }
+}
+
+/// Outcome of the rules.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Verdict {
+    pub criteria_met: bool,
+    pub stemi: bool,
+    pub territories: BTreeSet<Territory>,
+    pub reasons: Vec<String>,
+}
+
+fn mm(uv: f32) -> f32 {
+    uv / 100.0
+}
+
+fn pairs_meeting(a: &Analysis, mut pass: impl FnMut(LeadName, &LeadMeasurement) -> bool) -> Vec<(LeadName, LeadName)> {
+    let ok: Vec<LeadName> = a
+        .leads
+        .iter()
+        .zip(&a.measurements)
+        .filter(|(&l, m)| pass(l, m))
+        .map(|(&l, _)| l)
+        .collect();
+    let mut pairs = Vec::new();
+    for (i, &x) in ok.iter().enumerate() {
+        for &y in &ok[i + 1..] {
+            if contiguous(x, y) {
+                pairs.push((x, y));
+            }
+        }
+    }
+    pairs
+}
+
+fn leads_of(pairs: &[(LeadName, LeadName)]) -> BTreeSet<LeadName> {
+    pairs.iter().flat_map(|&(x, y)| [x, y]).collect()
+}
+
+fn list(leads: &BTreeSet<LeadName>) -> String {
+    leads.iter().map(|l| l.label()).collect::<Vec<_>>().join(", ")
+}
+
+fn st(a: &Analysis, l: LeadName) -> f32 {
+    a.get(l).map_or(0.0, |m| m.st_j_uv)
+}
+
+pub(crate) fn judge(a: &Analysis, patient: &Patient, mimics: &[Mimic], early_repol: bool) -> Verdict {
+    let mut v = Verdict::default();
+    let mut notes = BTreeSet::new();
+    let udmi_pairs = pairs_meeting(a, |l, m| {
+        let (thr, note) = udmi_threshold_uv(l, patient);
+        if let Some(n) = note {
+            if matches!(l, LeadName::V2 | LeadName::V3) {
+                notes.insert(n);
+            }
+        }
+        m.st_j_uv >= thr
+    });
+    v.reasons.extend(notes.iter().map(|n| n.to_string()));
+    let udmi_leads = leads_of(&udmi_pairs);
+    v.criteria_met = !udmi_pairs.is_empty();
+    if v.criteria_met {
+        v.reasons.push(format!(
+            "ST elevation at J meets the 4th-UDMI thresholds in contiguous leads {}",
+            list(&udmi_leads)
+        ));
+    } else {
+        v.reasons.push("4th-UDMI ST-elevation thresholds not met in two contiguous leads".to_string());
+    }
+
+    let lbbb_or_paced = mimics.iter().any(|m| matches!(m, Mimic::LeftBundleBranchBlock | Mimic::Paced));
+    if lbbb_or_paced {
+        if v.criteria_met {
+            v.reasons.push("ST elevation is expected with LBBB / pacing: the UDMI criteria do not apply, Sgarbossa does".into());
+        }
+        sgarbossa(a, &mut v);
+        return v;
+    }
+
+    let lvh = mimics.contains(&Mimic::LeftVentricularHypertrophy);
+    if v.criteria_met {
+        let mut explained = Vec::new();
+        let mut confirmed = BTreeSet::new();
+        for &l in &udmi_leads {
+            let m = a.get(l).expect("lead from analysis");
+            let deep_s = m.s_uv > m.r_uv;
+            if lvh && deep_s && m.st_j60_uv.max(m.st_j_uv) < 0.25 * m.s_uv {
+                // Armstrong et al.: in LVH, ST elevation < 25% of the preceding S wave is
+                // secondary repolarisation.
+                explained.push(format!("{l}"));
+            } else {
+                confirmed.insert(l);
+            }
+        }
+        let confirmed_pairs: Vec<_> = udmi_pairs
+            .iter()
+            .filter(|(x, y)| confirmed.contains(x) && confirmed.contains(y))
+            .copied()
+            .collect();
+        if !explained.is_empty() {
+            v.reasons.push(format!(
+                "ST elevation in {} is < 25% of the S-wave depth: secondary to LVH",
+                explained.join(", ")
+            ));
+        }
+        if !confirmed_pairs.is_empty() {
+            let leads = leads_of(&confirmed_pairs);
+            let reciprocal = reciprocal_depression(a, &leads);
+            if early_repol && reciprocal.is_none() && !anterior_occlusion_formula(a, &mut v.reasons) {
+                v.reasons.push("ST elevation consistent with early repolarisation (no reciprocal depression)".into());
+            } else {
+                v.stemi = true;
+                v.territories.extend(leads.iter().filter_map(|l| l.territory()));
+                v.reasons.push(format!("suspected acute coronary occlusion: STEMI criteria in {}", list(&leads)));
+                if let Some(r) = reciprocal {
+                    v.reasons.push(r);
+                }
+            }
+        }
+    }
+    if !v.stemi && !lvh && !early_repol {
+        subtle_signs(a, mimics, &mut v);
+    }
+    v
+}
+
+/// Reciprocal ST depression (>= 0.5 mm in two leads) facing the elevated territory.
+fn reciprocal_depression(a: &Analysis, elevated: &BTreeSet<LeadName>) -> Option<String> {
+    use LeadName::*;
+    let inferior = elevated.iter().any(|l| l.territory() == Some(Territory::Inferior));
+    let ant_lat = elevated
+        .iter()
+        .any(|l| matches!(l.territory(), Some(Territory::Anterior | Territory::Lateral | Territory::Septal)));
+    let mut opposite: Vec<LeadName> = Vec::new();
+    if inferior {
+        opposite.extend([I, AVL]);
+    }
+    if ant_lat {
+        opposite.extend([II, III, AVF]);
+    }
+    let depressed: Vec<LeadName> = opposite.into_iter().filter(|&l| st(a, l) <= -50.0).collect();
+    (depressed.len() >= 2 || (depressed.len() == 1 && inferior && depressed[0] == AVL)).then(|| {
+        format!(
+            "reciprocal ST depression in {}",
+            depressed.iter().map(|l| l.label()).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// Smith-modified Sgarbossa (Smith et al. 2012): concordant ST elevation >= 1 mm in any lead,
+/// concordant ST depression >= 1 mm in V1-V3, or discordant ST elevation >= 1 mm that is
+/// >= 25% of the preceding S wave.
+fn sgarbossa(a: &Analysis, v: &mut Verdict) {
+    let mut hits = Vec::new();
+    let mut leads = BTreeSet::new();
+    for (&l, m) in a.leads.iter().zip(&a.measurements) {
+        let positive = m.qrs_positive();
+        if positive && m.st_j_uv >= 100.0 {
+            hits.push(format!("concordant ST elevation {:.1} mm in {l}", mm(m.st_j_uv)));
+            leads.insert(l);
+        } else if !positive
+            && matches!(l, LeadName::V1 | LeadName::V2 | LeadName::V3)
+            && m.st_j_uv <= -100.0
+        {
+            hits.push(format!("concordant ST depression {:.1} mm in {l}", mm(-m.st_j_uv)));
+            v.territories.insert(Territory::Posterior);
+        } else if !positive && m.st_j_uv >= 100.0 && m.st_j_uv >= 0.25 * m.s_uv {
+            hits.push(format!(
+                "discordant ST elevation {:.1} mm is {:.0}% of the S wave in {l}",
+                mm(m.st_j_uv),
+                100.0 * m.st_j_uv / m.s_uv.max(1.0)
+            ));
+            leads.insert(l);
+        }
+    }
+    if hits.is_empty() {
+        v.reasons.push("Smith-modified Sgarbossa criteria not met".into());
+    } else {
+        v.stemi = true;
+        v.territories.extend(leads.iter().filter_map(|l| l.territory()));
+        v.reasons.push(format!("Smith-modified Sgarbossa positive: {}", hits.join("; ")));
+    }
+}
+
+/// Driver/Smith 4-variable formula separating subtle LAD occlusion from early
+/// repolarisation: 0.052 QTc(Bazett) - 0.151 QRS-amplitude V2 - 0.268 R V4 + 1.062 STE60 V3
+/// (amplitudes in mm); > 18.2 favours occlusion. Returns true when it favours occlusion.
+fn anterior_occlusion_formula(a: &Analysis, reasons: &mut Vec<String>) -> bool {
+    let (Some(v2), Some(v3), Some(v4), Some(qt), Some(rr)) = (
+        a.get(LeadName::V2),
+        a.get(LeadName::V3),
+        a.get(LeadName::V4),
+        a.qt_ms(),
+        a.rr_s,
+    ) else {
+        return false;
+    };
+    let qtc = qt / rr.sqrt();
+    let score = 0.052 * qtc as f32 - 0.151 * mm(v2.qrs_pp_uv()) - 0.268 * mm(v4.r_uv) + 1.062 * mm(v3.st_j60_uv);
+    let occlusion = score > 18.2;
+    reasons.push(format!(
+        "4-variable LAD-occlusion formula {score:.1} ({} 18.2)",
+        if occlusion { ">" } else { "<=" }
+    ));
+    occlusion
+}
+
+/// Signs of occlusion below the UDMI thresholds (Smith, Meyers: "occlusion MI").
+fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
+    use LeadName::*;
+    let rbbb = mimics.contains(&Mimic::RightBundleBranchBlock);
+    // Inferior ST elevation with reciprocal depression in aVL.
+    let inferior: Vec<LeadName> = [II, III, AVF].into_iter().filter(|&l| st(a, l) >= 50.0).collect();
+    if inferior.len() >= 2 && st(a, AVL) <= -50.0 && (st(a, III) >= 50.0) {
+        v.stemi = true;
+        v.territories.insert(Territory::Inferior);
+        v.reasons.push(format!(
+            "suspected acute coronary occlusion: inferior ST elevation ({}) with reciprocal ST depression {:.1} mm in aVL",
+            inferior.iter().map(|l| l.label()).collect::<Vec<_>>().join(", "),
+            mm(-st(a, AVL))
+        ));
+    }
+    // Anterior / lateral ST elevation >= 1 mm with inferior reciprocal depression.
+    let antlat = pairs_meeting(a, |l, m| {
+        matches!(l, V1 | V2 | V3 | V4 | V5 | V6 | I | AVL) && m.st_j_uv >= 100.0
+    });
+    let inf_depressed = [II, III, AVF].into_iter().filter(|&l| st(a, l) <= -50.0).count();
+    if !antlat.is_empty() && inf_depressed >= 2 {
+        let leads = leads_of(&antlat);
+        v.stemi = true;
+        v.territories.extend(leads.iter().filter_map(|l| l.territory()));
+        v.reasons.push(format!(
+            "suspected acute coronary occlusion: ST elevation in {} with reciprocal inferior ST depression",
+            list(&leads)
+        ));
+    }
+    // Posterior: ST depression maximal in V1-V4, not explained by RBBB.
+    if !rbbb {
+        let post = pairs_meeting(a, |l, m| matches!(l, V1 | V2 | V3 | V4) && m.st_j_uv <= -100.0);
+        let max_ant = [V1, V2, V3, V4].into_iter().map(|l| -st(a, l)).fold(0.0, f32::max);
+        let max_lat = [V5, V6].into_iter().map(|l| -st(a, l)).fold(0.0, f32::max);
+        if !post.is_empty() && max_ant > max_lat {
+            v.stemi = true;
+            v.territories.insert(Territory::Posterior);
+            v.reasons.push(format!(
+                "suspected posterior occlusion: ST depression maximal in {} (reciprocal to posterior ST elevation)",
+                list(&leads_of(&post))
+            ));
+        }
+    }
+}

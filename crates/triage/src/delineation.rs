@@ -1,0 +1,186 @@
+//! Global fiducial points on the representative beats of all leads at once.
+//!
+//! A wave starts when any lead starts moving, so onsets and offsets are found on the
+//! spatial velocity (sum over leads of the absolute slope), which is what the global
+//! reference (earliest onset, latest offset across leads) measures, and which no single
+//! lead's noise or low amplitude can fool.
+
+use ndarray::Array2;
+
+use crate::beat::samples;
+
+/// Fraction of the QRS spatial-velocity peak (above the isoelectric floor) that marks the
+/// QRS onset and offset.
+const ONSET_FRACTION: f32 = 0.03;
+const OFFSET_FRACTION: f32 = 0.03;
+
+/// Fiducial points, as sample indices into the representative-beat matrix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Fiducials {
+    pub qrs_on: usize,
+    pub qrs_off: usize,
+    /// J point: the end of the QRS, where ST measurement starts.
+    pub j: usize,
+    pub t_end: Option<usize>,
+    /// The flattest stretch of the PR segment, used as the isoelectric reference.
+    pub pr: (usize, usize),
+}
+
+/// Sum over leads of |x[t+k] - x[t-k]|, a slope robust to single-sample noise.
+pub(crate) fn spatial_velocity(beats: &Array2<f32>, k: usize) -> Vec<f32> {
+    let len = beats.ncols();
+    let mut sv = vec![0f32; len];
+    for lead in beats.rows() {
+        for t in k..len.saturating_sub(k) {
+            sv[t] += (lead[t + k] - lead[t - k]).abs();
+        }
+    }
+    for t in 0..k.min(len) {
+        sv[t] = sv[k.min(len - 1)];
+    }
+    for t in len.saturating_sub(k)..len {
+        sv[t] = sv[len.saturating_sub(k + 1)];
+    }
+    sv
+}
+
+fn window_mean(v: &[f32], a: usize, b: usize) -> f32 {
+    if b <= a {
+        return v.get(a).copied().unwrap_or(0.0);
+    }
+    v[a..b].iter().sum::<f32>() / (b - a) as f32
+}
+
+/// Delineates the representative beats whose R peak sits at index `origin`.
+/// `rr_s` bounds the search for the T wave's end.
+pub(crate) fn delineate(beats: &Array2<f32>, origin: usize, fs_hz: f64, rr_s: f64) -> Fiducials {
+    let len = beats.ncols();
+    let k = samples(fs_hz, 0.004);
+    let sv = spatial_velocity(beats, k);
+
+    // QRS peak slope near the aligned R.
+    let a = origin.saturating_sub(samples(fs_hz, 0.08));
+    let b = (origin + samples(fs_hz, 0.08)).min(len - 1);
+    let pk = (a..=b).max_by(|&x, &y| sv[x].total_cmp(&sv[y])).unwrap_or(origin);
+
+    // Isoelectric floor: the quietest 20 ms before the QRS (the PR segment, or the
+    // TP segment when the P wave is absent).
+    let w = samples(fs_hz, 0.02);
+    let search_from = pk.saturating_sub(samples(fs_hz, 0.25));
+    let search_to = pk.saturating_sub(samples(fs_hz, 0.03));
+    let mut pr = (search_from, search_from + w);
+    let mut floor = f32::MAX;
+    let mut s = search_from;
+    while s + w <= search_to {
+        let m = window_mean(&sv, s, s + w);
+        // Prefer the stretch closest to the QRS among the near-quietest: the PR segment.
+        if m <= floor * 1.05 {
+            if m < floor {
+                floor = m;
+            }
+            pr = (s, s + w);
+        }
+        s += 1;
+    }
+    if floor == f32::MAX {
+        floor = 0.0;
+    }
+    // The floor of the post-QRS quiet part (ST) is not used: ST may slope in ischaemia.
+    let span = (sv[pk] - floor).max(1e-6);
+    let on_thr = floor + ONSET_FRACTION * span;
+    let off_thr = floor + OFFSET_FRACTION * span;
+
+    let mut qrs_on = pk;
+    while qrs_on > pr.1 && sv[qrs_on] > on_thr {
+        qrs_on -= 1;
+    }
+    // The offset must be stable: a fragmented QRS can dip briefly below the threshold.
+    let hold = samples(fs_hz, 0.012);
+    let max_off = (pk + samples(fs_hz, 0.2)).min(len - hold - 1);
+    let mut qrs_off = pk;
+    while qrs_off < max_off && (qrs_off..qrs_off + hold).any(|t| sv[t] > off_thr) {
+        qrs_off += 1;
+    }
+    let pr = (pr.0.min(qrs_on), pr.1.min(qrs_on));
+    let j = qrs_off;
+    let t_end = t_wave_end(beats, pr, j, origin, fs_hz, rr_s);
+    Fiducials {
+        qrs_on,
+        qrs_off,
+        j,
+        t_end,
+        pr,
+    }
+}
+
+/// T end by the tangent method on the root-mean-square curve of the baseline-corrected
+/// leads: the steepest descent after the T peak, extended down to the isoelectric level.
+fn t_wave_end(beats: &Array2<f32>, pr: (usize, usize), j: usize, origin: usize, fs_hz: f64, rr_s: f64) -> Option<usize> {
+    let len = beats.ncols();
+    let rms: Vec<f32> = (0..len)
+        .map(|t| {
+            let mut s = 0.0f32;
+            for lead in beats.rows() {
+                let base = window_mean(lead.as_slice()?, pr.0, pr.1);
+                s += (lead[t] - base).powi(2);
+            }
+            Some((s / beats.nrows() as f32).sqrt())
+        })
+        .collect::<Option<Vec<f32>>>()?;
+    let start = j + samples(fs_hz, 0.06);
+    let limit = origin + samples(fs_hz, (0.8 * rr_s).clamp(0.3, 0.6));
+    let end = limit.min(len - 2);
+    if start + 4 >= end {
+        return None;
+    }
+    let t_peak = (start..end).max_by(|&a, &b| rms[a].total_cmp(&rms[b]))?;
+    let d = samples(fs_hz, 0.004);
+    let mut steepest = (0.0f32, t_peak);
+    for t in t_peak + d..end.saturating_sub(d) {
+        let slope = (rms[t + d] - rms[t - d]) / (2 * d) as f32;
+        if slope < steepest.0 {
+            steepest = (slope, t);
+        }
+    }
+    if steepest.0 >= 0.0 {
+        return None;
+    }
+    let level = window_mean(&rms, pr.0, pr.1);
+    let (slope, ts) = steepest;
+    let dt = (rms[ts] - level) / -slope;
+    let te = ts as f32 + dt.max(0.0);
+    Some((te.round() as usize).min(len - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A triangular QRS from 0.25 s to 0.35 s (R at 0.3 s) on two leads, T wave after.
+    fn template(fs: f64) -> (Array2<f32>, usize) {
+        let len = samples(fs, 0.95);
+        let mut m = Array2::<f32>::zeros((2, len));
+        for t in 0..len {
+            let s = t as f64 / fs;
+            let qrs = if (0.25..0.35).contains(&s) { 1.0 - ((s - 0.3).abs() / 0.05) } else { 0.0 };
+            let tw = 0.3 * (-((s - 0.6) / 0.05).powi(2)).exp();
+            m[[0, t]] = (qrs + tw) as f32;
+            m[[1, t]] = (-0.5 * qrs + tw) as f32;
+        }
+        (m, samples(fs, 0.3))
+    }
+
+    #[test]
+    fn finds_qrs_edges_and_t_end_on_a_known_beat() {
+        let fs = 500.0;
+        let (m, origin) = template(fs);
+        let f = delineate(&m, origin, fs, 1.0);
+        let on_ms = f.qrs_on as f64 / fs * 1000.0;
+        let off_ms = f.qrs_off as f64 / fs * 1000.0;
+        assert!((on_ms - 250.0).abs() <= 6.0, "onset {on_ms}");
+        assert!((off_ms - 350.0).abs() <= 6.0, "offset {off_ms}");
+        let te_ms = f.t_end.expect("t end") as f64 / fs * 1000.0;
+        assert!((te_ms - 690.0).abs() < 40.0, "t end {te_ms}");
+        assert!(f.pr.1 <= f.qrs_on);
+    }
+}

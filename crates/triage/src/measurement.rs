@@ -1,0 +1,142 @@
+//! Per-lead amplitudes on the representative beat, relative to the PR isoelectric level.
+
+use ndarray::ArrayView1;
+use serde::Serialize;
+
+use crate::beat::samples;
+use crate::delineation::Fiducials;
+
+/// Amplitudes of one lead's representative beat, in microvolts, relative to the PR segment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LeadMeasurement {
+    /// ST deviation at the J point (positive = elevation).
+    pub st_j_uv: f32,
+    /// ST deviation 60 ms after the J point.
+    pub st_j60_uv: f32,
+    /// Largest positive QRS deflection (R wave), >= 0.
+    pub r_uv: f32,
+    /// Depth of the largest negative QRS deflection (Q or S), >= 0.
+    pub s_uv: f32,
+    /// Depth of the initial negative deflection (Q wave), 0 when the QRS starts upward.
+    pub q_uv: f32,
+    /// Duration of that initial negative deflection.
+    pub q_ms: f32,
+    /// Mean amplitude of the last 40 ms of the QRS: the sign of terminal forces.
+    pub terminal_uv: f32,
+    /// T-wave amplitude (signed, largest deviation between J+80 ms and T end).
+    pub t_uv: f32,
+}
+
+impl LeadMeasurement {
+    /// Peak-to-peak QRS amplitude.
+    pub fn qrs_pp_uv(&self) -> f32 {
+        self.r_uv + self.s_uv
+    }
+
+    /// Whether the QRS is predominantly positive (for Sgarbossa concordance).
+    pub fn qrs_positive(&self) -> bool {
+        self.r_uv >= self.s_uv
+    }
+}
+
+fn mean(x: ArrayView1<f32>, a: usize, b: usize) -> f32 {
+    let b = b.min(x.len());
+    if b <= a {
+        return x[a.min(x.len() - 1)];
+    }
+    x.slice(ndarray::s![a..b]).sum() / (b - a) as f32
+}
+
+/// Measures one baseline-corrected lead (isoelectric level already at zero is not assumed:
+/// the PR level is subtracted here).
+pub(crate) fn measure_lead(x: ArrayView1<f32>, f: &Fiducials, fs_hz: f64) -> LeadMeasurement {
+    let len = x.len();
+    let base = mean(x, f.pr.0, f.pr.1);
+    let half = samples(fs_hz, 0.004);
+    let at = |t: usize| -> f32 {
+        let t = t.min(len - 1);
+        (mean(x, t.saturating_sub(half), t + half + 1) - base) * 1000.0
+    };
+    let st_j_uv = at(f.j);
+    let st_j60_uv = at(f.j + samples(fs_hz, 0.06));
+    let on = f.qrs_on;
+    let off = f.qrs_off.max(on + 1).min(len - 1);
+    let mut r_uv = 0f32;
+    let mut s_uv = 0f32;
+    for t in on..=off {
+        let v = (x[t] - base) * 1000.0;
+        r_uv = r_uv.max(v);
+        s_uv = s_uv.max(-v);
+    }
+    // Initial negative deflection: from the onset, until the signal crosses back above zero.
+    // A deflection smaller than 50 uV is noise, not a Q wave.
+    let mut q_uv = 0f32;
+    let mut q_end = on;
+    let mut t = on;
+    while t <= off {
+        let v = (x[t] - base) * 1000.0;
+        if v > 50.0 {
+            break;
+        }
+        q_uv = q_uv.max(-v);
+        if v < 0.0 {
+            q_end = t;
+        }
+        t += 1;
+    }
+    let (q_uv, q_ms) = if q_uv >= 50.0 {
+        (q_uv, ((q_end - on) as f64 / fs_hz * 1000.0) as f32)
+    } else {
+        (0.0, 0.0)
+    };
+    let term = samples(fs_hz, 0.04);
+    let terminal_uv = (mean(x, off.saturating_sub(term), off) - base) * 1000.0;
+    let t_from = (f.j + samples(fs_hz, 0.08)).min(len - 1);
+    let t_to = f
+        .t_end
+        .unwrap_or(f.j + samples(fs_hz, 0.35))
+        .clamp(t_from + 1, len);
+    let mut t_uv = 0f32;
+    for t in t_from..t_to {
+        let v = (x[t] - base) * 1000.0;
+        if v.abs() > t_uv.abs() {
+            t_uv = v;
+        }
+    }
+    LeadMeasurement {
+        st_j_uv,
+        st_j60_uv,
+        r_uv,
+        s_uv,
+        q_uv,
+        q_ms,
+        terminal_uv,
+        t_uv,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array1;
+
+    #[test]
+    fn st_deviation_is_relative_to_pr_level() {
+        let fs = 500.0;
+        // Baseline 0.2 mV, QRS 100..150 going to 1.2 mV, ST at 0.35 mV (150 uV elevation).
+        let x: Array1<f32> = (0..400)
+            .map(|t| match t {
+                0..=99 => 0.2,
+                100..=124 => 0.2 + (t - 100) as f32 * 0.04,
+                125..=149 => 1.2 - (t - 125) as f32 * 0.034,
+                _ => 0.35,
+            })
+            .collect();
+        let f = Fiducials { qrs_on: 100, qrs_off: 150, j: 150, t_end: Some(300), pr: (80, 95) };
+        let m = measure_lead(x.view(), &f, fs);
+        assert!((m.st_j_uv - 150.0).abs() < 20.0, "{}", m.st_j_uv);
+        assert!((m.st_j60_uv - 150.0).abs() < 1.0);
+        assert!((m.r_uv - 1000.0).abs() < 1.0);
+        assert_eq!(m.q_uv, 0.0);
+    }
+}

@@ -1,0 +1,211 @@
+//! Reproducible evaluation on the real records in `/work/shared/data` (or `$ECG_DATA`):
+//!
+//! ```text
+//! cargo test -p ecg-triage --release --test evaluation -- --ignored --nocapture
+//! ```
+//!
+//! - `delineation_vs_ludb`: global QRS onset/offset of the representative-beat delineation
+//!   (R peaks from the signal core's detector) against LUDB's per-lead expert annotations
+//!   (global reference: earliest onset, latest offset across the 12 leads).
+//! - `triage_vs_labels`: Se / Sp of `stemi` against `labels/stemi_dev.csv`, false alarms by
+//!   category.
+//! Both assert nothing about the figures (they are measured, not fitted); they fail only if a
+//! record cannot be read or interpreted.
+
+use std::path::{Path, PathBuf};
+
+use ecg_triage::{interpret_detecting, Interpretation, LeadSignal, Patient, Sex};
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("ECG_DATA").map_or_else(|| PathBuf::from("/work/shared/data"), PathBuf::from)
+}
+
+struct Loaded {
+    fs_hz: f64,
+    labels: Vec<String>,
+    signals: Vec<Vec<f32>>,
+    patient: Patient,
+}
+
+fn load(path: &Path) -> Loaded {
+    let rec = ecg_wfdb::Record::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let labels: Vec<String> = rec.lead_names().iter().map(|s| s.to_string()).collect();
+    let signals = (0..rec.n_signals())
+        .map(|i| rec.millivolts(i).unwrap_or_else(|_| vec![f32::NAN; rec.n_samples()]))
+        .collect();
+    let h = rec.header();
+    let patient = Patient {
+        sex: h.sex().map(|s| match s {
+            ecg_wfdb::Sex::Male => Sex::Male,
+            ecg_wfdb::Sex::Female => Sex::Female,
+        }),
+        age_years: h.age_years().map(f64::from),
+    };
+    Loaded { fs_hz: rec.fs_hz(), labels, signals, patient }
+}
+
+fn run(l: &Loaded) -> Interpretation {
+    let leads: Vec<LeadSignal<'_>> = l
+        .labels
+        .iter()
+        .zip(&l.signals)
+        .map(|(label, s)| LeadSignal { label, samples_mv: s })
+        .collect();
+    interpret_detecting(l.fs_hz, &leads, l.patient).expect("interpretation")
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, var.sqrt())
+}
+
+/// Global reference QRS complexes of one LUDB record: (onset, peak, offset) per beat.
+fn ludb_reference(path: &Path) -> Vec<(u64, u64, u64)> {
+    let leads = ["i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"];
+    let mut per_lead: Vec<Vec<(u64, u64, u64)>> = Vec::new();
+    for l in leads {
+        let ann = ecg_wfdb::read_annotations(path, l).expect("LUDB annotation");
+        let mut q = Vec::new();
+        for w in ann.windows(3) {
+            if w[0].symbol() == "(" && w[1].symbol() == "N" && w[2].symbol() == ")" {
+                q.push((w[0].sample, w[1].sample, w[2].sample));
+            }
+        }
+        per_lead.push(q);
+    }
+    let anchor = per_lead.iter().max_by_key(|q| q.len()).cloned().unwrap_or_default();
+    anchor
+        .iter()
+        .map(|&(_, p, _)| {
+            let mut on = u64::MAX;
+            let mut off = 0;
+            for q in &per_lead {
+                for &(a, b, c) in q {
+                    if b.abs_diff(p) <= 60 {
+                        on = on.min(a);
+                        off = off.max(c);
+                    }
+                }
+            }
+            (on, p, off)
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "reads the real records; run with --ignored"]
+fn delineation_vs_ludb() {
+    let dir = data_dir().join("ludb");
+    let mut ids: Vec<u32> = std::fs::read_dir(&dir)
+        .expect("ludb folder")
+        .filter_map(|e| {
+            let n = e.ok()?.file_name().into_string().ok()?;
+            n.strip_suffix(".hea")?.parse().ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    let (mut on_err, mut off_err) = (Vec::new(), Vec::new());
+    let (mut rec_on, mut rec_off) = (Vec::new(), Vec::new());
+    let mut unmatched = 0usize;
+    println!("record  beats  onset_ms(mean)  offset_ms(mean)");
+    for id in ids {
+        let path = dir.join(id.to_string());
+        let l = load(&path);
+        let fs = l.fs_hz;
+        let interp = run(&l);
+        let reference = ludb_reference(&path);
+        let (mut ron, mut roff) = (Vec::new(), Vec::new());
+        for &(on, p, off) in &reference {
+            let Some(b) = interp.beats.iter().find(|b| (b.r as u64).abs_diff(p) <= (0.1 * fs) as u64) else {
+                unmatched += 1;
+                continue;
+            };
+            ron.push((b.qrs_on as f64 - on as f64) / fs * 1000.0);
+            roff.push((b.qrs_off as f64 - off as f64) / fs * 1000.0);
+        }
+        if ron.is_empty() {
+            continue;
+        }
+        let (mon, _) = mean_sd(&ron);
+        let (moff, _) = mean_sd(&roff);
+        println!("{id:>6}  {:>5}  {mon:>14.1}  {moff:>15.1}", ron.len());
+        rec_on.push(mon);
+        rec_off.push(moff);
+        on_err.extend(ron);
+        off_err.extend(roff);
+    }
+    let (m1, s1) = mean_sd(&on_err);
+    let (m2, s2) = mean_sd(&off_err);
+    let (m3, s3) = mean_sd(&rec_on);
+    let (m4, s4) = mean_sd(&rec_off);
+    println!("\nGlobal QRS delineation vs LUDB (detector R peaks), errors in ms (ours - reference):");
+    println!("                 n      onset mean +- SD     offset mean +- SD");
+    println!("per beat   {:>6}      {m1:>6.1} +- {s1:>5.1}      {m2:>6.1} +- {s2:>5.1}", on_err.len());
+    println!("per record {:>6}      {m3:>6.1} +- {s3:>5.1}      {m4:>6.1} +- {s4:>5.1}", rec_on.len());
+    println!("reference beats without a detected beat: {unmatched}");
+    println!("targets: |mean| <= 5 ms, SD <= 10 ms (onset), <= 11.6 ms (offset)");
+}
+
+#[test]
+#[ignore = "reads the real records; run with --ignored"]
+fn triage_vs_labels() {
+    let data = data_dir();
+    let csv = std::fs::read_to_string(data.join("labels/stemi_dev.csv")).expect("labels");
+    let (mut tp, mut fn_, mut tn) = (0, 0, 0);
+    let mut fp: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let mut repeat = 0;
+    println!("record                                     label  stemi  criteria  quality  mimics / reasons");
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 4 {
+            continue;
+        }
+        let (rec, label, cat) = (f[1], f[2], f[3]);
+        let l = load(&data.join(rec));
+        let i = run(&l);
+        if !i.quality.ok {
+            repeat += 1;
+        }
+        let mimics: Vec<String> = i.mimics.iter().map(|m| m.to_string()).collect();
+        let show = label == "1" || i.stemi;
+        if show {
+            println!(
+                "{rec:<42} {label:>5}  {:>5}  {:>8}  {:>7}  [{}] {}",
+                i.stemi,
+                i.stemi_criteria_met,
+                i.quality.ok,
+                mimics.join(", "),
+                i.reasons.join(" | ")
+            );
+        }
+        match label {
+            "1" => {
+                if i.stemi {
+                    tp += 1
+                } else {
+                    fn_ += 1
+                }
+            }
+            "0" => {
+                let e = fp.entry(cat.to_string()).or_default();
+                e.1 += 1;
+                if i.stemi {
+                    e.0 += 1;
+                } else {
+                    tn += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let n_fp: usize = fp.values().map(|v| v.0).sum();
+    println!("\nSe {}/{} = {:.1}%", tp, tp + fn_, 100.0 * tp as f64 / (tp + fn_).max(1) as f64);
+    println!("Sp {}/{} = {:.1}%", tn, tn + n_fp, 100.0 * tn as f64 / (tn + n_fp).max(1) as f64);
+    println!("answered 'repeat the ECG' (quality gate): {repeat}");
+    println!("false alarms by category:");
+    for (cat, (n_fp, n)) in &fp {
+        println!("  {cat:<12} {n_fp:>3} / {n:>3}");
+    }
+}
