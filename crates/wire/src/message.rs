@@ -87,6 +87,16 @@ fn check_text_list(field: &'static str, items: &[String]) -> Result<(), MessageE
     Ok(())
 }
 
+fn check_territories(territories: &[Territory]) -> Result<(), MessageError> {
+    let mut sorted = territories.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != territories.len() {
+        return Err(invalid("territories", "a territory is listed twice"));
+    }
+    Ok(())
+}
+
 fn check_text(field: &'static str, text: &str) -> Result<(), MessageError> {
     if text.is_empty() || text.chars().count() > MAX_TEXT_LEN {
         return Err(invalid(
@@ -314,6 +324,7 @@ impl Message for VisitResult {
 
     fn validate(&self) -> Result<(), MessageError> {
         check_text_list("reasons", &self.reasons)?;
+        check_territories(&self.territories)?;
         if self.alert_id.is_some() && self.status != ResultStatus::StemiSuspected {
             return Err(invalid(
                 "alert_id",
@@ -373,6 +384,7 @@ impl Message for Alert {
 
     fn validate(&self) -> Result<(), MessageError> {
         check_text_list("reasons", &self.reasons)?;
+        check_territories(&self.territories)?;
         if self.territories.is_empty() {
             return Err(invalid(
                 "territories",
