@@ -108,13 +108,14 @@ impl Dipole {
                     continue;
                 }
                 let g = p.qrs_gain * (-0.5 * (dt / sigma) * (dt / sigma)).exp();
-                for a in 0..3 {
-                    s[a] += g * w.v_uv[a];
-                }
+                axpy(s, g, w.v_uv);
             }
         }
         let above = |s: &[f32; 3], thr: f32| s[0] * s[0] + s[1] * s[1] + s[2] * s[2] >= thr * thr;
-        let first = scratch.iter().position(|s| above(s, QRS_EDGE_UV)).unwrap_or(0);
+        let first = scratch
+            .iter()
+            .position(|s| above(s, QRS_EDGE_UV))
+            .unwrap_or(0);
         let last = scratch
             .iter()
             .rposition(|s| above(s, QRS_EDGE_UV))
@@ -152,13 +153,12 @@ impl Dipole {
             } else if t <= plateau_end {
                 1.0
             } else if t < st_end {
-                0.5 + 0.5 * (std::f32::consts::PI * (t - plateau_end) / (st_end - plateau_end)).cos()
+                0.5 + 0.5
+                    * (std::f32::consts::PI * (t - plateau_end) / (st_end - plateau_end)).cos()
             } else {
                 0.0
             };
-            for a in 0..3 {
-                s[a] = h * st[a];
-            }
+            *s = scale(st, h);
             for w in &ts {
                 let c = t_center(w.center_s);
                 let dt = t - c;
@@ -167,9 +167,7 @@ impl Dipole {
                     continue;
                 }
                 let g = (-0.5 * (dt / sigma) * (dt / sigma)).exp();
-                for a in 0..3 {
-                    s[a] += g * w.v_uv[a];
-                }
+                axpy(s, g, w.v_uv);
             }
         }
         // T end: where the repolarisation loop shrinks to a few percent of
@@ -214,8 +212,8 @@ impl Dipole {
             if n < 0 || n >= self.len() {
                 continue;
             }
-            for a in 0..3 {
-                self.axes[a][n as usize] += s[a];
+            for (axis, x) in self.axes.iter_mut().zip(s) {
+                axis[n as usize] += x;
             }
         }
     }
@@ -228,6 +226,12 @@ impl Dipole {
             *o = row[0] * d[0] + row[1] * d[1] + row[2] * d[2];
         }
         leads::derive12(ind)
+    }
+}
+
+fn axpy(acc: &mut [f32; 3], g: f32, v: [f32; 3]) {
+    for (a, x) in acc.iter_mut().zip(v) {
+        *a += g * x;
     }
 }
 

@@ -76,17 +76,25 @@ pub(crate) const DOWER: [[f32; 3]; 8] = [
 pub(crate) fn lead_vector(lead: Lead) -> [f32; 3] {
     let i = DOWER[0];
     let ii = DOWER[1];
-    let comb = |a: f32, b: f32| [a * i[0] + b * ii[0], a * i[1] + b * ii[1], a * i[2] + b * ii[2]];
     match lead {
         Lead::I => i,
         Lead::II => ii,
-        Lead::III => comb(-1.0, 1.0),
-        Lead::AVR => comb(-0.5, -0.5),
-        Lead::AVL => comb(1.0, -0.5),
-        Lead::AVF => comb(-0.5, 1.0),
+        Lead::III | Lead::AVR | Lead::AVL | Lead::AVF => {
+            let (a, b) = DERIVED_LIMB_WEIGHTS[lead.index() - 2];
+            [
+                a * i[0] + b * ii[0],
+                a * i[1] + b * ii[1],
+                a * i[2] + b * ii[2],
+            ]
+        }
         v => DOWER[v.index() - 4],
     }
 }
+
+/// Weights of (I, II) giving III, aVR, aVL, aVF: Einthoven's and
+/// Goldberger's equations, the one place they are written down.
+pub(crate) const DERIVED_LIMB_WEIGHTS: [(f32, f32); 4] =
+    [(-1.0, 1.0), (-0.5, -0.5), (1.0, -0.5), (-0.5, 1.0)];
 
 pub(crate) fn project(lead: Lead, v: [f32; 3]) -> f32 {
     let l = lead_vector(lead);
@@ -98,19 +106,9 @@ pub(crate) fn project(lead: Lead, v: [f32; 3]) -> f32 {
 #[inline]
 pub(crate) fn derive12(ind: [f32; 8]) -> [f32; 12] {
     let (i, ii) = (ind[0], ind[1]);
+    let d = DERIVED_LIMB_WEIGHTS.map(|(a, b)| a * i + b * ii);
     [
-        i,
-        ii,
-        ii - i,
-        -0.5 * (i + ii),
-        i - 0.5 * ii,
-        ii - 0.5 * i,
-        ind[2],
-        ind[3],
-        ind[4],
-        ind[5],
-        ind[6],
-        ind[7],
+        i, ii, d[0], d[1], d[2], d[3], ind[2], ind[3], ind[4], ind[5], ind[6], ind[7],
     ]
 }
 
@@ -165,8 +163,7 @@ pub(crate) fn most_lenient_threshold_uv(lead: Lead) -> f32 {
 /// Whether ST elevations at J (indexed like [`Lead::ALL`]) meet the 4th-UDMI
 /// thresholds in at least two contiguous leads.
 pub fn st_elevation_criteria_met(st_j_uv: &[f32; 12], sex: Sex, age_years: u8) -> bool {
-    let meets =
-        |l: Lead| st_j_uv[l.index()] >= st_elevation_threshold_uv(l, sex, age_years);
+    let meets = |l: Lead| st_j_uv[l.index()] >= st_elevation_threshold_uv(l, sex, age_years);
     CONTIGUOUS_PAIRS.iter().any(|&(a, b)| meets(a) && meets(b))
 }
 
@@ -176,7 +173,11 @@ mod tests {
 
     #[test]
     fn derived_lead_vectors_obey_einthoven() {
-        let (i, ii, iii) = (lead_vector(Lead::I), lead_vector(Lead::II), lead_vector(Lead::III));
+        let (i, ii, iii) = (
+            lead_vector(Lead::I),
+            lead_vector(Lead::II),
+            lead_vector(Lead::III),
+        );
         for a in 0..3 {
             assert!((iii[a] - (ii[a] - i[a])).abs() < 1e-6);
             let avr = lead_vector(Lead::AVR)[a];

@@ -196,17 +196,24 @@ impl NoiseSpec {
     /// A plausible clinic recording: wander usually, sometimes tremor or
     /// mains, rarely a loose electrode, a lead off or saturation.
     pub fn random<R: Rng + ?Sized>(rng: &mut R) -> Self {
-        let mut pick = |p: f64, lo: f32, hi: f32| rng.random_bool(p).then(|| rng.random_range(lo..hi));
+        let mut pick =
+            |p: f64, lo: f32, hi: f32| rng.random_bool(p).then(|| rng.random_range(lo..hi));
         let baseline_wander_uv = pick(0.7, 50.0, 400.0);
         let muscle_uv = pick(0.35, 5.0, 40.0);
         let mains_uv = pick(0.2, 5.0, 60.0);
         let electrode_motion_uv = pick(0.08, 200.0, 2000.0);
         let lead_off = rng.random_bool(0.02).then(|| LeadOff {
             lead: Lead::ALL[rng.random_range(0..12)],
-            level: if rng.random_bool(0.5) { LeadOffLevel::Zero } else { LeadOffLevel::Rail },
+            level: if rng.random_bool(0.5) {
+                LeadOffLevel::Zero
+            } else {
+                LeadOffLevel::Rail
+            },
             from_s: rng.random_range(0.0..5.0),
         });
-        let clipping_uv = rng.random_bool(0.02).then(|| rng.random_range(1500.0..5000.0));
+        let clipping_uv = rng
+            .random_bool(0.02)
+            .then(|| rng.random_range(1500.0..5000.0));
         Self {
             baseline_wander_uv,
             muscle_uv,
@@ -256,7 +263,11 @@ impl VisitSpec {
     /// probability `stemi_fraction` (clamped to 0..=1; NaN counts as 0),
     /// otherwise mostly normal with the usual mimics. 500 Hz, 10 s.
     pub fn random<R: Rng + ?Sized>(rng: &mut R, stemi_fraction: f64) -> Self {
-        let f = if stemi_fraction.is_nan() { 0.0 } else { stemi_fraction.clamp(0.0, 1.0) };
+        let f = if stemi_fraction.is_nan() {
+            0.0
+        } else {
+            stemi_fraction.clamp(0.0, 1.0)
+        };
         let condition = if rng.random_bool(f) {
             let u: f32 = rng.random();
             Condition::Stemi(match u {
@@ -281,15 +292,27 @@ impl VisitSpec {
         // hearts are old ones.
         let (sex, age_years) = match condition {
             Condition::EarlyRepolarisation => (
-                if rng.random_bool(0.8) { Sex::Male } else { Sex::Female },
+                if rng.random_bool(0.8) {
+                    Sex::Male
+                } else {
+                    Sex::Female
+                },
                 rng.random_range(18..40),
             ),
             Condition::Paced | Condition::Lbbb => (
-                if rng.random_bool(0.5) { Sex::Male } else { Sex::Female },
+                if rng.random_bool(0.5) {
+                    Sex::Male
+                } else {
+                    Sex::Female
+                },
                 rng.random_range(65..92),
             ),
             _ => (
-                if rng.random_bool(0.55) { Sex::Male } else { Sex::Female },
+                if rng.random_bool(0.55) {
+                    Sex::Male
+                } else {
+                    Sex::Female
+                },
                 rng.random_range(30..88),
             ),
         };
@@ -333,7 +356,11 @@ impl VisitSpec {
         ] {
             if let Some(uv) = value {
                 if !(uv.is_finite() && (0.0..=max_uv).contains(&uv)) {
-                    return Err(SynthError::NoiseAmplitude { noise: name, uv, max_uv });
+                    return Err(SynthError::NoiseAmplitude {
+                        noise: name,
+                        uv,
+                        max_uv,
+                    });
                 }
             }
         }
@@ -549,7 +576,13 @@ pub fn generate(spec: &VisitSpec, seed: u64) -> Result<SyntheticVisit, SynthErro
             }
         }
     }
-    let st_j_uv = st_sum.map(|s| if st_count > 0 { s / st_count as f32 } else { 0.0 });
+    let st_j_uv = st_sum.map(|s| {
+        if st_count > 0 {
+            s / st_count as f32
+        } else {
+            0.0
+        }
+    });
     let heart_rate_bpm = match (r_peaks.first(), r_peaks.last()) {
         (Some(&a), Some(&b)) if r_peaks.len() >= 2 && b > a => {
             60.0 * fs * (r_peaks.len() - 1) as f32 / (b - a) as f32
@@ -592,20 +625,33 @@ pub fn generate(spec: &VisitSpec, seed: u64) -> Result<SyntheticVisit, SynthErro
     let limit_lsb = spec
         .noise
         .clipping_uv
-        .map_or(f32::from(i16::MAX), |c| (c / UV_PER_LSB).round());
-    let mut samples: Vec<Vec<i16>> = (0..12).map(|_| Vec::with_capacity(n)).collect();
-    for k in 0..n {
-        let l = leads::derive12(std::array::from_fn(|i| ind[i][k]));
-        for (out, v) in samples.iter_mut().zip(l) {
-            let q = (v / UV_PER_LSB).round().clamp(-limit_lsb, limit_lsb);
-            out.push(q as i16);
-        }
+        .map_or(i32::from(i16::MAX), |c| (c / UV_PER_LSB).round() as i32);
+    let quantise = |v: f32| -> i16 {
+        let x = v / UV_PER_LSB;
+        // Round half away from zero; the float-to-int cast saturates.
+        let r = (x + 0.5f32.copysign(x)) as i32;
+        r.clamp(-limit_lsb, limit_lsb) as i16
+    };
+    let [i, ii, chest @ ..] = &ind;
+    let mut samples: Vec<Vec<i16>> = Vec::with_capacity(12);
+    samples.push(i.iter().map(|&a| quantise(a)).collect());
+    samples.push(ii.iter().map(|&b| quantise(b)).collect());
+    for (wi, wii) in leads::DERIVED_LIMB_WEIGHTS {
+        samples.push(
+            i.iter()
+                .zip(ii)
+                .map(|(&a, &b)| quantise(wi * a + wii * b))
+                .collect(),
+        );
+    }
+    for v in chest {
+        samples.push(v.iter().map(|&x| quantise(x)).collect());
     }
     if let Some(off) = spec.noise.lead_off {
         let from = ((off.from_s * fs).round() as usize).min(n);
         let value = match off.level {
             LeadOffLevel::Zero => 0,
-            LeadOffLevel::Rail => limit_lsb as i16,
+            LeadOffLevel::Rail => limit_lsb as i16, // within i16 by validation
         };
         samples[off.lead.index()][from..].fill(value);
     }

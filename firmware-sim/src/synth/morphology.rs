@@ -130,17 +130,42 @@ pub(crate) fn stemi_design(loc: StemiLocation) -> ([f32; 3], &'static [Lead]) {
 /// ventricular R, terminal basal S.
 fn normal_qrs(w: f32) -> Vec<Wave> {
     vec![
-        wave(Group::Qrs, -0.028 * w, 0.007 * w, 0.007 * w, [-120.0, 20.0, -150.0]),
-        wave(Group::Qrs, 0.0, 0.011 * w, 0.011 * w, [1100.0, 750.0, 600.0]),
-        wave(Group::Qrs, 0.026 * w, 0.009 * w, 0.009 * w, [-250.0, -50.0, 250.0]),
+        wave(
+            Group::Qrs,
+            -0.028 * w,
+            0.007 * w,
+            0.007 * w,
+            [-120.0, 20.0, -150.0],
+        ),
+        wave(
+            Group::Qrs,
+            0.0,
+            0.011 * w,
+            0.011 * w,
+            [1100.0, 750.0, 600.0],
+        ),
+        wave(
+            Group::Qrs,
+            0.026 * w,
+            0.009 * w,
+            0.009 * w,
+            [-250.0, -50.0, 250.0],
+        ),
     ]
 }
 
-fn p_waves(pr_s: f32) -> Vec<Wave> {
+/// Atrial depolarisation, placed so that the PR interval (P onset to QRS
+/// onset) is `pr_s` whatever the QRS shape.
+fn p_waves(pr_s: f32, qrs: &[Wave]) -> Vec<Wave> {
+    let qrs_onset_s = qrs
+        .iter()
+        .map(|w| w.center_s - 2.5 * w.sigma_l_s)
+        .fold(0.0f32, f32::min);
+    let c = qrs_onset_s - pr_s + 2.5 * 0.022;
     vec![
-        wave(Group::P, -pr_s, 0.022, 0.018, [90.0, 140.0, -30.0]),
+        wave(Group::P, c, 0.022, 0.018, [90.0, 140.0, -30.0]),
         // Left atrial, posterior: the terminal negative part of P in V1.
-        wave(Group::P, -pr_s + 0.025, 0.015, 0.015, [20.0, 10.0, 60.0]),
+        wave(Group::P, c + 0.025, 0.015, 0.015, [20.0, 10.0, 60.0]),
     ]
 }
 
@@ -152,7 +177,7 @@ pub(crate) fn design<R: Rng + ?Sized>(
     sex: Sex,
     age_years: u8,
 ) -> Morphology {
-    let pr_s = rng.random_range(0.15..0.19);
+    let pr_s = rng.random_range(0.13..0.19);
     let qt_extra_s = if sex == Sex::Female { 0.012 } else { 0.0 };
     let t_c = 0.26 + qt_extra_s;
     let mut st_plateau_s = rng.random_range(0.03..0.06);
@@ -160,13 +185,13 @@ pub(crate) fn design<R: Rng + ?Sized>(
     let mut st_beat_sd = 0.02;
     let (mut waves, st_uv): (Vec<Wave>, [f32; 3]) = match condition {
         Condition::Normal => {
-            let mut w = p_waves(pr_s);
+            let mut w = Vec::new();
             w.extend(normal_qrs(rng.random_range(0.9..1.1)));
             w.push(wave(Group::T, t_c, 0.06, 0.04, [350.0, 180.0, -150.0]));
             (w, [20.0, 20.0, -60.0])
         }
         Condition::Stemi(loc) => {
-            let mut w = p_waves(pr_s);
+            let mut w = Vec::new();
             w.extend(normal_qrs(rng.random_range(0.9..1.1)));
             let (dir, _) = stemi_design(loc);
             // Hyperacute T: the T wave swings toward the injured wall too.
@@ -181,50 +206,107 @@ pub(crate) fn design<R: Rng + ?Sized>(
         }
         Condition::Lbbb => {
             let k = rng.random_range(0.9..1.1);
-            let mut w = p_waves(pr_s);
+            let mut w = Vec::new();
             w.extend([
                 // No septal q: the septum depolarises left to right.
-                wave(Group::Qrs, -0.045 * k, 0.014 * k, 0.014 * k, [300.0, 100.0, 300.0]),
-                wave(Group::Qrs, -0.018 * k, 0.015 * k, 0.015 * k, [1000.0, 300.0, 900.0]),
+                wave(
+                    Group::Qrs,
+                    -0.045 * k,
+                    0.014 * k,
+                    0.014 * k,
+                    [300.0, 100.0, 300.0],
+                ),
+                wave(
+                    Group::Qrs,
+                    -0.018 * k,
+                    0.015 * k,
+                    0.015 * k,
+                    [1000.0, 300.0, 900.0],
+                ),
                 // The notch between the two ventricles' activation fronts.
-                wave(Group::Qrs, 0.005 * k, 0.008 * k, 0.008 * k, [-300.0, -50.0, -200.0]),
-                wave(Group::Qrs, 0.028 * k, 0.016 * k, 0.018 * k, [1100.0, 100.0, 700.0]),
+                wave(
+                    Group::Qrs,
+                    0.005 * k,
+                    0.007 * k,
+                    0.007 * k,
+                    [-150.0, -30.0, -100.0],
+                ),
+                wave(
+                    Group::Qrs,
+                    0.028 * k,
+                    0.016 * k,
+                    0.018 * k,
+                    [1100.0, 100.0, 700.0],
+                ),
                 // Discordant T.
                 wave(Group::T, t_c + 0.02, 0.06, 0.045, [-350.0, 50.0, -400.0]),
             ]);
+            st_plateau_s = 0.0;
             (w, [-150.0, -50.0, -250.0])
         }
         Condition::Rbbb => {
             let k = rng.random_range(0.9..1.1);
-            let mut w = p_waves(pr_s);
+            let mut w = Vec::new();
             w.extend([
                 wave(Group::Qrs, -0.03, 0.007, 0.007, [-100.0, 50.0, -200.0]),
                 wave(Group::Qrs, -0.005, 0.011, 0.011, [1000.0, 600.0, 500.0]),
                 // Late, slow right-ventricular activation: R' in V1, wide S
                 // in I and V6.
-                wave(Group::Qrs, 0.045 * k, 0.017 * k, 0.017 * k, [-450.0, -50.0, -550.0]),
+                wave(
+                    Group::Qrs,
+                    0.045 * k,
+                    0.017 * k,
+                    0.017 * k,
+                    [-450.0, -50.0, -550.0],
+                ),
                 wave(Group::T, t_c + 0.02, 0.06, 0.04, [350.0, 200.0, 250.0]),
             ]);
             (w, [-20.0, 10.0, 80.0])
         }
         Condition::Lvh => {
-            let mut w = p_waves(pr_s);
+            let mut w = Vec::new();
             let k = rng.random_range(1.1..1.25);
             w.extend([
-                wave(Group::Qrs, -0.03 * k, 0.007 * k, 0.007 * k, [-120.0, 20.0, -150.0]),
-                wave(Group::Qrs, 0.0, 0.012 * k, 0.012 * k, [1400.0, 700.0, 1100.0]),
-                wave(Group::Qrs, 0.03 * k, 0.01 * k, 0.01 * k, [-250.0, -50.0, 300.0]),
+                wave(
+                    Group::Qrs,
+                    -0.03 * k,
+                    0.007 * k,
+                    0.007 * k,
+                    [-120.0, 20.0, -150.0],
+                ),
+                wave(
+                    Group::Qrs,
+                    0.0,
+                    0.012 * k,
+                    0.012 * k,
+                    [1400.0, 700.0, 1100.0],
+                ),
+                wave(
+                    Group::Qrs,
+                    0.03 * k,
+                    0.01 * k,
+                    0.01 * k,
+                    [-250.0, -50.0, 300.0],
+                ),
                 // Strain: asymmetric inverted T in the lateral leads.
-                wave(Group::T, t_c, 0.07, 0.035, [-400.0, -50.0, 0.0]),
+                wave(Group::T, t_c, 0.07, 0.035, [-300.0, -50.0, 50.0]),
             ]);
-            (w, [-250.0, -50.0, 50.0])
+            // Downsloping from J straight into the inverted T.
+            st_plateau_s = 0.0;
+            (w, [-120.0, -30.0, 60.0])
         }
         Condition::EarlyRepolarisation => {
-            let mut w = p_waves(pr_s);
+            let mut w = Vec::new();
             w.extend(normal_qrs(rng.random_range(0.9..1.0)));
             // The J wave: a late notch on the downstroke of R.
             let j = rng.random_range(0.8..1.3);
-            w.push(wave(Group::Qrs, 0.04, 0.007, 0.007, [130.0 * j, 130.0 * j, -50.0 * j]));
+            w.push(wave(
+                Group::Qrs,
+                0.04,
+                0.007,
+                0.007,
+                [130.0 * j, 130.0 * j, -50.0 * j],
+            ));
             w.push(wave(Group::T, t_c, 0.06, 0.04, [450.0, 220.0, -300.0]));
             st_plateau_s = 0.0;
             (w, [150.0, 100.0, -350.0])
@@ -246,6 +328,11 @@ pub(crate) fn design<R: Rng + ?Sized>(
             (w, [-100.0, 100.0, -150.0])
         }
     };
+
+    if condition != Condition::Paced {
+        let p = p_waves(pr_s, &waves);
+        waves.extend(p);
+    }
 
     // The patient: heart orientation and size.
     let r = rotation(rng, 12.0);

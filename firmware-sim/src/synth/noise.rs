@@ -35,14 +35,27 @@ pub(crate) fn add_to_leads<R: Rng + ?Sized>(
         // Breathing moves the electrodes and the heart; a slower drift comes
         // from the electrode-skin interface settling.
         let drift_hz = rng.random_range(0.03..0.08);
-        for ch in e.iter_mut() {
-            let a_resp = amp * rng.random_range(0.3..1.0);
-            let a_drift = 0.5 * amp * rng.random_range(0.0..1.0);
-            let (p1, p2) = (rng.random_range(0.0..tau), rng.random_range(0.0..tau));
-            for (k, x) in ch.iter_mut().enumerate() {
-                let t = k as f32 / fs_hz;
-                *x += a_resp * (tau * resp_hz * t + p1).sin()
-                    + a_drift * (tau * drift_hz * t + p2).sin();
+        let mut resp = Oscillator::new(resp_hz, fs_hz);
+        let mut drift = Oscillator::new(drift_hz, fs_hz);
+        let mix: Vec<[f32; 4]> = (0..ELECTRODES)
+            .map(|_| {
+                let a_resp = amp * rng.random_range(0.3..1.0);
+                let a_drift = 0.5 * amp * rng.random_range(0.0..1.0);
+                let (p1, p2) = (rng.random_range(0.0..tau), rng.random_range(0.0..tau));
+                // a sin(wt + p) = a cos(p) sin(wt) + a sin(p) cos(wt)
+                [
+                    a_resp * p1.cos(),
+                    a_resp * p1.sin(),
+                    a_drift * p2.cos(),
+                    a_drift * p2.sin(),
+                ]
+            })
+            .collect();
+        let resp: Vec<(f32, f32)> = (0..n).map(|_| resp.next()).collect();
+        let drift: Vec<(f32, f32)> = (0..n).map(|_| drift.next()).collect();
+        for (ch, m) in e.iter_mut().zip(&mix) {
+            for ((x, &(rs, rc)), &(ds, dc)) in ch.iter_mut().zip(&resp).zip(&drift) {
+                *x += m[0] * rs + m[1] * rc + m[2] * ds + m[3] * dc;
             }
         }
     }
@@ -50,13 +63,28 @@ pub(crate) fn add_to_leads<R: Rng + ?Sized>(
     if let Some(rms) = spec.muscle_uv {
         // Surface EMG: broadband 20-150 Hz, waxing and waning with tension.
         let hi_hz = (0.45 * fs_hz).min(150.0);
-        let hp = Coefficients::<f32>::from_params(Type::HighPass, fs_hz.hz(), 20.hz(), Q_BUTTERWORTH_F32);
-        let lp = Coefficients::<f32>::from_params(Type::LowPass, fs_hz.hz(), hi_hz.hz(), Q_BUTTERWORTH_F32);
+        let hp = Coefficients::<f32>::from_params(
+            Type::HighPass,
+            fs_hz.hz(),
+            20.hz(),
+            Q_BUTTERWORTH_F32,
+        );
+        let lp = Coefficients::<f32>::from_params(
+            Type::LowPass,
+            fs_hz.hz(),
+            hi_hz.hz(),
+            Q_BUTTERWORTH_F32,
+        );
         if let (Ok(hp), Ok(lp)) = (hp, lp) {
             let mut buf = vec![0.0f32; n];
             for (idx, ch) in e.iter_mut().enumerate() {
                 // Limb electrodes sit on bigger, tenser muscles.
-                let target = rms * if idx <= LL { rng.random_range(0.5..1.0) } else { rng.random_range(0.2..0.6) };
+                let target = rms
+                    * if idx <= LL {
+                        rng.random_range(0.5..1.0)
+                    } else {
+                        rng.random_range(0.2..0.6)
+                    };
                 let mut f1 = DirectForm2Transposed::<f32>::new(hp);
                 let mut f2 = DirectForm2Transposed::<f32>::new(lp);
                 let mut energy = 0.0f64;
@@ -66,10 +94,9 @@ pub(crate) fn add_to_leads<R: Rng + ?Sized>(
                     energy += f64::from(*b) * f64::from(*b);
                 }
                 let actual = ((energy / n as f64).sqrt() as f32).max(1e-9);
-                let env_hz = rng.random_range(0.2..1.0);
-                let env_p = rng.random_range(0.0..tau);
-                for (k, (x, b)) in ch.iter_mut().zip(&buf).enumerate() {
-                    let env = 0.75 + 0.25 * (tau * env_hz * k as f32 / fs_hz + env_p).sin();
+                let mut envelope = Oscillator::new(rng.random_range(0.2..1.0), fs_hz);
+                for (x, b) in ch.iter_mut().zip(&buf) {
+                    let env = 0.75 + 0.25 * envelope.next().0;
                     *x += b * target / actual * env;
                 }
             }
@@ -79,17 +106,25 @@ pub(crate) fn add_to_leads<R: Rng + ?Sized>(
     if let Some(amp) = spec.mains_uv {
         // Mostly common mode, rejected by the amplifier; what survives is the
         // imbalance between electrode impedances, so it differs per electrode.
-        let f = spec.mains_hz;
-        let third = 3.0 * f < 0.5 * fs_hz;
-        for ch in e.iter_mut() {
-            let a = amp * rng.random_range(0.2..1.0);
-            let p = rng.random_range(-0.6..0.6);
-            for (k, x) in ch.iter_mut().enumerate() {
-                let ph = tau * f * k as f32 / fs_hz + p;
-                *x += a * ph.sin();
-                if third {
-                    *x += 0.1 * a * (3.0 * ph).sin();
-                }
+        let third = 3.0 * spec.mains_hz < 0.5 * fs_hz;
+        let mut osc = Oscillator::new(spec.mains_hz, fs_hz);
+        let mix: Vec<(f32, f32, f32)> = (0..ELECTRODES)
+            .map(|_| {
+                let a = amp * rng.random_range(0.2..1.0);
+                let p: f32 = rng.random_range(-0.6..0.6);
+                (a, p.cos(), p.sin())
+            })
+            .collect();
+        for k in 0..n {
+            let (s1, c1) = osc.next();
+            for (ch, &(a, cp, sp)) in e.iter_mut().zip(&mix) {
+                let x = s1 * cp + c1 * sp; // sin(wt + p)
+                let h3 = if third {
+                    3.0 * x - 4.0 * x * x * x
+                } else {
+                    0.0
+                };
+                ch[k] += a * (x + 0.1 * h3);
             }
         }
     }
@@ -103,7 +138,8 @@ pub(crate) fn add_to_leads<R: Rng + ?Sized>(
         for _ in 0..count {
             let ch = rng.random_range(0..ELECTRODES);
             let at = rng.random_range(0..n);
-            let a = amp * rng.random_range(0.5..1.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            let a =
+                amp * rng.random_range(0.5..1.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
             let rise_s = rng.random_range(0.01..0.04);
             let decay_s = rng.random_range(0.2..1.0);
             let wobble_hz = rng.random_range(1.0..3.0);
@@ -118,12 +154,70 @@ pub(crate) fn add_to_leads<R: Rng + ?Sized>(
         }
     }
 
-    for k in 0..n {
-        let wct = (e[RA][k] + e[LA][k] + e[LL][k]) / 3.0;
-        leads[0][k] += e[LA][k] - e[RA][k];
-        leads[1][k] += e[LL][k] - e[RA][k];
-        for v in 0..6 {
-            leads[2 + v][k] += e[3 + v][k] - wct;
+    let wct: Vec<f32> = (0..n)
+        .map(|k| (e[RA][k] + e[LA][k] + e[LL][k]) / 3.0)
+        .collect();
+    let (limbs, chest) = leads.split_at_mut(2);
+    for ((x, la), ra) in limbs[0].iter_mut().zip(&e[LA]).zip(&e[RA]) {
+        *x += la - ra;
+    }
+    for ((x, ll), ra) in limbs[1].iter_mut().zip(&e[LL]).zip(&e[RA]) {
+        *x += ll - ra;
+    }
+    for (lead, electrode) in chest.iter_mut().zip(&e[3..]) {
+        for ((x, v), w) in lead.iter_mut().zip(electrode).zip(&wct) {
+            *x += v - w;
         }
+    }
+}
+
+/// A sine/cosine pair advanced by rotation: one complex multiply per sample
+/// instead of a sin() call, the bulk of the cost of periodic noise. f64 keeps
+/// the drift of the recursion far below an LSB over an hour.
+struct Oscillator {
+    s: f64,
+    c: f64,
+    ds: f64,
+    dc: f64,
+}
+
+impl Oscillator {
+    fn new(freq_hz: f32, fs_hz: f32) -> Self {
+        let w = std::f64::consts::TAU * f64::from(freq_hz) / f64::from(fs_hz);
+        Self {
+            s: 0.0,
+            c: 1.0,
+            ds: w.sin(),
+            dc: w.cos(),
+        }
+    }
+
+    /// (sin, cos) at the current sample, then advance.
+    fn next(&mut self) -> (f32, f32) {
+        let out = (self.s as f32, self.c as f32);
+        let s = self.s * self.dc + self.c * self.ds;
+        self.c = self.c * self.dc - self.s * self.ds;
+        self.s = s;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Oscillator;
+
+    #[test]
+    fn oscillator_tracks_sin_over_an_hour() {
+        let mut o = Oscillator::new(50.0, 500.0);
+        let n = 3600 * 500;
+        let mut worst = 0.0f64;
+        for k in 0..n {
+            let (s, c) = o.next();
+            let ph = std::f64::consts::TAU * 50.0 * k as f64 / 500.0;
+            worst = worst
+                .max((f64::from(s) - ph.sin()).abs())
+                .max((f64::from(c) - ph.cos()).abs());
+        }
+        assert!(worst < 1e-5, "drift {worst}");
     }
 }

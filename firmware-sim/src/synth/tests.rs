@@ -17,7 +17,12 @@ const ALL_CONDITIONS: [Condition; 11] = [
     Condition::Paced,
 ];
 
-const PATIENTS: [(Sex, u8); 4] = [(Sex::Male, 30), (Sex::Male, 65), (Sex::Female, 25), (Sex::Female, 80)];
+const PATIENTS: [(Sex, u8); 4] = [
+    (Sex::Male, 30),
+    (Sex::Male, 65),
+    (Sex::Female, 25),
+    (Sex::Female, 80),
+];
 
 fn spec(condition: Condition, fs_hz: u32, (sex, age_years): (Sex, u8)) -> VisitSpec {
     VisitSpec {
@@ -44,7 +49,9 @@ fn measured_st_uv(v: &SyntheticVisit) -> [f32; 12] {
     for beat in v.truth.beats.iter().filter(|b| b.qrs_on >= a) {
         for (lead, s) in sum.iter_mut().enumerate() {
             let x = &v.samples[lead];
-            let pr: f32 = (beat.qrs_on - a..=beat.qrs_on - b).map(|k| f32::from(x[k])).sum::<f32>()
+            let pr: f32 = (beat.qrs_on - a..=beat.qrs_on - b)
+                .map(|k| f32::from(x[k]))
+                .sum::<f32>()
                 / (a - b + 1) as f32;
             *s += f32::from(x[beat.j]) - pr;
         }
@@ -88,7 +95,11 @@ fn same_seed_same_visit_other_seed_other_visit() {
             electrode_motion_uv: Some(500.0),
             ..NoiseSpec::default()
         },
-        ..spec(Condition::Stemi(StemiLocation::Inferior), 500, (Sex::Male, 60))
+        ..spec(
+            Condition::Stemi(StemiLocation::Inferior),
+            500,
+            (Sex::Male, 60),
+        )
     };
     let a = generate(&s, 42).unwrap();
     let b = generate(&s, 42).unwrap();
@@ -103,7 +114,10 @@ fn same_seed_same_visit_other_seed_other_visit() {
 fn noise_does_not_change_the_heart() {
     let clean = spec(Condition::Lbbb, 500, (Sex::Female, 70));
     let noisy = VisitSpec {
-        noise: NoiseSpec { muscle_uv: Some(50.0), ..NoiseSpec::default() },
+        noise: NoiseSpec {
+            muscle_uv: Some(50.0),
+            ..NoiseSpec::default()
+        },
         ..clean.clone()
     };
     let (a, b) = (generate(&clean, 7).unwrap(), generate(&noisy, 7).unwrap());
@@ -126,8 +140,14 @@ fn einthoven_and_goldberger_hold_to_rounding_even_with_noise() {
             // Each lead is rounded on its own: at most one LSB apart.
             assert!((x(Lead::III, k) - (ii - i)).abs() <= 1, "III at {k}");
             assert!((2 * x(Lead::AVR, k) + (i + ii)).abs() <= 2, "aVR at {k}");
-            assert!((2 * x(Lead::AVL, k) - (2 * i - ii)).abs() <= 2, "aVL at {k}");
-            assert!((2 * x(Lead::AVF, k) - (2 * ii - i)).abs() <= 2, "aVF at {k}");
+            assert!(
+                (2 * x(Lead::AVL, k) - (2 * i - ii)).abs() <= 2,
+                "aVL at {k}"
+            );
+            assert!(
+                (2 * x(Lead::AVF, k) - (2 * ii - i)).abs() <= 2,
+                "aVF at {k}"
+            );
         }
     }
 }
@@ -160,8 +180,15 @@ fn r_peaks_sit_at_the_qrs_maximum_of_the_dominant_lead() {
             let x = &v.samples[dominant.index()];
             let skip = ms(&v, 4.0) + 1; // past a pacing stimulus
             for bt in &v.truth.beats {
-                let from = if v.truth.pace_spikes.contains(&bt.qrs_on) { bt.qrs_on + skip } else { bt.qrs_on };
-                let peak = (from..=bt.qrs_off).map(|k| x[k].saturating_abs()).max().unwrap();
+                let from = if v.truth.pace_spikes.contains(&bt.qrs_on) {
+                    bt.qrs_on + skip
+                } else {
+                    bt.qrs_on
+                };
+                let peak = (from..=bt.qrs_off)
+                    .map(|k| x[k].saturating_abs())
+                    .max()
+                    .unwrap();
                 assert!(
                     x[bt.r_peak].saturating_abs() + 2 >= peak,
                     "{condition:?} {fs} Hz: R at {} is {} but the QRS reaches {peak} in {dominant:?}",
@@ -183,7 +210,11 @@ fn heart_rate_stays_within_the_spec() {
         let lo: f32 = rng.random_range(50.0..100.0);
         let hi = lo + rng.random_range(0.0..10.0);
         let condition = ALL_CONDITIONS[seed as usize % ALL_CONDITIONS.len()];
-        let s = VisitSpec { hr_min_bpm: lo, hr_max_bpm: hi, ..spec(condition, 500, PATIENTS[0]) };
+        let s = VisitSpec {
+            hr_min_bpm: lo,
+            hr_max_bpm: hi,
+            ..spec(condition, 500, PATIENTS[0])
+        };
         let v = generate(&s, seed).unwrap();
         let r = &v.truth.r_peaks;
         let mean_bpm = 60.0 * 500.0 * (r.len() - 1) as f32 / (r[r.len() - 1] - r[0]) as f32;
@@ -194,7 +225,10 @@ fn heart_rate_stays_within_the_spec() {
         assert!((v.truth.heart_rate_bpm - mean_bpm).abs() < 0.01);
         for w in r.windows(2) {
             let bpm = 60.0 * 500.0 / (w[1] - w[0]) as f32;
-            assert!(bpm >= lo * 0.85 && bpm <= hi * 1.15, "{condition:?}: beat at {bpm} bpm");
+            assert!(
+                bpm >= lo * 0.85 && bpm <= hi * 1.15,
+                "{condition:?}: beat at {bpm} bpm"
+            );
         }
     }
 }
@@ -202,14 +236,24 @@ fn heart_rate_stays_within_the_spec() {
 #[test]
 fn sinus_rhythm_varies_with_breathing_but_pacing_does_not() {
     let rr = |v: &SyntheticVisit| -> Vec<f32> {
-        v.truth.r_peaks.windows(2).map(|w| (w[1] - w[0]) as f32).collect()
+        v.truth
+            .r_peaks
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as f32)
+            .collect()
     };
     let sd = |x: &[f32]| {
         let m = x.iter().sum::<f32>() / x.len() as f32;
         (x.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / x.len() as f32).sqrt()
     };
-    let young = VisitSpec { duration_s: 60.0, ..spec(Condition::Normal, 500, (Sex::Female, 25)) };
-    let paced = VisitSpec { duration_s: 60.0, ..spec(Condition::Paced, 500, (Sex::Female, 80)) };
+    let young = VisitSpec {
+        duration_s: 60.0,
+        ..spec(Condition::Normal, 500, (Sex::Female, 25))
+    };
+    let paced = VisitSpec {
+        duration_s: 60.0,
+        ..spec(Condition::Paced, 500, (Sex::Female, 80))
+    };
     let sinus_sd_ms = sd(&rr(&generate(&young, 5).unwrap())) * 2.0;
     let paced_sd_ms = sd(&rr(&generate(&paced, 5).unwrap())) * 2.0;
     assert!(sinus_sd_ms > 15.0, "sinus SDNN {sinus_sd_ms} ms");
@@ -228,14 +272,23 @@ fn stemi_meets_the_fourth_udmi_in_contiguous_leads_of_each_territory() {
         for (p, patient) in PATIENTS.into_iter().enumerate() {
             for fs in [250, 360, 500, 1000] {
                 for seed in 0..4u64 {
-                    let v = generate(&spec(Condition::Stemi(loc), fs, patient), seed * 31 + p as u64).unwrap();
+                    let v = generate(
+                        &spec(Condition::Stemi(loc), fs, patient),
+                        seed * 31 + p as u64,
+                    )
+                    .unwrap();
                     let st = measured_st_uv(&v);
                     for &territory in loc.territories() {
                         let pairs: Vec<_> = contiguous_pairs_meeting(&st, strictest)
                             .into_iter()
-                            .filter(|(a, b)| territory.leads().contains(a) && territory.leads().contains(b))
+                            .filter(|(a, b)| {
+                                territory.leads().contains(a) && territory.leads().contains(b)
+                            })
                             .collect();
-                        assert!(!pairs.is_empty(), "{loc:?} {territory:?} {fs} Hz seed {seed}: ST {st:?}");
+                        assert!(
+                            !pairs.is_empty(),
+                            "{loc:?} {territory:?} {fs} Hz seed {seed}: ST {st:?}"
+                        );
                     }
                     for (m, t) in st.iter().zip(v.truth.st_j_uv) {
                         assert!((m - t).abs() < 3.0, "truth ST {t} vs measured {m}");
@@ -247,7 +300,10 @@ fn stemi_meets_the_fourth_udmi_in_contiguous_leads_of_each_territory() {
                     match loc {
                         StemiLocation::Inferior => assert!(recip(Lead::AVL) < -50.0, "aVL {st:?}"),
                         StemiLocation::Anterior => {
-                            assert!(recip(Lead::III) < -20.0 && recip(Lead::AVF) < 0.0, "III {st:?}")
+                            assert!(
+                                recip(Lead::III) < -20.0 && recip(Lead::AVF) < 0.0,
+                                "III {st:?}"
+                            )
                         }
                         StemiLocation::Lateral => assert!(recip(Lead::III) < -50.0, "III {st:?}"),
                         _ => {}
@@ -267,7 +323,10 @@ fn normal_and_mimics_never_meet_the_criteria() {
                     let v = generate(&spec(condition, fs, patient), seed * 17 + p as u64).unwrap();
                     let st = measured_st_uv(&v);
                     let pairs = contiguous_pairs_meeting(&st, most_lenient);
-                    assert!(pairs.is_empty(), "{condition:?} {fs} Hz seed {seed}: {pairs:?} ST {st:?}");
+                    assert!(
+                        pairs.is_empty(),
+                        "{condition:?} {fs} Hz seed {seed}: {pairs:?} ST {st:?}"
+                    );
                     assert!(!v.truth.stemi && !v.truth.stemi_criteria_met);
                 }
             }
@@ -278,15 +337,23 @@ fn normal_and_mimics_never_meet_the_criteria() {
 #[test]
 fn early_repolarisation_elevates_the_anterior_st_a_little() {
     for seed in 0..10 {
-        let v = generate(&spec(Condition::EarlyRepolarisation, 500, (Sex::Male, 28)), seed).unwrap();
+        let v = generate(
+            &spec(Condition::EarlyRepolarisation, 500, (Sex::Male, 28)),
+            seed,
+        )
+        .unwrap();
         let st = measured_st_uv(&v);
-        let top = [Lead::V2, Lead::V3, Lead::V4].map(|l| st[l.index()]).into_iter().fold(f32::MIN, f32::max);
+        let top = [Lead::V2, Lead::V3, Lead::V4]
+            .map(|l| st[l.index()])
+            .into_iter()
+            .fold(f32::MIN, f32::max);
         assert!(top > 50.0 && top < 150.0, "ER V2-V4 ST {st:?}");
     }
 }
 
-/// QRS duration measured from the signal: the span around R where the
-/// 12-lead spatial velocity exceeds a small floor.
+/// QRS duration measured from the signal: the stretch around R where the
+/// 12-lead spatial velocity exceeds 8 % of its QRS peak (the slopes of ST
+/// and T stay below that).
 fn measured_qrs_ms(v: &SyntheticVisit, bt: &BeatTruth) -> f32 {
     let dt_ms = 1000.0 / v.fs_hz as f32;
     let speed = |k: usize| -> f32 {
@@ -299,39 +366,36 @@ fn measured_qrs_ms(v: &SyntheticVisit, bt: &BeatTruth) -> f32 {
             .sum::<f32>()
             .sqrt()
     };
-    let floor = 4.0; // uV/ms: well below any QRS slope, above ST and T
+    let window = bt.r_peak - ms(v, 100.0)..=bt.r_peak + ms(v, 100.0);
+    let peak = window.clone().map(speed).fold(0.0, f32::max);
+    let floor = 0.08 * peak;
+    // Walk out from R, bridging the slow instants at peaks and notches.
+    let gap = ms(v, 8.0).max(2);
     let mut on = bt.r_peak;
-    while on > bt.r_peak - ms(v, 150.0) && speed(on) > floor {
+    while (1..=gap).any(|g| speed(on - g) > floor) {
         on -= 1;
     }
     let mut off = bt.r_peak;
-    while off < bt.r_peak + ms(v, 150.0) && speed(off) > floor {
+    while (1..=gap).any(|g| speed(off + g) > floor) {
         off += 1;
-    }
-    // The slope stays above the floor right through a notch: scan to the
-    // last point above the floor within 100 ms after the first drop.
-    let mut k = off;
-    while k < off + ms(v, 40.0) {
-        if speed(k) > floor {
-            off = k;
-        }
-        k += 1;
     }
     (off - on) as f32 * dt_ms
 }
 
 #[test]
 fn bundle_branch_blocks_are_wide_and_normal_is_not() {
-    for (condition, min_ms, max_ms) in
-        [(Condition::Lbbb, 120.0, 200.0), (Condition::Rbbb, 120.0, 180.0), (Condition::Normal, 60.0, 115.0)]
-    {
+    for (condition, min_ms, max_ms) in [
+        (Condition::Lbbb, 120.0, 200.0),
+        (Condition::Rbbb, 120.0, 180.0),
+        (Condition::Normal, 60.0, 115.0),
+    ] {
         for (p, patient) in PATIENTS.into_iter().enumerate() {
             let v = generate(&spec(condition, 500, patient), 100 + p as u64).unwrap();
             for bt in v.truth.beats.iter().filter(|b| b.r_peak > 100) {
                 let truth_ms = (bt.qrs_off - bt.qrs_on) as f32 * 2.0;
                 let seen_ms = measured_qrs_ms(&v, bt);
                 assert!(
-                    (min_ms..=max_ms).contains(&truth_ms) && (min_ms - 10.0..=max_ms).contains(&seen_ms),
+                    (min_ms..=max_ms).contains(&truth_ms) && (truth_ms - seen_ms).abs() <= 20.0,
                     "{condition:?}: truth {truth_ms} ms, measured {seen_ms} ms"
                 );
             }
@@ -372,15 +436,28 @@ fn lvh_meets_sokolow_lyon() {
             let v = generate(&spec(Condition::Lvh, 500, patient), seed * 7 + p as u64).unwrap();
             let mut sum = 0.0;
             for bt in &v.truth.beats {
-                let s_v1 = -f32::from(*v.samples[Lead::V1.index()][bt.qrs_on..=bt.qrs_off].iter().min().unwrap());
-                let r_v5 = f32::from(*v.samples[Lead::V5.index()][bt.qrs_on..=bt.qrs_off].iter().max().unwrap());
+                let s_v1 = -f32::from(
+                    *v.samples[Lead::V1.index()][bt.qrs_on..=bt.qrs_off]
+                        .iter()
+                        .min()
+                        .unwrap(),
+                );
+                let r_v5 = f32::from(
+                    *v.samples[Lead::V5.index()][bt.qrs_on..=bt.qrs_off]
+                        .iter()
+                        .max()
+                        .unwrap(),
+                );
                 sum += s_v1 + r_v5;
             }
             let sokolow = sum / v.truth.beats.len() as f32;
             assert!(sokolow >= 3500.0, "Sokolow-Lyon {sokolow} uV");
             // Strain: ST down in V5-V6.
             let st = measured_st_uv(&v);
-            assert!(st[Lead::V5.index()] < -30.0 || st[Lead::V6.index()] < -30.0, "{st:?}");
+            assert!(
+                st[Lead::V5.index()] < -30.0 || st[Lead::V6.index()] < -30.0,
+                "{st:?}"
+            );
         }
     }
 }
@@ -389,7 +466,7 @@ fn lvh_meets_sokolow_lyon() {
 fn paced_beats_start_with_a_stimulus() {
     for fs in [250, 360, 500, 1000] {
         let v = generate(&spec(Condition::Paced, fs, PATIENTS[3]), 9).unwrap();
-        assert_eq!(v.truth.pace_spikes.len(), v.truth.r_peaks.len().abs_diff(0).min(v.truth.pace_spikes.len()));
+        assert!(v.truth.pace_spikes.len().abs_diff(v.truth.r_peaks.len()) <= 1);
         assert!(v.truth.pace_spikes.len() >= 9);
         for bt in &v.truth.beats {
             assert!(v.truth.pace_spikes.contains(&bt.qrs_on));
@@ -417,16 +494,27 @@ fn samples_never_wrap_and_clip_only_when_asked() {
     };
     for condition in ALL_CONDITIONS {
         for seed in 0..3 {
-            let s = VisitSpec { noise: loud.clone(), ..spec(condition, 500, PATIENTS[0]) };
+            let s = VisitSpec {
+                noise: loud.clone(),
+                ..spec(condition, 500, PATIENTS[0])
+            };
             let v = generate(&s, seed).unwrap();
             for x in &v.samples {
-                assert!(x.iter().all(|&s| s > i16::MIN && s < i16::MAX), "{condition:?} hit the rail");
+                assert!(
+                    x.iter().all(|&s| s > i16::MIN && s < i16::MAX),
+                    "{condition:?} hit the rail"
+                );
                 // No wrap-around: a jump of more than 10 mV between samples
                 // would be an overflow.
-                assert!(x.windows(2).all(|w| (i32::from(w[1]) - i32::from(w[0])).abs() < 10_000));
+                assert!(x
+                    .windows(2)
+                    .all(|w| (i32::from(w[1]) - i32::from(w[0])).abs() < 10_000));
             }
             let clipped = VisitSpec {
-                noise: NoiseSpec { clipping_uv: Some(2000.0), ..loud.clone() },
+                noise: NoiseSpec {
+                    clipping_uv: Some(2000.0),
+                    ..loud.clone()
+                },
                 ..s.clone()
             };
             let c = generate(&clipped, seed).unwrap();
@@ -442,7 +530,11 @@ fn lead_off_flattens_only_that_lead() {
         let s = VisitSpec {
             noise: NoiseSpec {
                 baseline_wander_uv: Some(100.0),
-                lead_off: Some(LeadOff { lead: Lead::V4, level, from_s: 4.0 }),
+                lead_off: Some(LeadOff {
+                    lead: Lead::V4,
+                    level,
+                    from_s: 4.0,
+                }),
                 ..NoiseSpec::default()
             },
             ..VisitSpec::default()
@@ -451,7 +543,9 @@ fn lead_off_flattens_only_that_lead() {
         let v4 = &v.samples[Lead::V4.index()];
         assert!(v4[2000..].iter().all(|&x| x == value));
         assert!(v4[..2000].iter().any(|&x| x != value));
-        assert!(v.samples[Lead::V3.index()][2000..].iter().any(|&x| x != value));
+        assert!(v.samples[Lead::V3.index()][2000..]
+            .iter()
+            .any(|&x| x != value));
     }
 }
 
@@ -460,8 +554,17 @@ fn noise_sources_show_up_where_expected() {
     // Mains: a 50 Hz tone of about the configured size in lead I.
     let base = spec(Condition::Normal, 500, PATIENTS[1]);
     let clean = generate(&base, 2).unwrap();
-    let mains = generate(&VisitSpec { noise: NoiseSpec { mains_uv: Some(100.0), ..NoiseSpec::default() }, ..base.clone() }, 2)
-        .unwrap();
+    let mains = generate(
+        &VisitSpec {
+            noise: NoiseSpec {
+                mains_uv: Some(100.0),
+                ..NoiseSpec::default()
+            },
+            ..base.clone()
+        },
+        2,
+    )
+    .unwrap();
     let diff: Vec<f32> = clean.samples[0]
         .iter()
         .zip(&mains.samples[0])
@@ -476,12 +579,28 @@ fn noise_sources_show_up_where_expected() {
     let amp_50 = 2.0 * (re * re + im * im).sqrt() / diff.len() as f32;
     assert!(amp_50 > 5.0 && amp_50 < 200.0, "50 Hz amplitude {amp_50}");
     // Muscle noise: high-frequency energy, zero mean.
-    let emg = generate(&VisitSpec { noise: NoiseSpec { muscle_uv: Some(50.0), ..NoiseSpec::default() }, ..base.clone() }, 2)
-        .unwrap();
-    let d: Vec<f32> = clean.samples[1].iter().zip(&emg.samples[1]).map(|(a, b)| f32::from(*b - *a)).collect();
+    let emg = generate(
+        &VisitSpec {
+            noise: NoiseSpec {
+                muscle_uv: Some(50.0),
+                ..NoiseSpec::default()
+            },
+            ..base.clone()
+        },
+        2,
+    )
+    .unwrap();
+    let d: Vec<f32> = clean.samples[1]
+        .iter()
+        .zip(&emg.samples[1])
+        .map(|(a, b)| f32::from(*b - *a))
+        .collect();
     let rms = (d.iter().map(|x| x * x).sum::<f32>() / d.len() as f32).sqrt();
     let mean = d.iter().sum::<f32>() / d.len() as f32;
-    assert!(rms > 10.0 && rms < 150.0 && mean.abs() < 5.0, "EMG rms {rms} mean {mean}");
+    assert!(
+        rms > 10.0 && rms < 150.0 && mean.abs() < 5.0,
+        "EMG rms {rms} mean {mean}"
+    );
 }
 
 #[test]
@@ -493,10 +612,22 @@ fn bad_specs_are_rejected_by_name() {
         generate(&s, 0).unwrap_err()
     };
     assert_eq!(bad(|s| s.fs_hz = 50), SynthError::SampleRate(50));
-    assert!(matches!(bad(|s| s.duration_s = f32::NAN), SynthError::Duration(_)));
-    assert!(matches!(bad(|s| s.hr_min_bpm = 120.0), SynthError::HeartRate { .. }));
-    assert!(matches!(bad(|s| s.noise.mains_uv = Some(-1.0)), SynthError::NoiseAmplitude { noise: "mains", .. }));
-    assert!(matches!(bad(|s| s.noise.clipping_uv = Some(10.0)), SynthError::ClipLimit(_)));
+    assert!(matches!(
+        bad(|s| s.duration_s = f32::NAN),
+        SynthError::Duration(_)
+    ));
+    assert!(matches!(
+        bad(|s| s.hr_min_bpm = 120.0),
+        SynthError::HeartRate { .. }
+    ));
+    assert!(matches!(
+        bad(|s| s.noise.mains_uv = Some(-1.0)),
+        SynthError::NoiseAmplitude { noise: "mains", .. }
+    ));
+    assert!(matches!(
+        bad(|s| s.noise.clipping_uv = Some(10.0)),
+        SynthError::ClipLimit(_)
+    ));
     let e = bad(|s| s.noise.electrode_motion_uv = Some(1e6));
     assert!(e.to_string().contains("electrode motion"));
 }
@@ -504,16 +635,23 @@ fn bad_specs_are_rejected_by_name() {
 #[test]
 fn random_case_mix_respects_the_stemi_fraction() {
     let mut rng = ChaCha8Rng::seed_from_u64(99);
-    let specs: Vec<_> = (0..4000).map(|_| VisitSpec::random(&mut rng, 0.1)).collect();
+    let specs: Vec<_> = (0..4000)
+        .map(|_| VisitSpec::random(&mut rng, 0.1))
+        .collect();
     let stemi = specs.iter().filter(|s| s.condition.is_stemi()).count() as f32 / 4000.0;
-    let normal = specs.iter().filter(|s| s.condition == Condition::Normal).count() as f32 / 4000.0;
+    let normal = specs
+        .iter()
+        .filter(|s| s.condition == Condition::Normal)
+        .count() as f32
+        / 4000.0;
     assert!((stemi - 0.1).abs() < 0.02, "STEMI fraction {stemi}");
     assert!(normal > 0.5, "normal fraction {normal}");
     for c in ALL_CONDITIONS {
         assert!(specs.iter().any(|s| s.condition == c), "{c:?} never drawn");
     }
     assert!(specs.iter().take(200).all(|s| generate(s, 1).is_ok()));
-    assert!(VisitSpec::random(&mut rng, f64::NAN).condition != Condition::Stemi(StemiLocation::Anterior) || true);
+    assert!((0..500).all(|_| !VisitSpec::random(&mut rng, f64::NAN).condition.is_stemi()));
+    assert!((0..50).all(|_| VisitSpec::random(&mut rng, 1.0).condition.is_stemi()));
 }
 
 /// `cargo test -p firmware-sim --release -- --ignored --nocapture synth_speed`
@@ -521,12 +659,19 @@ fn random_case_mix_respects_the_stemi_fraction() {
 #[ignore]
 fn synth_speed() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let specs: Vec<_> = (0..2000).map(|_| VisitSpec::random(&mut rng, 0.1)).collect();
-    let start = std::time::Instant::now();
-    let mut total = 0usize;
-    for (i, s) in specs.iter().enumerate() {
-        total += generate(s, i as u64).unwrap().samples[0].len();
+    let specs: Vec<_> = (0..2000)
+        .map(|_| VisitSpec::random(&mut rng, 0.1))
+        .collect();
+    for (label, noise) in [("case-mix noise", true), ("no noise", false)] {
+        let start = std::time::Instant::now();
+        for (i, s) in specs.iter().enumerate() {
+            let mut s = s.clone();
+            if !noise {
+                s.noise = NoiseSpec::default();
+            }
+            std::hint::black_box(generate(&s, i as u64).unwrap());
+        }
+        let per_visit = start.elapsed() / specs.len() as u32;
+        println!("{label}: {per_visit:?} per 10 s 12-lead 500 Hz visit");
     }
-    let per_visit = start.elapsed() / specs.len() as u32;
-    println!("{} visits, {total} samples per lead in all: {per_visit:?} per 10 s 12-lead visit", specs.len());
 }
