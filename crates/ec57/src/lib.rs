@@ -19,12 +19,18 @@ pub struct Comparison {
 impl Comparison {
     /// Sensitivity Se = TP / (TP + FN), in percent (100 when there is nothing to find).
     pub fn sensitivity_pct(&self) -> f64 {
-        pct(self.true_positives, self.true_positives + self.false_negatives)
+        pct(
+            self.true_positives,
+            self.true_positives + self.false_negatives,
+        )
     }
 
     /// Positive predictivity +P = TP / (TP + FP), in percent.
     pub fn positive_predictivity_pct(&self) -> f64 {
-        pct(self.true_positives, self.true_positives + self.false_positives)
+        pct(
+            self.true_positives,
+            self.true_positives + self.false_positives,
+        )
     }
 
     pub fn reference_beats(&self) -> u64 {
@@ -65,7 +71,10 @@ pub fn match_window(fs_hz: f64) -> u64 {
 /// Turns a stream of episode markers into excluded sample ranges: an
 /// episode opens at a `[` marker and closes at the next `]`; one still open
 /// at the end of the record runs to `record_end`.
-pub fn episodes(markers: impl IntoIterator<Item = (u64, bool)>, record_end: u64) -> Vec<Range<u64>> {
+pub fn episodes(
+    markers: impl IntoIterator<Item = (u64, bool)>,
+    record_end: u64,
+) -> Vec<Range<u64>> {
     let mut out = Vec::new();
     let mut open: Option<u64> = None;
     for (sample, is_start) in markers {
@@ -90,7 +99,12 @@ pub fn episodes(markers: impl IntoIterator<Item = (u64, bool)>, record_end: u64)
 /// a detection match when they are at most `window` samples apart; each is
 /// matched at most once, nearest first. Beats of either side inside an
 /// `excluded` range are not counted.
-pub fn compare(reference: &[u64], detected: &[u64], window: u64, excluded: &[Range<u64>]) -> Comparison {
+pub fn compare(
+    reference: &[u64],
+    detected: &[u64],
+    window: u64,
+    excluded: &[Range<u64>],
+) -> Comparison {
     compare_detailed(reference, detected, window, excluded).0
 }
 
@@ -141,7 +155,12 @@ pub fn compare_detailed(
         }
     }
     let unmatched = |beats: &[u64], used: &[bool]| -> Vec<u64> {
-        beats.iter().zip(used).filter(|(_, u)| !**u).map(|(b, _)| *b).collect()
+        beats
+            .iter()
+            .zip(used)
+            .filter(|(_, u)| !**u)
+            .map(|(b, _)| *b)
+            .collect()
     };
     let comparison = Comparison {
         true_positives: tp,
@@ -163,20 +182,38 @@ mod tests {
     fn perfect_and_shifted_detections() {
         let r = [100, 400, 700, 1000];
         let c = compare(&r, &[105, 395, 700, 1054], 54, &[]);
-        assert_eq!((c.true_positives, c.false_negatives, c.false_positives), (4, 0, 0));
+        assert_eq!(
+            (c.true_positives, c.false_negatives, c.false_positives),
+            (4, 0, 0)
+        );
         let c = compare(&r, &[105, 395, 700, 1055], 54, &[]);
-        assert_eq!((c.true_positives, c.false_negatives, c.false_positives), (3, 1, 1));
+        assert_eq!(
+            (c.true_positives, c.false_negatives, c.false_positives),
+            (3, 1, 1)
+        );
     }
 
     #[test]
     fn one_detection_matches_one_beat_only() {
         // Two reference beats 60 samples apart, one detection between them.
         let c = compare(&[100, 160], &[130], 54, &[]);
-        assert_eq!((c.true_positives, c.false_negatives, c.false_positives), (1, 1, 0));
+        assert_eq!(
+            (c.true_positives, c.false_negatives, c.false_positives),
+            (1, 1, 0)
+        );
         // Double detection of one beat: one false positive.
         let (c, m) = compare_detailed(&[100, 900], &[95, 110], 54, &[]);
-        assert_eq!((c.true_positives, c.false_negatives, c.false_positives), (1, 1, 1));
-        assert_eq!(m, Mismatches { missed: vec![900], extra: vec![110] });
+        assert_eq!(
+            (c.true_positives, c.false_negatives, c.false_positives),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            m,
+            Mismatches {
+                missed: vec![900],
+                extra: vec![110]
+            }
+        );
     }
 
     #[test]
@@ -191,14 +228,24 @@ mod tests {
         let ex = episodes([(1000, true), (2000, false)], 5000);
         assert_eq!(ex, vec![1000..2001]);
         let c = compare(&[500, 1500, 2500], &[500, 1200, 1300, 2500], 54, &ex);
-        assert_eq!((c.true_positives, c.false_negatives, c.false_positives), (2, 0, 0));
+        assert_eq!(
+            (c.true_positives, c.false_negatives, c.false_positives),
+            (2, 0, 0)
+        );
         assert_eq!(episodes([(10, true)], 50), vec![10..50]);
-        assert_eq!(episodes([(10, false), (20, true), (30, true), (40, false)], 50), vec![20..41]);
+        assert_eq!(
+            episodes([(10, false), (20, true), (30, true), (40, false)], 50),
+            vec![20..41]
+        );
     }
 
     #[test]
     fn percentages() {
-        let c = Comparison { true_positives: 998, false_negatives: 2, false_positives: 1 };
+        let c = Comparison {
+            true_positives: 998,
+            false_negatives: 2,
+            false_positives: 1,
+        };
         assert!((c.sensitivity_pct() - 99.8).abs() < 1e-9);
         assert!((c.positive_predictivity_pct() - 100.0 * 998.0 / 999.0).abs() < 1e-9);
         assert_eq!(Comparison::default().sensitivity_pct(), 100.0);

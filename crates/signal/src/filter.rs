@@ -35,18 +35,13 @@ impl Cascade {
         }
     }
 
-    fn push(
-        &mut self,
-        kind: Type<f64>,
-        fs_hz: f64,
-        f0_hz: f64,
-        q: f64,
-    ) -> Result<(), SignalError> {
+    fn push(&mut self, kind: Type<f64>, fs_hz: f64, f0_hz: f64, q: f64) -> Result<(), SignalError> {
         let coefficients = Coefficients::<f64>::from_params(kind, fs_hz.hz(), f0_hz.hz(), q)
             .map_err(|e| SignalError::FilterDesign {
                 what: format!("{kind:?} at {f0_hz} Hz with fs {fs_hz} Hz: {e:?}"),
             })?;
-        self.sections.push(DirectForm2Transposed::<f64>::new(coefficients));
+        self.sections
+            .push(DirectForm2Transposed::<f64>::new(coefficients));
         Ok(())
     }
 
@@ -266,7 +261,11 @@ mod tests {
         for fs in [250.0, 360.0, 500.0, 1000.0] {
             let mut hum = sine(fs, 50.0, (fs * 6.0) as usize);
             MainsFilter::new(fs, Mains::Hz50).unwrap().process(&mut hum);
-            assert!(rms_tail(&hum) < 0.01, "fs {fs}: 50 Hz left {}", rms_tail(&hum));
+            assert!(
+                rms_tail(&hum) < 0.01,
+                "fs {fs}: 50 Hz left {}",
+                rms_tail(&hum)
+            );
             let mut qrs_band = sine(fs, 10.0, (fs * 6.0) as usize);
             MainsFilter::new(fs, Mains::Hz50)
                 .unwrap()
@@ -296,14 +295,18 @@ mod tests {
             let start = (fs * 1.0) as usize;
             let width = (fs * 0.1) as usize;
             let pulse: Vec<f32> = (0..n)
-                .map(|i| if (start..start + width).contains(&i) { 3.0 } else { 0.0 })
+                .map(|i| {
+                    if (start..start + width).contains(&i) {
+                        3.0
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             let mut diag = pulse.clone();
             // Without the notch: a notch rings at 50 Hz on a rectangular
             // pulse's edges, which says nothing about the baseline.
-            DiagnosticFilter::new(fs, None)
-                .unwrap()
-                .process(&mut diag);
+            DiagnosticFilter::new(fs, None).unwrap().process(&mut diag);
             // 40 ms after the edge the 150 Hz low-pass has stopped ringing.
             let after = &diag[start + width + (fs * 0.04) as usize..];
             let worst = after.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -313,12 +316,17 @@ mod tests {
             let worst_mon = mon[start + width + (fs * 0.01) as usize..]
                 .iter()
                 .fold(0.0f32, |m, v| m.max(v.abs()));
-            assert!(worst_mon > 0.3, "the test must be able to fail: {worst_mon}");
+            assert!(
+                worst_mon > 0.3,
+                "the test must be able to fail: {worst_mon}"
+            );
         }
         // In-band content (0.3 Hz respiration) is kept: removing it is the ST
         // measurement's job (isoelectric reference), not the filter's.
         let mut wander = sine(500.0, 0.3, 10_000);
-        DiagnosticFilter::new(500.0, None).unwrap().process(&mut wander);
+        DiagnosticFilter::new(500.0, None)
+            .unwrap()
+            .process(&mut wander);
         assert!(rms_tail(&wander) > 0.6);
     }
 

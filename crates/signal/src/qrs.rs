@@ -20,7 +20,8 @@
 //! 4. **Decision** (after Pan and Tompkins, 1985): adaptive signal and noise
 //!    levels with a threshold between them; T-wave rejection within 360 ms of
 //!    a beat by comparing the maximal slope with the previous QRS; search-back
-//!    at half the threshold when no beat came for 1.66 average RR intervals.
+//!    at half the threshold when no beat came for 1.66 average RR intervals,
+//!    or as soon as a beat ends an RR interval 1.4 times the average.
 //!    The R peak is then located in the full-rate signal of the best lead.
 //!
 //! Detection delay: a beat is reported at most [`QrsDetector::delay_bound_ms`]
@@ -52,11 +53,15 @@ pub struct DetectorConfig {
     pub integration_ms: f64,
     /// Search-back starts after this many average RR intervals without a beat.
     pub search_back_rr: f64,
+    /// A beat ending an RR interval this many times the average first looks
+    /// back in that interval for a missed beat.
+    pub look_back_rr: f64,
     /// ...but never later than this after the last beat.
     pub search_back_max_ms: f64,
     /// Threshold position between the noise level (0) and the signal level (1).
     pub threshold_fraction: f32,
-    /// A lead whose QRS-band peak-to-mean ratio is below this is not fused.
+    /// A lead whose envelope peak-to-floor ratio is below this is not fused
+    /// (broadband noise scores about 1.5, a noisy but readable ECG 3-4).
     pub min_lead_snr: f32,
 }
 
@@ -68,7 +73,8 @@ impl Default for DetectorConfig {
             integration_ms: 120.0,
             search_back_rr: 1.66,
             search_back_max_ms: 2000.0,
-            threshold_fraction: 0.3,
+            look_back_rr: 1.4,
+            threshold_fraction: 0.4,
             min_lead_snr: 2.2,
         }
     }
@@ -121,12 +127,14 @@ struct Lead {
     /// Full-rate input, for locating the R peak.
     raw: Ring,
     block_max: f32,
-    block_sum: f64,
+    /// This second's envelope values; their median is the lead's floor
+    /// between QRS complexes, whatever the heart rate.
+    block_values: Vec<f32>,
     block_max_hist: VecDeque<f32>,
-    block_mean_hist: VecDeque<f32>,
-    /// Recent QRS height of the envelope and mean of the envelope.
+    block_floor_hist: VecDeque<f32>,
+    /// Recent QRS height of the envelope and its floor between beats.
     scale: f32,
-    mean: f32,
+    floor: f32,
     weight: f32,
     /// Last derivative magnitude and envelope (internal rate).
     slope: f32,
@@ -218,11 +226,11 @@ impl QrsDetector {
                 energy_sum: 0.0,
                 raw: Ring::new(raw_len),
                 block_max: 0.0,
-                block_sum: 0.0,
+                block_values: Vec::with_capacity(internal_hz.round() as usize),
                 block_max_hist: VecDeque::with_capacity(SCALE_BLOCKS + 1),
-                block_mean_hist: VecDeque::with_capacity(SCALE_BLOCKS),
+                block_floor_hist: VecDeque::with_capacity(SCALE_BLOCKS),
                 scale: 0.0,
-                mean: 0.0,
+                floor: 0.0,
                 weight: 0.0,
                 slope: 0.0,
                 envelope: 0.0,
@@ -376,7 +384,7 @@ impl QrsDetector {
             lead.envelope = env;
             lead.slope = d.abs() as f32;
             lead.block_max = lead.block_max.max(env);
-            lead.block_sum += f64::from(env);
+            lead.block_values.push(env);
         }
         if let Some(warmup) = self.warmup.as_mut() {
             // The first second has no scale yet: keep its envelopes and fuse
@@ -477,21 +485,29 @@ impl QrsDetector {
         let mut lead_snr = Vec::with_capacity(self.leads.len());
         let mut usable = false;
         for lead in &mut self.leads {
-            let mean = (lead.block_sum / len.max(1) as f64) as f32;
+            let floor = if lead.block_values.is_empty() {
+                0.0
+            } else {
+                let mid = lead.block_values.len() / 2;
+                *lead
+                    .block_values
+                    .select_nth_unstable_by(mid, f32::total_cmp)
+                    .1
+            };
             if lead.block_max_hist.len() == SCALE_BLOCKS {
                 lead.block_max_hist.pop_front();
-                lead.block_mean_hist.pop_front();
+                lead.block_floor_hist.pop_front();
             }
             lead.block_max_hist.push_back(lead.block_max);
-            lead.block_mean_hist.push_back(mean);
+            lead.block_floor_hist.push_back(floor);
             lead.block_max = 0.0;
-            lead.block_sum = 0.0;
+            lead.block_values.clear();
             lead.scale = median(&lead.block_max_hist);
-            lead.mean = median(&lead.block_mean_hist);
-            lead.weight = lead_weight(lead.scale, lead.mean, self.cfg.min_lead_snr);
+            lead.floor = median(&lead.block_floor_hist);
+            lead.weight = lead_weight(lead.scale, lead.floor, self.cfg.min_lead_snr);
             usable |= lead.weight > 0.0;
-            lead_snr.push(if lead.mean > 0.0 {
-                lead.scale / lead.mean
+            lead_snr.push(if lead.floor > 0.0 {
+                lead.scale / lead.floor
             } else {
                 0.0
             });
@@ -533,11 +549,37 @@ impl QrsDetector {
             }
         }
         if strength >= self.threshold() && !self.looks_like_t_wave(&cand) {
+            self.look_back_before(&cand, sink);
             self.spk = 0.125 * strength.min(3.0 * self.spk) + 0.875 * self.spk;
             self.accept(cand, false, sink);
         } else {
             self.npk = 0.125 * strength + 0.875 * self.npk;
             self.pending.push(cand);
+        }
+    }
+
+    /// A beat that ends an unusually long RR interval shows that the
+    /// interval may hold a missed beat, before the time-based search-back
+    /// would have looked: search it now, at half the threshold.
+    fn look_back_before<S: DetectionSink + ?Sized>(&mut self, next: &Candidate, sink: &mut S) {
+        let Some(last) = self.last_beat_at else {
+            return;
+        };
+        let rr = (next.at - last) as f64;
+        if rr < self.cfg.look_back_rr * self.rr_average() {
+            return;
+        }
+        let half = 0.5 * self.threshold();
+        let found = self
+            .pending
+            .iter()
+            .filter(|c| c.at >= last + self.refractory && c.at + self.refractory <= next.at)
+            .filter(|c| c.strength >= half && !self.looks_like_t_wave(c))
+            .copied()
+            .max_by(|a, b| a.strength.total_cmp(&b.strength));
+        if let Some(cand) = found {
+            self.spk = 0.25 * cand.strength.min(3.0 * self.spk) + 0.75 * self.spk;
+            self.accept(cand, true, sink);
         }
     }
 
@@ -592,7 +634,12 @@ impl QrsDetector {
         }
     }
 
-    fn accept<S: DetectionSink + ?Sized>(&mut self, cand: Candidate, search_back: bool, sink: &mut S) {
+    fn accept<S: DetectionSink + ?Sized>(
+        &mut self,
+        cand: Candidate,
+        search_back: bool,
+        sink: &mut S,
+    ) {
         if let Some(last) = self.last_beat_at {
             let rr = (cand.at - last) as f64;
             // Pauses and missed beats would drag the average: keep plausible RR.
@@ -752,8 +799,16 @@ mod tests {
             let (x, truth) = toy_ecg(fs, 30.0, 0.8);
             let found = detect_qrs(&[&x], fs).unwrap();
             let tol = (0.05 * fs) as u64;
-            assert_eq!(matched(&truth, &found, tol), truth.len(), "fs {fs}: {found:?}");
-            assert_eq!(found.len(), truth.len(), "fs {fs}: extra beats {found:?} vs {truth:?}");
+            assert_eq!(
+                matched(&truth, &found, tol),
+                truth.len(),
+                "fs {fs}: {found:?}"
+            );
+            assert_eq!(
+                found.len(),
+                truth.len(),
+                "fs {fs}: extra beats {found:?} vs {truth:?}"
+            );
         }
     }
 
@@ -765,6 +820,43 @@ mod tests {
         assert!(detect_qrs(&[&dc], 500.0).unwrap().is_empty());
         let gaps = vec![f32::NAN; 5000];
         assert!(detect_qrs(&[&gaps], 500.0).unwrap().is_empty());
+    }
+
+    fn white_noise(n: usize, seed: u64, amplitude: f32) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                // Sum of uniforms: near-Gaussian, deterministic.
+                let mut acc = 0.0f32;
+                for _ in 0..4 {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    acc += (s % 10_000) as f32 / 10_000.0 - 0.5;
+                }
+                acc * amplitude
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pure_noise_gives_no_beats_and_an_unusable_quality() {
+        for fs in [250.0, 360.0, 500.0, 1000.0] {
+            let n = (fs * 30.0) as usize;
+            let a = white_noise(n, 7, 0.5);
+            let b = white_noise(n, 11, 0.2);
+            let mut d = QrsDetector::new(fs, 2).unwrap();
+            let mut out = crate::sink::Collect::default();
+            d.push(&[&a, &b], &mut out).unwrap();
+            d.finish(&mut out);
+            let snr: Vec<_> = out.quality.iter().map(|q| q.lead_snr.clone()).collect();
+            assert!(
+                out.beats.is_empty(),
+                "fs {fs}: {} beats from noise; snr {snr:?}",
+                out.beats.len()
+            );
+            assert!(out.quality.iter().all(|q| !q.usable));
+        }
     }
 
     #[test]

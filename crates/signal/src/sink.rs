@@ -20,9 +20,9 @@ pub struct QualitySegment {
     pub start_sample: u64,
     /// One past the last input sample of the segment.
     pub end_sample: u64,
-    /// Per lead: QRS-band peak-to-mean ratio of the last few seconds (a clean
-    /// ECG lead scores about 4-8, broadband noise about 1.5-2.5, a flat or
-    /// disconnected lead 0).
+    /// Per lead: QRS-band envelope peak-to-floor ratio of the last few
+    /// seconds (a clean ECG lead scores well above 5, a noisy but readable
+    /// one 3-4, broadband noise about 1.5, a flat or disconnected lead 0).
     pub lead_snr: Vec<f32>,
     /// Whether at least one lead carried a usable ECG in this segment; when
     /// not, no beats are reported for it rather than invented ones.
