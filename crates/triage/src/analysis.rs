@@ -4,7 +4,9 @@
 
 use ndarray::Array2;
 
-use crate::beat::{self, median_beat, remove_baseline, samples, sort_beats, BeatSet, POST_R_S, PRE_R_S};
+use crate::beat::{
+    self, median_beat, remove_baseline, samples, sort_beats, BeatSet, POST_R_S, PRE_R_S,
+};
 use crate::delineation::{delineate, Fiducials};
 use crate::lead::LeadName;
 use crate::measurement::{measure_lead, LeadMeasurement};
@@ -69,7 +71,12 @@ fn median_rr_s(r: &[usize], fs_hz: f64) -> Option<f64> {
 
 /// Runs the measuring pipeline. `signals` are in millivolts, all the same length.
 /// Returns `None` when no beat window fits inside the signal.
-pub(crate) fn analyse(fs_hz: f64, leads: &[LeadName], signals: &[&[f32]], r_peaks: &[usize]) -> Option<Analysis> {
+pub(crate) fn analyse(
+    fs_hz: f64,
+    leads: &[LeadName],
+    signals: &[&[f32]],
+    r_peaks: &[usize],
+) -> Option<Analysis> {
     let pre = samples(fs_hz, PRE_R_S);
     let post = samples(fs_hz, POST_R_S);
     let sorted = sort_beats(signals, r_peaks, fs_hz);
@@ -89,7 +96,10 @@ pub(crate) fn analyse(fs_hz: f64, leads: &[LeadName], signals: &[&[f32]], r_peak
         .iter()
         .filter_map(|&r| (r + pr_centre).checked_sub(pre))
         .collect();
-    let corrected: Vec<Vec<f32>> = signals.iter().map(|s| remove_baseline(s, &knots, half)).collect();
+    let corrected: Vec<Vec<f32>> = signals
+        .iter()
+        .map(|s| remove_baseline(s, &knots, half))
+        .collect();
     let views: Vec<&[f32]> = corrected.iter().map(|v| v.as_slice()).collect();
     let median = median_beat(&views, &dom, pre, post);
     let fid = delineate(&median, pre, fs_hz, rr_for_t);
@@ -99,7 +109,12 @@ pub(crate) fn analyse(fs_hz: f64, leads: &[LeadName], signals: &[&[f32]], r_peak
 
     let n_samples = signals.first().map_or(0, |s| s.len());
     let mut beats = Vec::with_capacity(r_peaks.len());
-    let mut usable = sorted.source.iter().zip(&sorted.r_aligned).enumerate().peekable();
+    let mut usable = sorted
+        .source
+        .iter()
+        .zip(&sorted.r_aligned)
+        .enumerate()
+        .peekable();
     for (i, &src) in r_peaks.iter().enumerate() {
         let (on, off, dominant) = match usable.peek() {
             Some(&(k, (&s, &r))) if s == i => {

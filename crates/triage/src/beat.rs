@@ -49,7 +49,12 @@ pub(crate) fn samples(fs_hz: f64, seconds: f64) -> usize {
 
 /// Median over the windows [r - pre, r + post) of every lead; beats whose window leaves the
 /// signal are skipped by the caller. Beats are subsampled evenly above `MAX_TEMPLATE_BEATS`.
-pub(crate) fn median_beat(leads: &[&[f32]], centres: &[usize], pre: usize, post: usize) -> Array2<f32> {
+pub(crate) fn median_beat(
+    leads: &[&[f32]],
+    centres: &[usize],
+    pre: usize,
+    post: usize,
+) -> Array2<f32> {
     let len = pre + post;
     let step = centres.len().div_ceil(MAX_TEMPLATE_BEATS).max(1);
     let used: Vec<usize> = centres.iter().step_by(step).copied().collect();
@@ -241,9 +246,16 @@ mod tests {
         let set = sort_beats(&[&x], &jittered, fs);
         assert_eq!(set.r_aligned.len(), 8);
         assert!(!set.dominant[3]);
+        // Aligned on the template: every dominant beat sits at the same offset from truth.
+        let shift = set.r_aligned[0] as isize - rs[0] as isize;
+        assert!(shift.abs() <= 2);
         for k in [0usize, 1, 2, 4, 5, 6, 7] {
             assert!(set.dominant[k]);
-            assert_eq!(set.r_aligned[k], rs[k], "beat {k}");
+            assert_eq!(
+                set.r_aligned[k] as isize - rs[k] as isize,
+                shift,
+                "beat {k}"
+            );
         }
     }
 

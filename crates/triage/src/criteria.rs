@@ -22,8 +22,14 @@ pub(crate) fn udmi_threshold_uv(lead: LeadName, patient: &Patient) -> (f32, Opti
         (Some(Sex::Female), _) => (150.0, None),
         (Some(Sex::Male), Some(age)) if age >= 40.0 => (200.0, None),
         (Some(Sex::Male), Some(_)) => (250.0, None),
-        (Some(Sex::Male), None) => (200.0, Some("age unknown: V2-V3 threshold 2 mm (men >= 40), the lower of the men's")),
-        (None, _) => (150.0, Some("sex unknown: V2-V3 threshold 1.5 mm, the one that misses least")),
+        (Some(Sex::Male), None) => (
+            200.0,
+            Some("age unknown: V2-V3 threshold 2 mm (men >= 40), the lower of the men's"),
+        ),
+        (None, _) => (
+            150.0,
+            Some("sex unknown: V2-V3 threshold 1.5 mm, the one that misses least"),
+        ),
     }
 }
 
@@ -40,7 +46,10 @@ fn mm(uv: f32) -> f32 {
     uv / 100.0
 }
 
-fn pairs_meeting(a: &Analysis, mut pass: impl FnMut(LeadName, &LeadMeasurement) -> bool) -> Vec<(LeadName, LeadName)> {
+fn pairs_meeting(
+    a: &Analysis,
+    mut pass: impl FnMut(LeadName, &LeadMeasurement) -> bool,
+) -> Vec<(LeadName, LeadName)> {
     let ok: Vec<LeadName> = a
         .leads
         .iter()
@@ -64,14 +73,23 @@ fn leads_of(pairs: &[(LeadName, LeadName)]) -> BTreeSet<LeadName> {
 }
 
 fn list(leads: &BTreeSet<LeadName>) -> String {
-    leads.iter().map(|l| l.label()).collect::<Vec<_>>().join(", ")
+    leads
+        .iter()
+        .map(|l| l.label())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn st(a: &Analysis, l: LeadName) -> f32 {
     a.get(l).map_or(0.0, |m| m.st_j_uv)
 }
 
-pub(crate) fn judge(a: &Analysis, patient: &Patient, mimics: &[Mimic], early_repol: bool) -> Verdict {
+pub(crate) fn judge(
+    a: &Analysis,
+    patient: &Patient,
+    mimics: &[Mimic],
+    early_repol: bool,
+) -> Verdict {
     let mut v = Verdict::default();
     let mut notes = BTreeSet::new();
     let udmi_pairs = pairs_meeting(a, |l, m| {
@@ -92,10 +110,13 @@ pub(crate) fn judge(a: &Analysis, patient: &Patient, mimics: &[Mimic], early_rep
             list(&udmi_leads)
         ));
     } else {
-        v.reasons.push("4th-UDMI ST-elevation thresholds not met in two contiguous leads".to_string());
+        v.reasons
+            .push("4th-UDMI ST-elevation thresholds not met in two contiguous leads".to_string());
     }
 
-    let lbbb_or_paced = mimics.iter().any(|m| matches!(m, Mimic::LeftBundleBranchBlock | Mimic::Paced));
+    let lbbb_or_paced = mimics
+        .iter()
+        .any(|m| matches!(m, Mimic::LeftBundleBranchBlock | Mimic::Paced));
     if lbbb_or_paced {
         if v.criteria_met {
             v.reasons.push("ST elevation is expected with LBBB / pacing: the UDMI criteria do not apply, Sgarbossa does".into());
@@ -133,12 +154,20 @@ pub(crate) fn judge(a: &Analysis, patient: &Patient, mimics: &[Mimic], early_rep
         if !confirmed_pairs.is_empty() {
             let leads = leads_of(&confirmed_pairs);
             let reciprocal = reciprocal_depression(a, &leads);
-            if early_repol && reciprocal.is_none() && !anterior_occlusion_formula(a, &mut v.reasons) {
-                v.reasons.push("ST elevation consistent with early repolarisation (no reciprocal depression)".into());
+            if early_repol && reciprocal.is_none() && !anterior_occlusion_formula(a, &mut v.reasons)
+            {
+                v.reasons.push(
+                    "ST elevation consistent with early repolarisation (no reciprocal depression)"
+                        .into(),
+                );
             } else {
                 v.stemi = true;
-                v.territories.extend(leads.iter().filter_map(|l| l.territory()));
-                v.reasons.push(format!("suspected acute coronary occlusion: STEMI criteria in {}", list(&leads)));
+                v.territories
+                    .extend(leads.iter().filter_map(|l| l.territory()));
+                v.reasons.push(format!(
+                    "suspected acute coronary occlusion: STEMI criteria in {}",
+                    list(&leads)
+                ));
                 if let Some(r) = reciprocal {
                     v.reasons.push(r);
                 }
@@ -154,10 +183,15 @@ pub(crate) fn judge(a: &Analysis, patient: &Patient, mimics: &[Mimic], early_rep
 /// Reciprocal ST depression (>= 0.5 mm in two leads) facing the elevated territory.
 fn reciprocal_depression(a: &Analysis, elevated: &BTreeSet<LeadName>) -> Option<String> {
     use LeadName::*;
-    let inferior = elevated.iter().any(|l| l.territory() == Some(Territory::Inferior));
-    let ant_lat = elevated
+    let inferior = elevated
         .iter()
-        .any(|l| matches!(l.territory(), Some(Territory::Anterior | Territory::Lateral | Territory::Septal)));
+        .any(|l| l.territory() == Some(Territory::Inferior));
+    let ant_lat = elevated.iter().any(|l| {
+        matches!(
+            l.territory(),
+            Some(Territory::Anterior | Territory::Lateral | Territory::Septal)
+        )
+    });
     let mut opposite: Vec<LeadName> = Vec::new();
     if inferior {
         opposite.extend([I, AVL]);
@@ -165,11 +199,18 @@ fn reciprocal_depression(a: &Analysis, elevated: &BTreeSet<LeadName>) -> Option<
     if ant_lat {
         opposite.extend([II, III, AVF]);
     }
-    let depressed: Vec<LeadName> = opposite.into_iter().filter(|&l| st(a, l) <= -50.0).collect();
+    let depressed: Vec<LeadName> = opposite
+        .into_iter()
+        .filter(|&l| st(a, l) <= -50.0)
+        .collect();
     (depressed.len() >= 2 || (depressed.len() == 1 && inferior && depressed[0] == AVL)).then(|| {
         format!(
             "reciprocal ST depression in {}",
-            depressed.iter().map(|l| l.label()).collect::<Vec<_>>().join(", ")
+            depressed
+                .iter()
+                .map(|l| l.label())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }
@@ -183,13 +224,19 @@ fn sgarbossa(a: &Analysis, v: &mut Verdict) {
     for (&l, m) in a.leads.iter().zip(&a.measurements) {
         let positive = m.qrs_positive();
         if positive && m.st_j_uv >= 100.0 {
-            hits.push(format!("concordant ST elevation {:.1} mm in {l}", mm(m.st_j_uv)));
+            hits.push(format!(
+                "concordant ST elevation {:.1} mm in {l}",
+                mm(m.st_j_uv)
+            ));
             leads.insert(l);
         } else if !positive
             && matches!(l, LeadName::V1 | LeadName::V2 | LeadName::V3)
             && m.st_j_uv <= -100.0
         {
-            hits.push(format!("concordant ST depression {:.1} mm in {l}", mm(-m.st_j_uv)));
+            hits.push(format!(
+                "concordant ST depression {:.1} mm in {l}",
+                mm(-m.st_j_uv)
+            ));
             v.territories.insert(Territory::Posterior);
         } else if !positive && m.st_j_uv >= 100.0 && m.st_j_uv >= 0.25 * m.s_uv {
             hits.push(format!(
@@ -201,11 +248,16 @@ fn sgarbossa(a: &Analysis, v: &mut Verdict) {
         }
     }
     if hits.is_empty() {
-        v.reasons.push("Smith-modified Sgarbossa criteria not met".into());
+        v.reasons
+            .push("Smith-modified Sgarbossa criteria not met".into());
     } else {
         v.stemi = true;
-        v.territories.extend(leads.iter().filter_map(|l| l.territory()));
-        v.reasons.push(format!("Smith-modified Sgarbossa positive: {}", hits.join("; ")));
+        v.territories
+            .extend(leads.iter().filter_map(|l| l.territory()));
+        v.reasons.push(format!(
+            "Smith-modified Sgarbossa positive: {}",
+            hits.join("; ")
+        ));
     }
 }
 
@@ -223,7 +275,8 @@ fn anterior_occlusion_formula(a: &Analysis, reasons: &mut Vec<String>) -> bool {
         return false;
     };
     let qtc = qt / rr.sqrt();
-    let score = 0.052 * qtc as f32 - 0.151 * mm(v2.qrs_pp_uv()) - 0.268 * mm(v4.r_uv) + 1.062 * mm(v3.st_j60_uv);
+    let score = 0.052 * qtc as f32 - 0.151 * mm(v2.qrs_pp_uv()) - 0.268 * mm(v4.r_uv)
+        + 1.062 * mm(v3.st_j60_uv);
     let occlusion = score > 18.2;
     reasons.push(format!(
         "4-variable LAD-occlusion formula {score:.1} ({} 18.2)",
@@ -237,7 +290,10 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
     use LeadName::*;
     let rbbb = mimics.contains(&Mimic::RightBundleBranchBlock);
     // Inferior ST elevation with reciprocal depression in aVL.
-    let inferior: Vec<LeadName> = [II, III, AVF].into_iter().filter(|&l| st(a, l) >= 50.0).collect();
+    let inferior: Vec<LeadName> = [II, III, AVF]
+        .into_iter()
+        .filter(|&l| st(a, l) >= 50.0)
+        .collect();
     if inferior.len() >= 2 && st(a, AVL) <= -50.0 && (st(a, III) >= 50.0) {
         v.stemi = true;
         v.territories.insert(Territory::Inferior);
@@ -251,11 +307,15 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
     let antlat = pairs_meeting(a, |l, m| {
         matches!(l, V1 | V2 | V3 | V4 | V5 | V6 | I | AVL) && m.st_j_uv >= 100.0
     });
-    let inf_depressed = [II, III, AVF].into_iter().filter(|&l| st(a, l) <= -50.0).count();
+    let inf_depressed = [II, III, AVF]
+        .into_iter()
+        .filter(|&l| st(a, l) <= -50.0)
+        .count();
     if !antlat.is_empty() && inf_depressed >= 2 {
         let leads = leads_of(&antlat);
         v.stemi = true;
-        v.territories.extend(leads.iter().filter_map(|l| l.territory()));
+        v.territories
+            .extend(leads.iter().filter_map(|l| l.territory()));
         v.reasons.push(format!(
             "suspected acute coronary occlusion: ST elevation in {} with reciprocal inferior ST depression",
             list(&leads)
@@ -263,8 +323,13 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
     }
     // Posterior: ST depression maximal in V1-V4, not explained by RBBB.
     if !rbbb {
-        let post = pairs_meeting(a, |l, m| matches!(l, V1 | V2 | V3 | V4) && m.st_j_uv <= -100.0);
-        let max_ant = [V1, V2, V3, V4].into_iter().map(|l| -st(a, l)).fold(0.0, f32::max);
+        let post = pairs_meeting(a, |l, m| {
+            matches!(l, V1 | V2 | V3 | V4) && m.st_j_uv <= -100.0
+        });
+        let max_ant = [V1, V2, V3, V4]
+            .into_iter()
+            .map(|l| -st(a, l))
+            .fold(0.0, f32::max);
         let max_lat = [V5, V6].into_iter().map(|l| -st(a, l)).fold(0.0, f32::max);
         if !post.is_empty() && max_ant > max_lat {
             v.stemi = true;

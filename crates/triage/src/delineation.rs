@@ -64,7 +64,9 @@ pub(crate) fn delineate(beats: &Array2<f32>, origin: usize, fs_hz: f64, rr_s: f6
     // QRS peak slope near the aligned R.
     let a = origin.saturating_sub(samples(fs_hz, 0.08));
     let b = (origin + samples(fs_hz, 0.08)).min(len - 1);
-    let pk = (a..=b).max_by(|&x, &y| sv[x].total_cmp(&sv[y])).unwrap_or(origin);
+    let pk = (a..=b)
+        .max_by(|&x, &y| sv[x].total_cmp(&sv[y]))
+        .unwrap_or(origin);
 
     // Isoelectric floor: the quietest 20 ms in the 250 ms before the QRS (the PR segment,
     // or the TP segment when there is no P wave).
@@ -73,7 +75,12 @@ pub(crate) fn delineate(beats: &Array2<f32>, origin: usize, fs_hz: f64, rr_s: f6
     let to = pk.saturating_sub(samples(fs_hz, 0.05));
     let (pr, floor) = quietest(&sv, from, to, w).unwrap_or(((from, from + w), 0.0));
     let on_thr = floor + ONSET_FRACTION * (sv[pk] - floor).max(1e-6);
-    let mut qrs_on = pk;
+    // Scan back from the first major slope of the QRS, not from the steepest one: the R
+    // apex (zero slope) could otherwise end the search inside the QRS.
+    let major = floor + 0.7 * (sv[pk] - floor);
+    let mut qrs_on = (pk.saturating_sub(samples(fs_hz, 0.03)).max(from)..=pk)
+        .find(|&t| sv[t] > major)
+        .unwrap_or(pk);
     while qrs_on > from && sv[qrs_on] > on_thr {
         qrs_on -= 1;
     }
@@ -85,13 +92,17 @@ pub(crate) fn delineate(beats: &Array2<f32>, origin: usize, fs_hz: f64, rr_s: f6
     let ((st_quiet, _), st_floor) =
         quietest(&sv, st_from, st_to, w / 2).unwrap_or(((len - 1, len - 1), floor));
     let off_thr = st_floor + OFFSET_FRACTION * (sv[pk] - st_floor).max(1e-6);
-    // The offset must be stable: a fragmented QRS can dip briefly below the threshold.
+    // The offset must be stable: a notched or fragmented QRS can dip briefly below it.
     let hold = samples(fs_hz, 0.012);
     let mut qrs_off = pk;
     while qrs_off < st_quiet && (qrs_off..(qrs_off + hold).min(len)).any(|t| sv[t] > off_thr) {
         qrs_off += 1;
     }
-    let pr = if pr.1 <= qrs_on { pr } else { (qrs_on.saturating_sub(w), qrs_on) };
+    let pr = if pr.1 <= qrs_on {
+        pr
+    } else {
+        (qrs_on.saturating_sub(w), qrs_on)
+    };
     let j = qrs_off;
     let t_end = t_wave_end(beats, pr, j, origin, fs_hz, rr_s);
     Fiducials {
@@ -114,7 +125,14 @@ fn quietest(v: &[f32], from: usize, to: usize, w: usize) -> Option<((usize, usiz
 
 /// T end by the tangent method on the root-mean-square curve of the baseline-corrected
 /// leads: the steepest descent after the T peak, extended down to the isoelectric level.
-fn t_wave_end(beats: &Array2<f32>, pr: (usize, usize), j: usize, origin: usize, fs_hz: f64, rr_s: f64) -> Option<usize> {
+fn t_wave_end(
+    beats: &Array2<f32>,
+    pr: (usize, usize),
+    j: usize,
+    origin: usize,
+    fs_hz: f64,
+    rr_s: f64,
+) -> Option<usize> {
     let len = beats.ncols();
     let rms: Vec<f32> = (0..len)
         .map(|t| {
@@ -155,20 +173,22 @@ fn t_wave_end(beats: &Array2<f32>, pr: (usize, usize), j: usize, origin: usize, 
 mod tests {
     use super::*;
 
-    /// A triangular QRS from 0.25 s to 0.35 s (R at 0.3 s) on two leads, T wave after.
+    /// An R wave (Gaussian, sigma 10 ms, at 0.3 s) on one lead and an S wave 16 ms later on
+    /// the other, as different leads peak at different times; QRS about 0.27-0.35 s.
     fn template(fs: f64) -> (Array2<f32>, usize) {
         let len = samples(fs, 0.95);
         let mut m = Array2::<f32>::zeros((2, len));
         for t in 0..len {
             let s = t as f64 / fs;
-            let qrs = if (0.25..0.35).contains(&s) { 1.0 - ((s - 0.3).abs() / 0.05) } else { 0.0 };
+            let qrs = (-0.5 * ((s - 0.3) / 0.01).powi(2)).exp();
             let tw = 0.3 * (-((s - 0.6) / 0.05).powi(2)).exp();
             m[[0, t]] = (qrs + tw) as f32;
-            m[[1, t]] = (-0.5 * qrs + tw) as f32;
+            m[[1, t]] = (-0.5 * (-0.5 * ((s - 0.316) / 0.01).powi(2)).exp() + tw) as f32;
         }
         (m, samples(fs, 0.3))
     }
 
+    /// Behaviour, not accuracy (that is measured on LUDB against expert annotations).
     #[test]
     fn finds_qrs_edges_and_t_end_on_a_known_beat() {
         let fs = 500.0;
@@ -176,8 +196,8 @@ mod tests {
         let f = delineate(&m, origin, fs, 1.0);
         let on_ms = f.qrs_on as f64 / fs * 1000.0;
         let off_ms = f.qrs_off as f64 / fs * 1000.0;
-        assert!((on_ms - 250.0).abs() <= 6.0, "onset {on_ms}");
-        assert!((off_ms - 350.0).abs() <= 6.0, "offset {off_ms}");
+        assert!((on_ms - 270.0).abs() <= 12.0, "onset {on_ms}");
+        assert!((off_ms - 346.0).abs() <= 12.0, "offset {off_ms}");
         let te_ms = f.t_end.expect("t end") as f64 / fs * 1000.0;
         assert!((te_ms - 690.0).abs() < 40.0, "t end {te_ms}");
         assert!(f.pr.1 <= f.qrs_on);

@@ -48,7 +48,10 @@ fn validate(fs_hz: f64, leads: &[LeadSignal<'_>]) -> Result<(), TriageError> {
     let Some(first) = leads.first() else {
         return Err(TriageError::NoLeads);
     };
-    if let Some(l) = leads.iter().find(|l| l.samples_mv.len() != first.samples_mv.len()) {
+    if let Some(l) = leads
+        .iter()
+        .find(|l| l.samples_mv.len() != first.samples_mv.len())
+    {
         return Err(TriageError::LeadLength {
             lead: l.label.to_string(),
             len: l.samples_mv.len(),
@@ -71,7 +74,11 @@ pub fn interpret(
 }
 
 /// Interprets a recording, finding the R peaks with the signal core's multi-lead detector.
-pub fn interpret_detecting(fs_hz: f64, leads: &[LeadSignal<'_>], patient: Patient) -> Result<Interpretation, TriageError> {
+pub fn interpret_detecting(
+    fs_hz: f64,
+    leads: &[LeadSignal<'_>],
+    patient: Patient,
+) -> Result<Interpretation, TriageError> {
     validate(fs_hz, leads)?;
     let signals: Vec<&[f32]> = leads.iter().map(|l| l.samples_mv).collect();
     let r = crate::detect::r_peaks(&signals, fs_hz)?;
@@ -116,11 +123,15 @@ fn interpret_inner(
         quality,
         mimics: Vec::new(),
         reasons: Vec::new(),
-        beats: analysis.as_ref().map(|a| a.beats.clone()).unwrap_or_default(),
+        beats: analysis
+            .as_ref()
+            .map(|a| a.beats.clone())
+            .unwrap_or_default(),
         patient,
     };
     let Some(a) = analysis else {
-        out.reasons.push(format!("repeat the ECG: {}", out.quality.issues.join("; ")));
+        out.reasons
+            .push(format!("repeat the ECG: {}", out.quality.issues.join("; ")));
         return Ok((out, None));
     };
     out.heart_rate_bpm = a.rr_s.map(|rr| 60.0 / rr);
@@ -130,12 +141,17 @@ fn interpret_inner(
         out.leads.insert(l.label().to_string(), *m);
     }
     if !out.quality.ok {
-        out.reasons.push(format!("repeat the ECG: {}", out.quality.issues.join("; ")));
+        out.reasons
+            .push(format!("repeat the ECG: {}", out.quality.issues.join("; ")));
         return Ok((out, Some(a)));
     }
     let mut reasons = Vec::new();
     let mut mimics = mimic::detect(&a, &patient, &mut reasons);
-    let er = if mimics.is_empty() { mimic::early_repolarisation(&a) } else { None };
+    let er = if mimics.is_empty() {
+        mimic::early_repolarisation(&a)
+    } else {
+        None
+    };
     if let Some(r) = &er {
         reasons.push(r.clone());
         mimics.push(Mimic::EarlyRepolarisation);
@@ -196,11 +212,22 @@ impl Interpreter {
 
     /// Appends one chunk (one slice per lead, equal lengths) and the R peaks detected so far
     /// in it (absolute sample indices). Returns the early decision when it is first reached.
-    pub fn push(&mut self, chunk: &[&[f32]], r_peaks: &[usize]) -> Result<Option<&EarlyDecision>, TriageError> {
+    pub fn push(
+        &mut self,
+        chunk: &[&[f32]],
+        r_peaks: &[usize],
+    ) -> Result<Option<&EarlyDecision>, TriageError> {
         if chunk.len() != self.labels.len() {
-            return Err(TriageError::ChunkLeads { got: chunk.len(), expected: self.labels.len() });
+            return Err(TriageError::ChunkLeads {
+                got: chunk.len(),
+                expected: self.labels.len(),
+            });
         }
-        if let Some((i, c)) = chunk.iter().enumerate().find(|(_, c)| c.len() != chunk[0].len()) {
+        if let Some((i, c)) = chunk
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.len() != chunk[0].len())
+        {
             return Err(TriageError::LeadLength {
                 lead: self.labels[i].clone(),
                 len: c.len(),
@@ -212,7 +239,10 @@ impl Interpreter {
         }
         let before = self.r_peaks.len();
         self.r_peaks.extend_from_slice(r_peaks);
-        if self.early.is_some() || self.r_peaks.len() == before || self.r_peaks.len() < CONSISTENT_BEATS {
+        if self.early.is_some()
+            || self.r_peaks.len() == before
+            || self.r_peaks.len() < CONSISTENT_BEATS
+        {
             return Ok(None);
         }
         let total = self.signals[0].len();
@@ -221,9 +251,17 @@ impl Interpreter {
             .labels
             .iter()
             .zip(&self.signals)
-            .map(|(l, s)| LeadSignal { label: l, samples_mv: &s[start..] })
+            .map(|(l, s)| LeadSignal {
+                label: l,
+                samples_mv: &s[start..],
+            })
             .collect();
-        let r: Vec<usize> = self.r_peaks.iter().filter(|&&x| x >= start).map(|&x| x - start).collect();
+        let r: Vec<usize> = self
+            .r_peaks
+            .iter()
+            .filter(|&&x| x >= start)
+            .map(|&x| x - start)
+            .collect();
         let (mut interp, analysis) = interpret_inner(self.fs_hz, &leads, &r, self.patient)?;
         let Some(a) = analysis else { return Ok(None) };
         if interp.stemi && interp.quality.ok && consistent(&a, CONSISTENT_BEATS) {
@@ -232,10 +270,13 @@ impl Interpreter {
                 b.qrs_on += start;
                 b.qrs_off += start;
             }
-            interp
-                .reasons
-                .push(format!("early decision: the last {CONSISTENT_BEATS} beats agree"));
-            self.early = Some(EarlyDecision { at_sample: total, interpretation: interp });
+            interp.reasons.push(format!(
+                "early decision: the last {CONSISTENT_BEATS} beats agree"
+            ));
+            self.early = Some(EarlyDecision {
+                at_sample: total,
+                interpretation: interp,
+            });
             return Ok(self.early.as_ref());
         }
         Ok(None)
@@ -252,7 +293,10 @@ impl Interpreter {
             .labels
             .iter()
             .zip(&self.signals)
-            .map(|(l, s)| LeadSignal { label: l, samples_mv: s })
+            .map(|(l, s)| LeadSignal {
+                label: l,
+                samples_mv: s,
+            })
             .collect();
         interpret(self.fs_hz, &leads, &self.r_peaks, self.patient)
     }

@@ -30,7 +30,8 @@ mod quality;
 
 pub use analysis::Beat;
 pub use interpretation::{
-    interpret, interpret_detecting, EarlyDecision, Interpretation, Interpreter, LeadSignal, CONSISTENT_BEATS,
+    interpret, interpret_detecting, EarlyDecision, Interpretation, Interpreter, LeadSignal,
+    CONSISTENT_BEATS,
 };
 pub use lead::{LeadName, Territory};
 pub use measurement::LeadMeasurement;
@@ -46,7 +47,11 @@ pub enum TriageError {
     #[error("no leads given")]
     NoLeads,
     #[error("lead {lead} has {len} samples, expected {expected} like the others")]
-    LeadLength { lead: String, len: usize, expected: usize },
+    LeadLength {
+        lead: String,
+        len: usize,
+        expected: usize,
+    },
     #[error("chunk has {got} leads, the stream has {expected}")]
     ChunkLeads { got: usize, expected: usize },
     #[error("QRS detector failed: {0}")]

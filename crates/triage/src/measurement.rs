@@ -53,9 +53,11 @@ pub(crate) fn measure_lead(x: ArrayView1<f32>, f: &Fiducials, fs_hz: f64) -> Lea
     let len = x.len();
     let base = mean(x, f.pr.0, f.pr.1);
     let half = samples(fs_hz, 0.004);
+    // Averaged over the 8 ms from the point onwards, so that the end of the QRS never
+    // leaks into the J-point level.
     let at = |t: usize| -> f32 {
         let t = t.min(len - 1);
-        (mean(x, t.saturating_sub(half), t + half + 1) - base) * 1000.0
+        (mean(x, t, t + 2 * half + 1) - base) * 1000.0
     };
     let st_j_uv = at(f.j);
     let st_j60_uv = at(f.j + samples(fs_hz, 0.06));
@@ -132,7 +134,13 @@ mod tests {
                 _ => 0.35,
             })
             .collect();
-        let f = Fiducials { qrs_on: 100, qrs_off: 150, j: 150, t_end: Some(300), pr: (80, 95) };
+        let f = Fiducials {
+            qrs_on: 100,
+            qrs_off: 150,
+            j: 150,
+            t_end: Some(300),
+            pr: (80, 95),
+        };
         let m = measure_lead(x.view(), &f, fs);
         assert!((m.st_j_uv - 150.0).abs() < 20.0, "{}", m.st_j_uv);
         assert!((m.st_j60_uv - 150.0).abs() < 1.0);

@@ -51,9 +51,16 @@ pub(crate) fn detect(a: &Analysis, patient: &Patient, reasons: &mut Vec<String>)
     }
     if qrs_ms >= WIDE_QRS_MS {
         let v1 = m(LeadName::V1);
-        let lateral: Vec<_> = [LeadName::I, LeadName::V6, LeadName::AVL].into_iter().filter_map(m).collect();
+        let lateral: Vec<_> = [LeadName::I, LeadName::V6, LeadName::AVL]
+            .into_iter()
+            .filter_map(m)
+            .collect();
         let v1_negative = v1.is_some_and(|v| v.s_uv > 2.0 * v.r_uv && v.terminal_uv < 0.0);
-        let lateral_upright = lateral.iter().filter(|l| l.r_uv > 2.0 * l.s_uv && l.terminal_uv > 0.0).count() >= 2;
+        let lateral_upright = lateral
+            .iter()
+            .filter(|l| l.r_uv > 2.0 * l.s_uv && l.terminal_uv > 0.0)
+            .count()
+            >= 2;
         let v1_terminal_r = v1.is_some_and(|v| v.terminal_uv > 50.0 && v.r_uv > 150.0);
         let lateral_terminal_s = [LeadName::I, LeadName::V6]
             .into_iter()
@@ -100,7 +107,10 @@ fn lvh(a: &Analysis, patient: &Patient) -> Option<String> {
         _ => 2800.0,
     };
     if let Some(s) = sokolow.filter(|&s| s >= 3500.0) {
-        return Some(format!("Sokolow-Lyon voltage {:.1} mV >= 3.5 mV: left ventricular hypertrophy", s / 1000.0));
+        return Some(format!(
+            "Sokolow-Lyon voltage {:.1} mV >= 3.5 mV: left ventricular hypertrophy",
+            s / 1000.0
+        ));
     }
     if let Some(c) = cornell.filter(|&c| c > cornell_limit) {
         return Some(format!(
@@ -149,10 +159,22 @@ fn paced(a: &Analysis) -> bool {
 /// ST depression other than in aVR and V1.
 pub(crate) fn early_repolarisation(a: &Analysis) -> Option<String> {
     use LeadName::*;
-    let pairs = [(II, AVF), (III, AVF), (II, III), (V4, V5), (V5, V6), (V3, V4), (V2, V3), (I, AVL)];
+    let pairs = [
+        (II, AVF),
+        (III, AVF),
+        (II, III),
+        (V4, V5),
+        (V5, V6),
+        (V3, V4),
+        (V2, V3),
+        (I, AVL),
+    ];
     let er_lead = |l: LeadName| {
         a.get(l).is_some_and(|m| {
-            m.st_j_uv >= 100.0 && m.st_j60_uv >= m.st_j_uv && m.t_uv > 2.0 * m.st_j60_uv.max(0.0) && m.t_uv > 300.0
+            m.st_j_uv >= 100.0
+                && m.st_j60_uv >= m.st_j_uv
+                && m.t_uv > 2.0 * m.st_j60_uv.max(0.0)
+                && m.t_uv > 300.0
         })
     };
     let pair = pairs.iter().find(|(x, y)| er_lead(*x) && er_lead(*y))?;

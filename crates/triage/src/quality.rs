@@ -24,7 +24,12 @@ const NOISE_ST_SE_UV: f32 = 40.0;
 /// Fewer dominant beats than this do not make a representative beat.
 const MIN_BEATS: usize = 3;
 
-pub(crate) fn assess(analysis: Option<&Analysis>, leads: &[LeadName], raw: &[&[f32]], fs_hz: f64) -> Quality {
+pub(crate) fn assess(
+    analysis: Option<&Analysis>,
+    leads: &[LeadName],
+    raw: &[&[f32]],
+    fs_hz: f64,
+) -> Quality {
     let mut issues = Vec::new();
     let missing: Vec<&str> = STANDARD_LEADS
         .iter()
@@ -37,10 +42,14 @@ pub(crate) fn assess(analysis: Option<&Analysis>, leads: &[LeadName], raw: &[&[f
     for (lead, x) in leads.iter().zip(raw) {
         let finite = x.iter().all(|v| v.is_finite());
         if !finite {
-            issues.push(format!("lead {lead}: invalid samples (lead off or corrupt)"));
+            issues.push(format!(
+                "lead {lead}: invalid samples (lead off or corrupt)"
+            ));
             continue;
         }
-        let (lo, hi) = x.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = x
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         if x.is_empty() || (hi - lo) * 1000.0 < LEAD_OFF_RANGE_UV {
             issues.push(format!("lead {lead}: flat signal (lead off)"));
         }
@@ -57,7 +66,10 @@ pub(crate) fn assess(analysis: Option<&Analysis>, leads: &[LeadName], raw: &[&[f
     }
     noise(a, fs_hz, &mut issues);
     limb_consistency(a, &mut issues);
-    Quality { ok: issues.is_empty(), issues }
+    Quality {
+        ok: issues.is_empty(),
+        issues,
+    }
 }
 
 /// Scatter of the dominant beats around the representative beat over the ST-T segment.
@@ -96,7 +108,9 @@ fn noise(a: &Analysis, fs_hz: f64, issues: &mut Vec<String>) {
 /// swapped arm electrodes.
 fn limb_consistency(a: &Analysis, issues: &mut Vec<String>) {
     let idx = |l: LeadName| a.leads.iter().position(|&x| x == l);
-    if let (Some(i), Some(ii), Some(iii)) = (idx(LeadName::I), idx(LeadName::II), idx(LeadName::III)) {
+    if let (Some(i), Some(ii), Some(iii)) =
+        (idx(LeadName::I), idx(LeadName::II), idx(LeadName::III))
+    {
         let mut err = 0f32;
         let mut pow = 0f32;
         for t in 0..a.median.ncols() {
@@ -105,12 +119,20 @@ fn limb_consistency(a: &Analysis, issues: &mut Vec<String>) {
             pow += a.median[[ii, t]].powi(2) + a.median[[i, t]].powi(2);
         }
         if pow > 0.0 && (err / pow).sqrt() > 0.35 {
-            issues.push("limb leads inconsistent (I + III != II): electrode or lead-label error".to_string());
+            issues.push(
+                "limb leads inconsistent (I + III != II): electrode or lead-label error"
+                    .to_string(),
+            );
         }
     }
     if let (Some(m1), Some(mr)) = (a.get(LeadName::I), a.get(LeadName::AVR)) {
         let p_inverted = p_wave_uv(a, LeadName::I).is_some_and(|p| p < -40.0);
-        if m1.s_uv > 2.0 * m1.r_uv && m1.t_uv < -50.0 && mr.r_uv > mr.s_uv && mr.t_uv > 50.0 && p_inverted {
+        if m1.s_uv > 2.0 * m1.r_uv
+            && m1.t_uv < -50.0
+            && mr.r_uv > mr.s_uv
+            && mr.t_uv > 50.0
+            && p_inverted
+        {
             issues.push(
                 "lead I inverted (P, QRS and T negative) with upright aVR: suspected left/right arm electrode reversal"
                     .to_string(),
@@ -123,7 +145,8 @@ fn limb_consistency(a: &Analysis, issues: &mut Vec<String>) {
 fn p_wave_uv(a: &Analysis, lead: LeadName) -> Option<f32> {
     let li = a.leads.iter().position(|&x| x == lead)?;
     let x = a.median.row(li);
-    let base = (a.fid.pr.0..a.fid.pr.1).map(|t| x[t]).sum::<f32>() / (a.fid.pr.1 - a.fid.pr.0).max(1) as f32;
+    let base = (a.fid.pr.0..a.fid.pr.1).map(|t| x[t]).sum::<f32>()
+        / (a.fid.pr.1 - a.fid.pr.0).max(1) as f32;
     let from = a.fid.pr.0.saturating_sub(samples(a.fs_hz, 0.15));
     (from..a.fid.pr.0)
         .map(|t| (x[t] - base) * 1000.0)

@@ -31,7 +31,10 @@ fn load(path: &Path) -> Loaded {
     let rec = ecg_wfdb::Record::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let labels: Vec<String> = rec.lead_names().iter().map(|s| s.to_string()).collect();
     let signals = (0..rec.n_signals())
-        .map(|i| rec.millivolts(i).unwrap_or_else(|_| vec![f32::NAN; rec.n_samples()]))
+        .map(|i| {
+            rec.millivolts(i)
+                .unwrap_or_else(|_| vec![f32::NAN; rec.n_samples()])
+        })
         .collect();
     let h = rec.header();
     let patient = Patient {
@@ -41,7 +44,12 @@ fn load(path: &Path) -> Loaded {
         }),
         age_years: h.age_years().map(f64::from),
     };
-    Loaded { fs_hz: rec.fs_hz(), labels, signals, patient }
+    Loaded {
+        fs_hz: rec.fs_hz(),
+        labels,
+        signals,
+        patient,
+    }
 }
 
 fn run(l: &Loaded) -> Interpretation {
@@ -49,7 +57,10 @@ fn run(l: &Loaded) -> Interpretation {
         .labels
         .iter()
         .zip(&l.signals)
-        .map(|(label, s)| LeadSignal { label, samples_mv: s })
+        .map(|(label, s)| LeadSignal {
+            label,
+            samples_mv: s,
+        })
         .collect();
     interpret_detecting(l.fs_hz, &leads, l.patient).expect("interpretation")
 }
@@ -63,7 +74,9 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 
 /// Global reference QRS complexes of one LUDB record: (onset, peak, offset) per beat.
 fn ludb_reference(path: &Path) -> Vec<(u64, u64, u64)> {
-    let leads = ["i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"];
+    let leads = [
+        "i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6",
+    ];
     let mut per_lead: Vec<Vec<(u64, u64, u64)>> = Vec::new();
     for l in leads {
         let ann = ecg_wfdb::read_annotations(path, l).expect("LUDB annotation");
@@ -75,7 +88,11 @@ fn ludb_reference(path: &Path) -> Vec<(u64, u64, u64)> {
         }
         per_lead.push(q);
     }
-    let anchor = per_lead.iter().max_by_key(|q| q.len()).cloned().unwrap_or_default();
+    let anchor = per_lead
+        .iter()
+        .max_by_key(|q| q.len())
+        .cloned()
+        .unwrap_or_default();
     anchor
         .iter()
         .map(|&(_, p, _)| {
@@ -118,7 +135,11 @@ fn delineation_vs_ludb() {
         let reference = ludb_reference(&path);
         let (mut ron, mut roff) = (Vec::new(), Vec::new());
         for &(on, p, off) in &reference {
-            let Some(b) = interp.beats.iter().find(|b| (b.r as u64).abs_diff(p) <= (0.1 * fs) as u64) else {
+            let Some(b) = interp
+                .beats
+                .iter()
+                .find(|b| (b.r as u64).abs_diff(p) <= (0.1 * fs) as u64)
+            else {
                 unmatched += 1;
                 continue;
             };
@@ -140,10 +161,18 @@ fn delineation_vs_ludb() {
     let (m2, s2) = mean_sd(&off_err);
     let (m3, s3) = mean_sd(&rec_on);
     let (m4, s4) = mean_sd(&rec_off);
-    println!("\nGlobal QRS delineation vs LUDB (detector R peaks), errors in ms (ours - reference):");
+    println!(
+        "\nGlobal QRS delineation vs LUDB (detector R peaks), errors in ms (ours - reference):"
+    );
     println!("                 n      onset mean +- SD     offset mean +- SD");
-    println!("per beat   {:>6}      {m1:>6.1} +- {s1:>5.1}      {m2:>6.1} +- {s2:>5.1}", on_err.len());
-    println!("per record {:>6}      {m3:>6.1} +- {s3:>5.1}      {m4:>6.1} +- {s4:>5.1}", rec_on.len());
+    println!(
+        "per beat   {:>6}      {m1:>6.1} +- {s1:>5.1}      {m2:>6.1} +- {s2:>5.1}",
+        on_err.len()
+    );
+    println!(
+        "per record {:>6}      {m3:>6.1} +- {s3:>5.1}      {m4:>6.1} +- {s4:>5.1}",
+        rec_on.len()
+    );
     println!("reference beats without a detected beat: {unmatched}");
     println!("targets: |mean| <= 5 ms, SD <= 10 ms (onset), <= 11.6 ms (offset)");
 }
@@ -201,8 +230,18 @@ fn triage_vs_labels() {
         }
     }
     let n_fp: usize = fp.values().map(|v| v.0).sum();
-    println!("\nSe {}/{} = {:.1}%", tp, tp + fn_, 100.0 * tp as f64 / (tp + fn_).max(1) as f64);
-    println!("Sp {}/{} = {:.1}%", tn, tn + n_fp, 100.0 * tn as f64 / (tn + n_fp).max(1) as f64);
+    println!(
+        "\nSe {}/{} = {:.1}%",
+        tp,
+        tp + fn_,
+        100.0 * tp as f64 / (tp + fn_).max(1) as f64
+    );
+    println!(
+        "Sp {}/{} = {:.1}%",
+        tn,
+        tn + n_fp,
+        100.0 * tn as f64 / (tn + n_fp).max(1) as f64
+    );
     println!("answered 'repeat the ECG' (quality gate): {repeat}");
     println!("false alarms by category:");
     for (cat, (n_fp, n)) in &fp {
