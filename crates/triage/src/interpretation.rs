@@ -81,7 +81,8 @@ pub fn interpret_detecting(
 ) -> Result<Interpretation, TriageError> {
     validate(fs_hz, leads)?;
     let signals: Vec<&[f32]> = leads.iter().map(|l| l.samples_mv).collect();
-    let r = crate::detect::r_peaks(&signals, fs_hz)?;
+    let labels: Vec<&str> = leads.iter().map(|l| l.label).collect();
+    let r = crate::detect::r_peaks(&labels, &signals, fs_hz)?;
     interpret(fs_hz, leads, &r, patient)
 }
 

@@ -21,7 +21,10 @@ pub struct LeadMeasurement {
     pub q_uv: f32,
     /// Duration of that initial negative deflection.
     pub q_ms: f32,
-    /// Mean amplitude of the last 40 ms of the QRS: the sign of terminal forces.
+    /// Terminal QRS force: the largest deviation from the J-point level over the last 50 ms
+    /// of the QRS (the final 8 ms excluded), signed. Positive for the R' of RBBB in V1,
+    /// negative for its slurred S in I and V6, measured from J so that ST shifts do not
+    /// masquerade as terminal forces.
     pub terminal_uv: f32,
     /// T-wave amplitude (signed, largest deviation between J+80 ms and T end).
     pub t_uv: f32,
@@ -91,8 +94,14 @@ pub(crate) fn measure_lead(x: ArrayView1<f32>, f: &Fiducials, fs_hz: f64) -> Lea
     } else {
         (0.0, 0.0)
     };
-    let term = samples(fs_hz, 0.04);
-    let terminal_uv = (mean(x, off.saturating_sub(term), off) - base) * 1000.0;
+    let j_level = (x[off] - base) * 1000.0;
+    let mut terminal_uv = 0f32;
+    for t in off.saturating_sub(samples(fs_hz, 0.05)).max(on)..off.saturating_sub(samples(fs_hz, 0.008)) {
+        let d = (x[t] - base) * 1000.0 - j_level;
+        if d.abs() > terminal_uv.abs() {
+            terminal_uv = d;
+        }
+    }
     let t_from = (f.j + samples(fs_hz, 0.08)).min(len - 1);
     let t_to = f
         .t_end

@@ -21,6 +21,10 @@ const LEAD_OFF_RANGE_UV: f32 = 40.0;
 const NOISE_ST_RMS_UV: f32 = 150.0;
 /// Standard error of the representative ST level above which the ST measure is unreliable.
 const NOISE_ST_SE_UV: f32 = 40.0;
+/// Einthoven residual |I + III - II| relative to the limb-lead power above which the limb
+/// leads cannot come from one set of electrodes. Real recorders filter leads separately
+/// (LUDB reaches 0.45), so only a gross violation (a mislabelled or inverted lead) counts.
+const EINTHOVEN_MAX_RESIDUAL: f32 = 0.8;
 /// Fewer dominant beats than this do not make a representative beat.
 const MIN_BEATS: usize = 3;
 
@@ -118,7 +122,7 @@ fn limb_consistency(a: &Analysis, issues: &mut Vec<String>) {
             err += e * e;
             pow += a.median[[ii, t]].powi(2) + a.median[[i, t]].powi(2);
         }
-        if pow > 0.0 && (err / pow).sqrt() > 0.35 {
+        if pow > 0.0 && (err / pow).sqrt() > EINTHOVEN_MAX_RESIDUAL {
             issues.push(
                 "limb leads inconsistent (I + III != II): electrode or lead-label error"
                     .to_string(),
