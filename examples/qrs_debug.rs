@@ -7,14 +7,20 @@ fn main() -> anyhow::Result<()> {
     let record = PathBuf::from(std::env::args().nth(1).expect("RECORD"));
     let rec = ecg_wfdb::Record::read(&record)?;
     let ann = ecg_wfdb::read_annotations(&record, "atr")?;
-    let leads: Vec<Vec<f32>> = (0..rec.n_signals()).map(|i| rec.millivolts(i)).collect::<Result<_, _>>()?;
+    let leads: Vec<Vec<f32>> = (0..rec.n_signals())
+        .map(|i| rec.millivolts(i))
+        .collect::<Result<_, _>>()?;
     let views: Vec<&[f32]> = leads.iter().map(Vec::as_slice).collect();
     let mut det = ecg_signal::QrsDetector::new(rec.fs_hz(), views.len())?;
     let mut out = ecg_signal::sink::Collect::default();
     det.push(&views, &mut out)?;
     det.finish(&mut out);
     let beats: Vec<u64> = out.beats.iter().map(|b| b.sample).collect();
-    let reference: Vec<u64> = ann.iter().filter(|a| a.is_beat()).map(|a| a.sample).collect();
+    let reference: Vec<u64> = ann
+        .iter()
+        .filter(|a| a.is_beat())
+        .map(|a| a.sample)
+        .collect();
     let w = ecg_ec57::match_window(rec.fs_hz());
     let (_, m) = ecg_ec57::compare_detailed(&reference, &beats, w, &[]);
     let fs = rec.fs_hz();
@@ -40,8 +46,16 @@ fn main() -> anyhow::Result<()> {
             csv.push_str(&format!("{i},{}\n", row.join(",")));
         }
         std::fs::write("/tmp/qrs_dump.csv", csv)?;
-        let marks: Vec<String> = ann.iter().filter(|x| x.sample >= a as u64 && x.sample < b as u64).map(|x| format!("A,{},{}", x.sample, x.symbol()))
-            .chain(beats.iter().filter(|&&x| x >= a as u64 && x < b as u64).map(|x| format!("D,{x},")))
+        let marks: Vec<String> = ann
+            .iter()
+            .filter(|x| x.sample >= a as u64 && x.sample < b as u64)
+            .map(|x| format!("A,{},{}", x.sample, x.symbol()))
+            .chain(
+                beats
+                    .iter()
+                    .filter(|&&x| x >= a as u64 && x < b as u64)
+                    .map(|x| format!("D,{x},")),
+            )
             .collect();
         std::fs::write("/tmp/qrs_marks.csv", marks.join("\n"))?;
     }
@@ -50,8 +64,14 @@ fn main() -> anyhow::Result<()> {
     }
     for s in &m.extra {
         let b = out.beats.iter().find(|b| b.sample == *s).unwrap();
-        println!("FP {s} ({:.1}s) str {:.2} sb {} | {} | {}", *s as f64 / fs, b.strength, b.search_back, around(*s), q(*s));
+        println!(
+            "FP {s} ({:.1}s) str {:.2} sb {} | {} | {}",
+            *s as f64 / fs,
+            b.strength,
+            b.search_back,
+            around(*s),
+            q(*s)
+        );
     }
     Ok(())
 }
-

@@ -80,27 +80,30 @@ impl Default for DetectorConfig {
     }
 }
 
-/// Fixed-capacity history addressed by absolute sample index.
+/// Fixed-capacity history addressed by absolute sample index. The capacity
+/// is a power of two so that addressing is a mask, not a division: this is
+/// touched for every input sample of every lead.
 #[derive(Clone, Debug)]
 struct Ring {
     data: Vec<f32>,
+    mask: u64,
 }
 
 impl Ring {
     fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1).next_power_of_two();
         Ring {
-            data: vec![0.0; capacity.max(1)],
+            data: vec![0.0; capacity],
+            mask: capacity as u64 - 1,
         }
     }
     #[inline]
     fn put(&mut self, index: u64, v: f32) {
-        let n = self.data.len() as u64;
-        self.data[(index % n) as usize] = v;
+        self.data[(index & self.mask) as usize] = v;
     }
     #[inline]
     fn get(&self, index: u64) -> f32 {
-        let n = self.data.len() as u64;
-        self.data[(index % n) as usize]
+        self.data[(index & self.mask) as usize]
     }
     fn capacity(&self) -> u64 {
         self.data.len() as u64
@@ -160,6 +163,11 @@ pub struct QrsDetector {
     leads: Vec<Lead>,
     /// Input samples seen (per lead).
     n_in: u64,
+    /// Input samples in the current decimation block (a counter, because
+    /// a division per sample costs more than the rest of the front end).
+    phase: u64,
+    /// Internal samples in the current one-second block.
+    block_fill: u64,
     /// Internal samples produced.
     n_int: u64,
     integration_len: u64,
@@ -176,6 +184,10 @@ pub struct QrsDetector {
     spk: f32,
     npk: f32,
     rr_hist: VecDeque<f64>,
+    /// Mean of `rr_hist` (one second before the first interval).
+    rr_avg: f64,
+    /// Internal index from which search-back may look for a missed beat.
+    search_back_due: u64,
     last_beat_at: Option<u64>,
     last_beat_sample: Option<u64>,
     last_beat_slope: f32,
@@ -248,17 +260,21 @@ impl QrsDetector {
             internal_hz,
             leads,
             n_in: 0,
+            phase: 0,
+            block_fill: 0,
             n_int: 0,
             integration_len,
             front_delay,
             block_len: internal_hz.round() as u64,
             fused: Ring::new(history),
             fused_slope: Ring::new(history),
-            best_lead: vec![0; history],
+            best_lead: vec![0; history.next_power_of_two()],
             max_deque: VecDeque::new(),
             spk: 1.0,
             npk: 0.1,
             rr_hist: VecDeque::with_capacity(8),
+            rr_avg: internal_hz,
+            search_back_due: 0,
             last_beat_at: None,
             last_beat_sample: None,
             last_beat_slope: 0.0,
@@ -317,23 +333,25 @@ impl QrsDetector {
         let mut i = 0;
         while i < len {
             // Samples up to the end of the current decimation block.
-            let phase = self.n_in % k;
-            let take = ((k - phase) as usize).min(len - i);
+            let take = ((k - self.phase) as usize).min(len - i);
             for (lead, samples) in self.leads.iter_mut().zip(chunk) {
+                let mut last = lead.last_valid;
+                let mut acc = lead.acc;
                 for (j, &v) in samples[i..i + take].iter().enumerate() {
-                    let v = if v.is_finite() {
-                        lead.last_valid = v;
-                        v
-                    } else {
-                        lead.last_valid
-                    };
-                    lead.raw.put(self.n_in + j as u64, v);
-                    lead.acc += f64::from(v);
+                    if v.is_finite() {
+                        last = v;
+                    }
+                    lead.raw.put(self.n_in + j as u64, last);
+                    acc += f64::from(last);
                 }
+                lead.last_valid = last;
+                lead.acc = acc;
             }
             self.n_in += take as u64;
             i += take;
-            if self.n_in % k == 0 {
+            self.phase += take as u64;
+            if self.phase == k {
+                self.phase = 0;
                 self.internal_step(sink);
             }
         }
@@ -365,10 +383,15 @@ impl QrsDetector {
 
     fn internal_step<S: DetectionSink + ?Sized>(&mut self, sink: &mut S) {
         let n = self.n_int;
-        let k = self.decimation as f64;
-        let block_done = (n + 1) % self.block_len == 0;
+        let inv_k = 1.0 / self.decimation as f64;
+        let inv_len = 1.0 / self.integration_len as f64;
+        self.block_fill += 1;
+        let block_done = self.block_fill == self.block_len;
+        if block_done {
+            self.block_fill = 0;
+        }
         for lead in self.leads.iter_mut() {
-            let x = lead.acc / k;
+            let x = lead.acc * inv_k;
             lead.acc = 0.0;
             let offset = *lead.offset.get_or_insert(x);
             let y = lead.bandpass.step(x - offset);
@@ -380,7 +403,7 @@ impl QrsDetector {
             lead.energy_sum += e - f64::from(lead.energy.get(n));
             lead.energy.put(n, e as f32);
             // Rounding can leave a tiny negative sum after a flat stretch.
-            let env = (lead.energy_sum.max(0.0) / self.integration_len as f64).sqrt() as f32;
+            let env = ((lead.energy_sum.max(0.0) * inv_len) as f32).sqrt();
             lead.envelope = env;
             lead.slope = d.abs() as f32;
             lead.block_max = lead.block_max.max(env);
@@ -424,8 +447,9 @@ impl QrsDetector {
         let mut best = (0usize, 0.0f32);
         for (li, (lead, (env, slope))) in self.leads.iter().zip(values).enumerate() {
             if lead.weight > 0.0 {
-                num += lead.weight * (env / lead.scale);
-                num_slope += lead.weight * (slope / lead.scale);
+                let w = lead.weight / lead.scale;
+                num += w * env;
+                num_slope += w * slope;
                 den += lead.weight;
                 if lead.weight > best.1 {
                     best = (li, lead.weight);
@@ -449,8 +473,8 @@ impl QrsDetector {
     ) {
         self.fused.put(n, g);
         self.fused_slope.put(n, h);
-        let hist = self.best_lead.len() as u64;
-        self.best_lead[(n % hist) as usize] = best;
+        let mask = self.best_lead.len() as u64 - 1;
+        self.best_lead[(n & mask) as usize] = best;
 
         // Sliding maximum over [n - 2H, n]; the centre n - H is a candidate
         // when it is the earliest maximum of its window.
@@ -593,11 +617,7 @@ impl QrsDetector {
     }
 
     fn rr_average(&self) -> f64 {
-        if self.rr_hist.is_empty() {
-            self.internal_hz
-        } else {
-            self.rr_hist.iter().sum::<f64>() / self.rr_hist.len() as f64
-        }
+        self.rr_avg
     }
 
     /// Looks back for a missed beat when the RR interval has run long.
@@ -607,9 +627,7 @@ impl QrsDetector {
             let Some(last) = self.last_beat_at else {
                 return;
             };
-            let interval = (self.cfg.search_back_rr * self.rr_average())
-                .min(self.search_back_max as f64) as u64;
-            if now < last + interval && !at_end {
+            if now < self.search_back_due && !at_end {
                 return;
             }
             if self.pending.is_empty() || self.searched_until >= now {
@@ -651,6 +669,12 @@ impl QrsDetector {
                 self.rr_hist.push_back(rr);
             }
         }
+        if !self.rr_hist.is_empty() {
+            self.rr_avg = self.rr_hist.iter().sum::<f64>() / self.rr_hist.len() as f64;
+        }
+        // Checked for every sample, so computed once per beat.
+        self.search_back_due = cand.at
+            + (self.cfg.search_back_rr * self.rr_avg).min(self.search_back_max as f64) as u64;
         self.pending.retain(|c| c.at > cand.at);
         self.last_beat_at = Some(cand.at);
         self.last_beat_slope = cand.slope;
@@ -670,8 +694,8 @@ impl QrsDetector {
     /// the lead that weighed most there.
     fn locate_r_peak(&self, at: u64) -> u64 {
         let k = self.decimation;
-        let hist = self.best_lead.len() as u64;
-        let lead = &self.leads[self.best_lead[(at % hist) as usize] as usize];
+        let mask = self.best_lead.len() as u64 - 1;
+        let lead = &self.leads[self.best_lead[(at & mask) as usize] as usize];
         // The envelope peaks about half a window after the steepest slope;
         // the steepest slope is within a few ms of the R peak.
         let from = at.saturating_sub(self.integration_len);
