@@ -1,1 +1,190 @@
-fn main() {}
+//! `firmware-sim`: a fleet of simulated clinic devices, or playback of one
+//! WFDB record, streamed to an MQTT broker.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ecg_wire::{ClinicId, DeviceId, PatientPseudonym, VisitId};
+use firmware_sim::broker::{read_credentials, BrokerUrl};
+use firmware_sim::device::Link;
+use firmware_sim::fleet::{self, DeviceSpec, FleetConfig};
+use firmware_sim::visit::{self, Faults, StreamOpts, VisitHeader};
+use rand::{Rng, SeedableRng};
+
+#[derive(Parser)]
+#[command(name = "firmware-sim", about = "Simulated clinic ECG devices streaming over MQTT")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a fleet of devices recording synthetic visits.
+    Fleet(FleetArgs),
+    /// Stream one WFDB record as a visit.
+    Play(PlayArgs),
+}
+
+#[derive(Args)]
+struct DeviceArgs {
+    /// Chunk length in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    chunk_s: f64,
+    /// Directory holding one spool directory per device.
+    #[arg(long, default_value = "firmware-sim-spool")]
+    spool_dir: PathBuf,
+    /// Fault injection: probability that a chunk is sent twice.
+    #[arg(long, default_value_t = 0.0)]
+    dup_prob: f64,
+    /// Fault injection: probability that a chunk is sent after the next one.
+    #[arg(long, default_value_t = 0.0)]
+    reorder_prob: f64,
+    /// Fault injection: device clock offset in seconds.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    clock_skew_s: f64,
+}
+
+#[derive(Args)]
+struct FleetArgs {
+    /// mqtt://[user:pass@]host:port
+    #[arg(long)]
+    broker: String,
+    #[arg(long, default_value_t = 10)]
+    devices: usize,
+    #[arg(long, default_value_t = 5)]
+    clinics: usize,
+    /// Stop after this many visits (default: run until Ctrl-C).
+    #[arg(long)]
+    visits: Option<u64>,
+    /// Time compression factor.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    #[arg(long, default_value_t = fleet::DEFAULT_ANNUAL_VISITS)]
+    annual_visits: f64,
+    #[arg(long, default_value_t = 0.1)]
+    stemi_fraction: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write one JSON line of ground truth per visit.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// CSV `device_id,password`; device ids then come from this file.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Args)]
+struct PlayArgs {
+    /// WFDB record path without extension.
+    record: PathBuf,
+    #[arg(long)]
+    broker: String,
+    #[arg(long, default_value = "dev-play")]
+    device: String,
+    #[arg(long, default_value = "clinic-play")]
+    clinic: String,
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    #[command(flatten)]
+    opts: DeviceArgs,
+}
+
+impl DeviceArgs {
+    fn stream(&self, speed: f64) -> StreamOpts {
+        StreamOpts {
+            chunk_s: self.chunk_s,
+            speed,
+            faults: Faults {
+                duplicate_p: self.dup_prob,
+                reorder_p: self.reorder_prob,
+                clock_skew_s: self.clock_skew_s,
+            },
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Fleet(a) => rt.block_on(run_fleet(a)),
+        Command::Play(a) => rt.block_on(run_play(a)),
+    }
+}
+
+async fn run_fleet(a: FleetArgs) -> anyhow::Result<()> {
+    let broker = BrokerUrl::parse(&a.broker)?;
+    let devices = match &a.credentials {
+        Some(path) => read_credentials(path)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, pass))| {
+                Ok(DeviceSpec {
+                    device_id: DeviceId::new(id)?,
+                    clinic_id: fleet::clinic_for(i, a.clinics),
+                    password: Some(pass),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => fleet::numbered_devices(a.devices, a.clinics),
+    };
+    let started = Instant::now();
+    let summary = fleet::run(FleetConfig {
+        broker,
+        devices,
+        visits: a.visits,
+        annual_visits: a.annual_visits,
+        speed: a.speed,
+        stemi_fraction: a.stemi_fraction,
+        seed: a.seed,
+        truth: a.truth,
+        spool_root: a.device.spool_dir.clone(),
+        stream: a.device.stream(a.speed),
+        progress: true,
+    })
+    .await?;
+    eprintln!(
+        "summary: visits {} chunks {} bytes {} messages {} acked {} retries {} reconnects {} in {:.1} s",
+        summary.visits,
+        summary.chunks,
+        summary.bytes,
+        summary.messages,
+        summary.acked,
+        summary.retries,
+        summary.reconnects,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn run_play(a: PlayArgs) -> anyhow::Result<()> {
+    let broker = BrokerUrl::parse(&a.broker)?;
+    let rec = firmware_sim::playback::load(&a.record)?;
+    let device_id = DeviceId::new(a.device.clone())?;
+    let mut rng = rand_chacha::ChaCha8Rng::from_os_rng();
+    let who = VisitHeader {
+        device_id: device_id.clone(),
+        clinic_id: ClinicId::new(a.clinic)?,
+        visit_id: VisitId::from_uuid(uuid::Builder::from_random_bytes(rng.random()).into_uuid())?,
+        patient_pseudonym: PatientPseudonym::from_digest(1, &rng.random()),
+    };
+    let mut link = Link::open(device_id.as_str(), &broker, a.opts.spool_dir.join(device_id.as_str())).await?;
+    let stats = visit::stream(&mut link, &who, &rec, a.opts.stream(a.speed), &mut rng).await?;
+    link.close().await;
+    eprintln!(
+        "played {} as visit {}: {} leads, {} samples per lead, {} chunks, {} bytes, sha256 {}",
+        a.record.display(),
+        who.visit_id,
+        rec.leads.len(),
+        rec.n_samples(),
+        stats.chunks,
+        stats.bytes,
+        rec.digest()
+    );
+    Ok(())
+}
