@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's one test command: installs what the tests need when it is
+# missing (Mosquitto from Debian; a Rust toolchain must already be there),
+# then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v mosquitto_passwd >/dev/null 2>&1 || need_apt+=(mosquitto)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# Debian installs the broker in /usr/sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin"
+
+cargo test --workspace "$@"
+# Benchmarks run once each in test mode, so that they keep compiling and working.
+cargo test --workspace --benches "$@"
