@@ -35,7 +35,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             signals.push(mv);
         }
     }
-    anyhow::ensure!(!signals.is_empty(), "record {} has no voltage signal", args.record.display());
+    anyhow::ensure!(
+        !signals.is_empty(),
+        "record {} has no voltage signal",
+        args.record.display()
+    );
     let header = rec.header();
     let sex = match &args.sex {
         Some(s) => Some(s.parse::<Sex>()?),
@@ -46,12 +50,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let age_years = args.age.or_else(|| header.age_years().map(f64::from));
     if let Some(age) = age_years {
-        anyhow::ensure!((0.0..=130.0).contains(&age), "age {age} is not a plausible age in years");
+        anyhow::ensure!(
+            (0.0..=130.0).contains(&age),
+            "age {age} is not a plausible age in years"
+        );
     }
     let leads: Vec<LeadSignal<'_>> = names
         .iter()
         .zip(&signals)
-        .map(|(label, s)| LeadSignal { label, samples_mv: s })
+        .map(|(label, s)| LeadSignal {
+            label,
+            samples_mv: s,
+        })
         .collect();
     let interp = interpret_detecting(rec.fs_hz(), &leads, Patient { sex, age_years })
         .with_context(|| format!("interpreting {}", args.record.display()))?;
@@ -60,7 +70,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         serde_json::to_writer(&mut out, &interp)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", text_report(&args.record.display().to_string(), &interp))?;
+        write!(
+            out,
+            "{}",
+            text_report(&args.record.display().to_string(), &interp)
+        )?;
     }
     Ok(())
 }
@@ -96,11 +110,17 @@ fn text_report(record: &str, i: &Interpretation) -> String {
         s.push_str(&format!("  mimics: {}\n", m.join(", ")));
     }
     if !i.quality.ok {
-        s.push_str(&format!("  quality issues: {}\n", i.quality.issues.join("; ")));
+        s.push_str(&format!(
+            "  quality issues: {}\n",
+            i.quality.issues.join("; ")
+        ));
     }
     s.push_str("  lead   ST@J uV   ST@J+60 uV\n");
     for (lead, m) in &i.leads {
-        s.push_str(&format!("  {lead:<5} {:>8.0} {:>12.0}\n", m.st_j_uv, m.st_j60_uv));
+        s.push_str(&format!(
+            "  {lead:<5} {:>8.0} {:>12.0}\n",
+            m.st_j_uv, m.st_j60_uv
+        ));
     }
     s.push_str("  reasons:\n");
     for r in &i.reasons {

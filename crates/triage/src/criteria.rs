@@ -84,6 +84,22 @@ fn st(a: &Analysis, l: LeadName) -> f32 {
     a.get(l).map_or(0.0, |m| m.st_j_uv)
 }
 
+/// ST elevation at J that can be primary: zero when, in a wide QRS, it is discordant to a
+/// dominant S wave and under 25% of its depth (secondary repolarisation). A QS complex is
+/// a Q wave (necrosis), not a conduction-delayed S: elevation over it stays primary.
+fn primary_elevation(a: &Analysis, l: LeadName) -> f32 {
+    let Some(m) = a.get(l) else { return 0.0 };
+    if a.qrs_ms() >= 120.0 && discordant_secondary(m) {
+        return 0.0;
+    }
+    m.st_j_uv
+}
+
+fn discordant_secondary(m: &LeadMeasurement) -> bool {
+    let rs = m.s_uv > m.r_uv && m.q_uv < m.s_uv;
+    rs && m.st_j60_uv.max(m.st_j_uv) < 0.25 * m.s_uv
+}
+
 pub(crate) fn judge(
     a: &Analysis,
     patient: &Patient,
@@ -125,20 +141,41 @@ pub(crate) fn judge(
         return v;
     }
 
+    if let Some(rr) = a.rr_s.filter(|&rr| rr < MIN_RR_FOR_ST_S) {
+        // At these rates the T wave of one beat runs into the next P and QRS: the ST
+        // segment is too short to separate from them (and tachycardia itself shifts ST).
+        v.reasons.push(format!(
+            "heart rate {:.0} bpm: ST segment cannot be judged at this rate; treat the rate and repeat the ECG",
+            60.0 / rr
+        ));
+        return v;
+    }
     let lvh = mimics.contains(&Mimic::LeftVentricularHypertrophy);
     if v.criteria_met {
+        let wide = a.qrs_ms() >= 120.0;
         let mut explained = Vec::new();
+        let mut transient = Vec::new();
         let mut confirmed = BTreeSet::new();
         for &l in &udmi_leads {
-            let m = a.get(l).expect("lead from analysis");
-            let deep_s = m.s_uv > m.r_uv;
-            if lvh && deep_s && m.st_j60_uv.max(m.st_j_uv) < 0.25 * m.s_uv {
-                // Armstrong et al.: in LVH, ST elevation < 25% of the preceding S wave is
-                // secondary repolarisation.
-                explained.push(format!("{l}"));
+            let Some(m) = a.get(l) else { continue };
+            let (thr, _) = udmi_threshold_uv(l, patient);
+            if m.st_j60_uv < 0.5 * thr {
+                // An injury current lifts the whole ST segment; elevation that is gone
+                // 60 ms later is the tail of the QRS (a J point placed too early).
+                transient.push(l.label());
+            } else if (lvh || wide) && discordant_secondary(m) {
+                // Armstrong et al. (LVH), Smith et al. (LBBB): discordant ST elevation below
+                // 25% of the S wave is secondary repolarisation, proportional to the QRS.
+                explained.push(l.label());
             } else {
                 confirmed.insert(l);
             }
+        }
+        if !transient.is_empty() {
+            v.reasons.push(format!(
+                "ST elevation at J in {} is not sustained at J+60 ms: terminal QRS rather than ST elevation",
+                transient.join(", ")
+            ));
         }
         let confirmed_pairs: Vec<_> = udmi_pairs
             .iter()
@@ -147,14 +184,19 @@ pub(crate) fn judge(
             .collect();
         if !explained.is_empty() {
             v.reasons.push(format!(
-                "ST elevation in {} is < 25% of the S-wave depth: secondary to LVH",
-                explained.join(", ")
+                "ST elevation in {} is < 25% of the S-wave depth: secondary to {}",
+                explained.join(", "),
+                if lvh { "LVH" } else { "the wide QRS" }
             ));
         }
         if !confirmed_pairs.is_empty() {
             let leads = leads_of(&confirmed_pairs);
             let reciprocal = reciprocal_depression(a, &leads);
-            if early_repol && reciprocal.is_none() && !anterior_occlusion_formula(a, &mut v.reasons)
+            if let Some(reason) = aneurysm_pattern(a, &leads) {
+                v.reasons.push(reason);
+            } else if early_repol
+                && reciprocal.is_none()
+                && !anterior_occlusion_formula(a, &mut v.reasons)
             {
                 v.reasons.push(
                     "ST elevation consistent with early repolarisation (no reciprocal depression)"
@@ -178,6 +220,39 @@ pub(crate) fn judge(
         subtle_signs(a, mimics, &mut v);
     }
     v
+}
+
+/// Heart rate above which (RR below this) ST is not judged: 150 bpm.
+const MIN_RR_FOR_ST_S: f64 = 0.4;
+
+/// Persistent ST elevation of an old infarct (LV aneurysm) versus acute occlusion (Klein,
+/// Smith et al.): where the elevated precordial leads have Q or QS waves, a T wave smaller
+/// than 0.36 of the QRS amplitude in every one of them favours an old aneurysm.
+fn aneurysm_pattern(a: &Analysis, elevated: &BTreeSet<LeadName>) -> Option<String> {
+    use LeadName::*;
+    let anterior: Vec<(LeadName, &LeadMeasurement)> = elevated
+        .iter()
+        .filter(|l| matches!(l, V1 | V2 | V3 | V4))
+        .filter_map(|&l| a.get(l).map(|m| (l, m)))
+        .collect();
+    if anterior.len() < 2 || !anterior.iter().all(|(_, m)| m.q_ms >= 30.0) {
+        return None;
+    }
+    if elevated
+        .iter()
+        .any(|l| !matches!(l, V1 | V2 | V3 | V4 | V5))
+    {
+        return None;
+    }
+    let max_ratio = anterior
+        .iter()
+        .map(|(_, m)| m.t_uv / m.qrs_pp_uv().max(1.0))
+        .fold(f32::MIN, f32::max);
+    (max_ratio < 0.36).then(|| {
+        format!(
+            "ST elevation over Q/QS waves with T/QRS at most {max_ratio:.2} (< 0.36): old infarct (LV aneurysm) pattern rather than acute occlusion"
+        )
+    })
 }
 
 /// Reciprocal ST depression (>= 0.5 mm in two leads) facing the elevated territory.
@@ -292,9 +367,9 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
     // Inferior ST elevation with reciprocal depression in aVL.
     let inferior: Vec<LeadName> = [II, III, AVF]
         .into_iter()
-        .filter(|&l| st(a, l) >= 50.0)
+        .filter(|&l| primary_elevation(a, l) >= 50.0)
         .collect();
-    if inferior.len() >= 2 && st(a, AVL) <= -50.0 && (st(a, III) >= 50.0) {
+    if inferior.len() >= 2 && st(a, AVL) <= -50.0 && primary_elevation(a, III) >= 50.0 {
         v.stemi = true;
         v.territories.insert(Territory::Inferior);
         v.reasons.push(format!(
@@ -305,7 +380,9 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
     }
     // Anterior / lateral ST elevation >= 1 mm with inferior reciprocal depression.
     let antlat = pairs_meeting(a, |l, m| {
-        matches!(l, V1 | V2 | V3 | V4 | V5 | V6 | I | AVL) && m.st_j_uv >= 100.0
+        matches!(l, V1 | V2 | V3 | V4 | V5 | V6 | I | AVL)
+            && primary_elevation(a, l) >= 100.0
+            && m.st_j_uv >= 100.0
     });
     let inf_depressed = [II, III, AVF]
         .into_iter()
@@ -320,6 +397,41 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
             "suspected acute coronary occlusion: ST elevation in {} with reciprocal inferior ST depression",
             list(&leads)
         ));
+    }
+    // Hyperacute T waves: broad T waves as tall as the QRS, with ST straightening upward,
+    // in contiguous leads, and the facing territory's T inverted or ST depressed.
+    let hyper = pairs_meeting(a, |l, m| {
+        let tall_uv = if matches!(l, V1 | V2 | V3 | V4 | V5 | V6) {
+            1000.0
+        } else {
+            500.0
+        };
+        l != AVR && m.t_uv >= tall_uv && m.t_uv >= 0.75 * m.qrs_pp_uv() && m.st_j60_uv >= 50.0
+    });
+    if !hyper.is_empty() {
+        let leads = leads_of(&hyper);
+        let inferior = leads
+            .iter()
+            .any(|l| l.territory() == Some(Territory::Inferior));
+        let facing: &[LeadName] = if inferior { &[AVL, I] } else { &[II, III, AVF] };
+        let reciprocal: Vec<LeadName> = facing
+            .iter()
+            .copied()
+            .filter(|&l| {
+                a.get(l)
+                    .is_some_and(|m| m.t_uv < -100.0 || m.st_j_uv <= -50.0)
+            })
+            .collect();
+        if !reciprocal.is_empty() {
+            v.stemi = true;
+            v.territories
+                .extend(leads.iter().filter_map(|l| l.territory()));
+            v.reasons.push(format!(
+                "suspected acute coronary occlusion: hyperacute T waves in {} with reciprocal change in {}",
+                list(&leads),
+                reciprocal.iter().map(|l| l.label()).collect::<Vec<_>>().join(", ")
+            ));
+        }
     }
     // Posterior: ST depression maximal in V1-V4, not explained by RBBB.
     if !rbbb {

@@ -15,7 +15,11 @@ pub(crate) fn r_peaks(
         .iter()
         .zip(leads)
         .filter(|(l, _)| LeadName::parse(l).is_some())
-        .map(|(_, s)| s.iter().map(|&v| if v.is_finite() { v } else { 0.0 }).collect())
+        .map(|(_, s)| {
+            s.iter()
+                .map(|&v| if v.is_finite() { v } else { 0.0 })
+                .collect()
+        })
         .collect();
     if chosen.is_empty() {
         chosen = leads.iter().map(|s| s.to_vec()).collect();

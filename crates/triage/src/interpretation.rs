@@ -148,7 +148,10 @@ fn interpret_inner(
     }
     let mut reasons = Vec::new();
     let mut mimics = mimic::detect(&a, &patient, &mut reasons);
-    let er = if mimics.is_empty() {
+    let er = if !mimics
+        .iter()
+        .any(|m| matches!(m, Mimic::LeftBundleBranchBlock | Mimic::Paced))
+    {
         mimic::early_repolarisation(&a)
     } else {
         None

@@ -96,7 +96,9 @@ pub(crate) fn measure_lead(x: ArrayView1<f32>, f: &Fiducials, fs_hz: f64) -> Lea
     };
     let j_level = (x[off] - base) * 1000.0;
     let mut terminal_uv = 0f32;
-    for t in off.saturating_sub(samples(fs_hz, 0.05)).max(on)..off.saturating_sub(samples(fs_hz, 0.008)) {
+    for t in
+        off.saturating_sub(samples(fs_hz, 0.05)).max(on)..off.saturating_sub(samples(fs_hz, 0.008))
+    {
         let d = (x[t] - base) * 1000.0 - j_level;
         if d.abs() > terminal_uv.abs() {
             terminal_uv = d;

@@ -49,6 +49,13 @@ pub(crate) fn detect(a: &Analysis, patient: &Patient, reasons: &mut Vec<String>)
         reasons.push("pacing spikes precede the QRS: paced rhythm".to_string());
         found.push(Mimic::Paced);
     }
+    // Strauss criteria for complete LBBB ask for 140 ms (men) / 130 ms (women); a global
+    // QRS (earliest onset to latest offset over 12 leads) runs longer than a single lead's,
+    // so the stricter bound keeps incomplete blocks on the UDMI path. Unknown sex: 130 ms.
+    let lbbb_ms = match patient.sex {
+        Some(Sex::Male) => 140.0,
+        _ => 130.0,
+    };
     if qrs_ms >= WIDE_QRS_MS {
         let v1 = m(LeadName::V1);
         let lateral: Vec<_> = [LeadName::I, LeadName::V6, LeadName::AVL]
@@ -68,7 +75,7 @@ pub(crate) fn detect(a: &Analysis, patient: &Patient, reasons: &mut Vec<String>)
             .any(|l| l.terminal_uv < -30.0);
         if found.contains(&Mimic::Paced) {
             // A paced QRS is wide by construction; it is read with Sgarbossa like LBBB.
-        } else if v1_negative && lateral_upright {
+        } else if v1_negative && lateral_upright && qrs_ms >= lbbb_ms {
             reasons.push(format!(
                 "QRS {qrs_ms:.0} ms, V1 predominantly negative, I/aVL/V6 broad and upright: left bundle branch block"
             ));

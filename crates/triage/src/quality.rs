@@ -25,6 +25,9 @@ const NOISE_ST_SE_UV: f32 = 40.0;
 /// leads cannot come from one set of electrodes. Real recorders filter leads separately
 /// (LUDB reaches 0.45), so only a gross violation (a mislabelled or inverted lead) counts.
 const EINTHOVEN_MAX_RESIDUAL: f32 = 0.8;
+/// A global QRS longer than this is beyond even hyperkalaemic or paced complexes in
+/// practice: the delineation has run into the ST-T wave.
+const MAX_QRS_MS: f64 = 220.0;
 /// Fewer dominant beats than this do not make a representative beat.
 const MIN_BEATS: usize = 3;
 
@@ -66,6 +69,12 @@ pub(crate) fn assess(
         issues.push(format!(
             "only {} beats of the dominant morphology (need {MIN_BEATS})",
             a.dominant_count()
+        ));
+    }
+    if a.qrs_ms() > MAX_QRS_MS {
+        issues.push(format!(
+            "QRS of {:.0} ms: the QRS end cannot be placed reliably",
+            a.qrs_ms()
         ));
     }
     noise(a, fs_hz, &mut issues);

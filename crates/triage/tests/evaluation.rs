@@ -196,7 +196,10 @@ fn triage_vs_labels() {
         let i = run(&l);
         if !i.quality.ok {
             repeat += 1;
-            println!("{rec:<42} {label:>5}  repeat: {}", i.quality.issues.join("; "));
+            println!(
+                "{rec:<42} {label:>5}  repeat: {}",
+                i.quality.issues.join("; ")
+            );
         }
         let mimics: Vec<String> = i.mimics.iter().map(|m| m.to_string()).collect();
         let show = label == "1" || i.stemi;
