@@ -112,7 +112,13 @@ mod tests {
             BrokerUrl::parse("mqtts://h:8883"),
             Err(BrokerConfigError::TlsUnsupported(_))
         ));
-        for bad in ["h:1883", "mqtt://h", "mqtt://h:x", "mqtt://:1883", "mqtt://u@h:1"] {
+        for bad in [
+            "h:1883",
+            "mqtt://h",
+            "mqtt://h:x",
+            "mqtt://:1883",
+            "mqtt://u@h:1",
+        ] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
         }
     }

@@ -114,7 +114,12 @@ impl Link {
         self.send(path, topic, payload).await
     }
 
-    async fn send(&mut self, path: PathBuf, topic: String, payload: Vec<u8>) -> Result<(), DeviceError> {
+    async fn send(
+        &mut self,
+        path: PathBuf,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> Result<(), DeviceError> {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         self.stats
             .bytes

@@ -147,7 +147,10 @@ pub async fn run(cfg: FleetConfig) -> Result<Summary, FleetError> {
         return Err(FleetError::Config("no devices".into()));
     }
     if !(cfg.speed.is_finite() && cfg.speed > 0.0) {
-        return Err(FleetError::Config(format!("speed {} must be > 0", cfg.speed)));
+        return Err(FleetError::Config(format!(
+            "speed {} must be > 0",
+            cfg.speed
+        )));
     }
     if !(cfg.annual_visits.is_finite() && cfg.annual_visits > 0.0) {
         return Err(FleetError::Config("annual visit rate must be > 0".into()));
@@ -198,7 +201,10 @@ pub async fn run(cfg: FleetConfig) -> Result<Summary, FleetError> {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let acked: u64 = stats.iter().map(|s| s.acked.load(Ordering::Relaxed)).sum();
-                let sent: u64 = stats.iter().map(|s| s.published.load(Ordering::Relaxed)).sum();
+                let sent: u64 = stats
+                    .iter()
+                    .map(|s| s.published.load(Ordering::Relaxed))
+                    .sum();
                 eprintln!(
                     "visits {}{} chunks {} messages acked {acked}/{sent}",
                     totals.visits.load(Ordering::Relaxed),
@@ -244,7 +250,8 @@ pub async fn run(cfg: FleetConfig) -> Result<Summary, FleetError> {
                 first_error.get_or_insert(e);
             }
             Err(join) => {
-                first_error.get_or_insert(FleetError::Config(format!("device task panicked: {join}")));
+                first_error
+                    .get_or_insert(FleetError::Config(format!("device task panicked: {join}")));
             }
         }
     }
@@ -254,7 +261,11 @@ pub async fn run(cfg: FleetConfig) -> Result<Summary, FleetError> {
     if let Some(t) = &truth {
         let mut w = t.lock().unwrap_or_else(|e| e.into_inner());
         w.flush().map_err(|source| FleetError::Truth {
-            path: cfg.truth.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            path: cfg
+                .truth
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             source,
         })?;
     }
@@ -262,7 +273,10 @@ pub async fn run(cfg: FleetConfig) -> Result<Summary, FleetError> {
         return Err(e);
     }
     let sum = |f: fn(&LinkStats) -> &AtomicU64| -> u64 {
-        link_stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+        link_stats
+            .iter()
+            .map(|s| f(s).load(Ordering::Relaxed))
+            .sum()
     };
     Ok(Summary {
         visits: totals.visits.load(Ordering::Relaxed),
@@ -287,10 +301,11 @@ async fn device_task(
     while let Some(job) = jobs.recv().await {
         let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
         let spec = VisitSpec::random(&mut rng, cfg.stemi_fraction);
-        let synthetic = synth::generate(&spec, rng.random()).map_err(|source| FleetError::Synth {
-            device: device.clone(),
-            source,
-        })?;
+        let synthetic =
+            synth::generate(&spec, rng.random()).map_err(|source| FleetError::Synth {
+                device: device.clone(),
+                source,
+            })?;
         let sex = match spec.sex {
             synth::Sex::Male => Sex::Male,
             synth::Sex::Female => Sex::Female,
@@ -343,7 +358,9 @@ async fn device_task(
                 source,
             })?;
         totals.visits.fetch_add(1, Ordering::Relaxed);
-        totals.chunks.fetch_add(u64::from(stats.chunks), Ordering::Relaxed);
+        totals
+            .chunks
+            .fetch_add(u64::from(stats.chunks), Ordering::Relaxed);
         totals.bytes.fetch_add(stats.bytes, Ordering::Relaxed);
     }
     link.close().await;

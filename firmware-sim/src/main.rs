@@ -14,7 +14,10 @@ use firmware_sim::visit::{self, Faults, StreamOpts, VisitHeader};
 use rand::{Rng, SeedableRng};
 
 #[derive(Parser)]
-#[command(name = "firmware-sim", about = "Simulated clinic ECG devices streaming over MQTT")]
+#[command(
+    name = "firmware-sim",
+    about = "Simulated clinic ECG devices streaming over MQTT"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -173,7 +176,12 @@ async fn run_play(a: PlayArgs) -> anyhow::Result<()> {
         visit_id: VisitId::from_uuid(uuid::Builder::from_random_bytes(rng.random()).into_uuid())?,
         patient_pseudonym: PatientPseudonym::from_digest(1, &rng.random()),
     };
-    let mut link = Link::open(device_id.as_str(), &broker, a.opts.spool_dir.join(device_id.as_str())).await?;
+    let mut link = Link::open(
+        device_id.as_str(),
+        &broker,
+        a.opts.spool_dir.join(device_id.as_str()),
+    )
+    .await?;
     let stats = visit::stream(&mut link, &who, &rec, a.opts.stream(a.speed), &mut rng).await?;
     link.close().await;
     eprintln!(

@@ -23,10 +23,20 @@ pub enum PlaybackError {
         lead: String,
         units: String,
     },
-    #[error("{path}: leads have different gains ({first} and {other} uV/LSB); one visit has one gain")]
-    MixedGain { path: String, first: f64, other: f64 },
+    #[error(
+        "{path}: leads have different gains ({first} and {other} uV/LSB); one visit has one gain"
+    )]
+    MixedGain {
+        path: String,
+        first: f64,
+        other: f64,
+    },
     #[error("{path}: lead {lead} sample {value} (baseline removed) does not fit int16")]
-    Range { path: String, lead: String, value: i64 },
+    Range {
+        path: String,
+        lead: String,
+        value: i64,
+    },
     #[error("{path}: {source}")]
     Leads {
         path: String,
@@ -66,12 +76,20 @@ pub fn load(record: &Path) -> Result<Recording, PlaybackError> {
             units: spec.units.clone(),
         })?;
         // WFDB: a gain of 0 means the default of 200 adu per unit.
-        let adc_gain = if spec.adc_gain > 0.0 { spec.adc_gain } else { 200.0 };
+        let adc_gain = if spec.adc_gain > 0.0 {
+            spec.adc_gain
+        } else {
+            200.0
+        };
         let g = per_unit / adc_gain;
         match gain {
             None => gain = Some(g),
             Some(first) if (first - g).abs() > 1e-9 * first => {
-                return Err(PlaybackError::MixedGain { path, first, other: g })
+                return Err(PlaybackError::MixedGain {
+                    path,
+                    first,
+                    other: g,
+                })
             }
             _ => {}
         }

@@ -78,7 +78,8 @@ impl Spool {
         let path = self.dir.join(format!("{:020}.msg", self.next));
         let tmp = self.dir.join(format!("{:020}.tmp", self.next));
         self.next += 1;
-        let topic_len = u16::try_from(topic.len()).map_err(|_| SpoolError::Corrupt(path.clone()))?;
+        let topic_len =
+            u16::try_from(topic.len()).map_err(|_| SpoolError::Corrupt(path.clone()))?;
         let mut bytes = Vec::with_capacity(2 + topic.len() + payload.len());
         bytes.extend_from_slice(&topic_len.to_le_bytes());
         bytes.extend_from_slice(topic.as_bytes());
@@ -101,7 +102,11 @@ fn read(path: &Path) -> Result<Spooled, SpoolError> {
     let bytes = fs::read(path).map_err(io_at(path))?;
     let corrupt = || SpoolError::Corrupt(path.to_owned());
     let len = usize::from(u16::from_le_bytes(
-        bytes.get(..2).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?,
+        bytes
+            .get(..2)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?,
     ));
     let topic = bytes.get(2..2 + len).ok_or_else(corrupt)?;
     let topic = String::from_utf8(topic.to_vec()).map_err(|_| corrupt())?;

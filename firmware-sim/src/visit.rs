@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use ecg_wire::{
-    Chunk, ClinicId, DeviceId, Lead, LeadSet, Message, PatientPseudonym, SamplesDigest, Sex,
-    Topic, VisitEnd, VisitId, VisitMeta, VisitTopic,
+    Chunk, ClinicId, DeviceId, Lead, LeadSet, Message, PatientPseudonym, SamplesDigest, Sex, Topic,
+    VisitEnd, VisitId, VisitMeta, VisitTopic,
 };
 use rand::Rng;
 use time::OffsetDateTime;
@@ -225,7 +225,8 @@ pub async fn stream<R: Rng>(
             continue;
         }
         if rng.random_bool(opts.faults.duplicate_p.clamp(0.0, 1.0)) {
-            link.publish(topic(VisitTopic::Chunk), bytes.clone()).await?;
+            link.publish(topic(VisitTopic::Chunk), bytes.clone())
+                .await?;
         }
         link.publish(topic(VisitTopic::Chunk), bytes).await?;
         if let Some(late) = held.take() {
@@ -251,21 +252,31 @@ mod tests {
     #[test]
     fn named_leads_are_put_in_wire_order() {
         let rec = Recording::from_named(
-            vec![("v1".into(), vec![3, 4]), ("MLII".into(), vec![1, 2]), ("avr".into(), vec![5, 6])],
+            vec![
+                ("v1".into(), vec![3, 4]),
+                ("MLII".into(), vec![1, 2]),
+                ("avr".into(), vec![5, 6]),
+            ],
             360,
             5.0,
             Sex::Unknown,
             None,
         )
         .unwrap();
-        assert_eq!(rec.leads.iter().collect::<Vec<_>>(), [Lead::AVR, Lead::V1, Lead::MLII]);
+        assert_eq!(
+            rec.leads.iter().collect::<Vec<_>>(),
+            [Lead::AVR, Lead::V1, Lead::MLII]
+        );
         assert_eq!(rec.samples, vec![vec![5, 6], vec![3, 4], vec![1, 2]]);
     }
 
     #[test]
     fn bad_recordings_are_refused() {
         let r = |named| Recording::from_named(named, 500, 1.0, Sex::Male, None);
-        assert!(matches!(r(vec![("ECG".into(), vec![1])]), Err(VisitError::UnknownLead(_))));
+        assert!(matches!(
+            r(vec![("ECG".into(), vec![1])]),
+            Err(VisitError::UnknownLead(_))
+        ));
         assert!(matches!(
             r(vec![("I".into(), vec![1]), ("i".into(), vec![1])]),
             Err(VisitError::DuplicateLead(Lead::I))
@@ -274,6 +285,9 @@ mod tests {
             r(vec![("I".into(), vec![1]), ("II".into(), vec![1, 2])]),
             Err(VisitError::Ragged)
         ));
-        assert!(matches!(r(vec![("I".into(), vec![])]), Err(VisitError::Empty)));
+        assert!(matches!(
+            r(vec![("I".into(), vec![])]),
+            Err(VisitError::Empty)
+        ));
     }
 }

@@ -56,7 +56,10 @@ fn detector_finds_generated_beats_on_1000_noise_free_visits() {
         total.false_positives
     );
     for (seed, cond, c) in worst.iter().take(20) {
-        eprintln!("  visit seed {seed} ({cond}): FN {} FP {}", c.false_negatives, c.false_positives);
+        eprintln!(
+            "  visit seed {seed} ({cond}): FN {} FP {}",
+            c.false_negatives, c.false_positives
+        );
     }
     assert!(
         se >= 99.9 && pp >= 99.9,

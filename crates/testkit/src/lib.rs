@@ -187,8 +187,8 @@ impl Drop for Mosquitto {
 /// A port the OS reports free on loopback. Never 1883: binding port 0 gets
 /// an ephemeral port, far above the registered MQTT port.
 fn free_port() -> Result<u16, BrokerError> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", 0)).map_err(io_err("binding 127.0.0.1:0 for a free port"))?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .map_err(io_err("binding 127.0.0.1:0 for a free port"))?;
     let port = listener
         .local_addr()
         .map_err(io_err("reading the bound port"))?
@@ -206,7 +206,11 @@ fn render_conf(dir: &Path, port: u16, opts: &MosquittoOpts) -> Result<String, Br
     let _ = writeln!(conf, "listener {port} 127.0.0.1");
     let _ = writeln!(conf, "persistence true");
     let _ = writeln!(conf, "persistence_location {}/", dir.display());
-    let _ = writeln!(conf, "log_dest file {}", dir.join("mosquitto.log").display());
+    let _ = writeln!(
+        conf,
+        "log_dest file {}",
+        dir.join("mosquitto.log").display()
+    );
     conf.push_str("log_type error\nlog_type warning\nlog_type notice\nlog_type information\n");
     // Tests publish bursts to subscribers that may be offline: never drop
     // queued QoS 1 messages for lack of room.
