@@ -142,6 +142,60 @@ struct Lead {
     /// Last derivative magnitude and envelope (internal rate).
     slope: f32,
     envelope: f32,
+    /// This chunk's decimated input, envelope and slope (scratch space).
+    x_buf: Vec<f64>,
+    env_buf: Vec<f32>,
+    slope_buf: Vec<f32>,
+}
+
+impl Lead {
+    /// Holds gaps, keeps the full-rate history and decimates `samples` into
+    /// `x_buf`; `phase` is how many samples of the current decimation block
+    /// came before this chunk.
+    fn front_end(&mut self, samples: &[f32], first_index: u64, phase: u64, k: u64, inv_k: f64) {
+        self.x_buf.clear();
+        let mut last = self.last_valid;
+        let mut acc = self.acc;
+        let mut fill = phase;
+        for (i, &v) in samples.iter().enumerate() {
+            if v.is_finite() {
+                last = v;
+            }
+            self.raw.put(first_index + i as u64, last);
+            acc += f64::from(last);
+            fill += 1;
+            if fill == k {
+                self.x_buf.push(acc * inv_k);
+                acc = 0.0;
+                fill = 0;
+            }
+        }
+        self.last_valid = last;
+        self.acc = acc;
+    }
+
+    /// Band-pass, derivative and RMS envelope of the decimated samples,
+    /// the first of which has internal index `first`.
+    fn envelope_of_decimated(&mut self, first: u64, inv_len: f64, half_rate: f64) {
+        self.env_buf.clear();
+        self.slope_buf.clear();
+        for (i, &x) in self.x_buf.iter().enumerate() {
+            let n = first + i as u64;
+            let offset = *self.offset.get_or_insert(x);
+            let y = self.bandpass.step(x - offset);
+            // Derivative in mV/s so that envelopes compare across rates.
+            let d = (y - self.y2) * half_rate;
+            self.y2 = self.y1;
+            self.y1 = y;
+            let e = (d * d) as f32;
+            self.energy_sum += f64::from(e) - f64::from(self.energy.get(n));
+            self.energy.put(n, e);
+            // Rounding can leave a tiny negative sum after a flat stretch.
+            let env = ((self.energy_sum.max(0.0) * inv_len) as f32).sqrt();
+            self.env_buf.push(env);
+            self.slope_buf.push(d.abs() as f32);
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -246,6 +300,9 @@ impl QrsDetector {
                 weight: 0.0,
                 slope: 0.0,
                 envelope: 0.0,
+                x_buf: Vec::new(),
+                env_buf: Vec::new(),
+                slope_buf: Vec::new(),
             });
         }
         let front_delay = bandpass_delay(internal_hz)? + 1.0;
@@ -329,33 +386,43 @@ impl QrsDetector {
                 got: c.len(),
             });
         }
-        let k = self.decimation;
-        let mut i = 0;
-        while i < len {
-            // Samples up to the end of the current decimation block.
-            let take = ((k - self.phase) as usize).min(len - i);
-            for (lead, samples) in self.leads.iter_mut().zip(chunk) {
-                let mut last = lead.last_valid;
-                let mut acc = lead.acc;
-                for (j, &v) in samples[i..i + take].iter().enumerate() {
-                    if v.is_finite() {
-                        last = v;
-                    }
-                    lead.raw.put(self.n_in + j as u64, last);
-                    acc += f64::from(last);
-                }
-                lead.last_valid = last;
-                lead.acc = acc;
-            }
-            self.n_in += take as u64;
-            i += take;
-            self.phase += take as u64;
-            if self.phase == k {
-                self.phase = 0;
-                self.internal_step(sink);
-            }
+        // Pieces of about a quarter second: long enough for tight per-lead
+        // loops, short enough that the full-rate history still holds every
+        // R peak that stage 2 may need to locate, whatever the chunk size.
+        let piece = (self.decimation * 32) as usize;
+        let mut at = 0;
+        while at < len {
+            let end = (at + piece).min(len);
+            self.push_piece(chunk, at..end, sink);
+            at = end;
         }
         Ok(())
+    }
+
+    fn push_piece<S: DetectionSink + ?Sized>(
+        &mut self,
+        chunk: &[&[f32]],
+        range: std::ops::Range<usize>,
+        sink: &mut S,
+    ) {
+        // Stage 1, lead by lead: decimation and the per-lead envelope, each
+        // lead's recurrences in one tight loop.
+        let len = range.len() as u64;
+        let k = self.decimation;
+        let n_new = ((self.phase + len) / k) as usize;
+        let inv_k = 1.0 / k as f64;
+        let inv_len = 1.0 / self.integration_len as f64;
+        let half_rate = self.internal_hz / 2.0;
+        for (lead, samples) in self.leads.iter_mut().zip(chunk) {
+            lead.front_end(&samples[range.clone()], self.n_in, self.phase, k, inv_k);
+            lead.envelope_of_decimated(self.n_int, inv_len, half_rate);
+        }
+        self.n_in += len;
+        self.phase = (self.phase + len) % k;
+        // Stage 2, in time order: fusion and decisions.
+        for j in 0..n_new {
+            self.internal_step(j, sink);
+        }
     }
 
     /// Ends the record: decides the candidates still waiting for their
@@ -381,31 +448,18 @@ impl QrsDetector {
         self.search_back(end, true, sink);
     }
 
-    fn internal_step<S: DetectionSink + ?Sized>(&mut self, sink: &mut S) {
+    /// Fusion and decision for the `j`-th internal sample of this chunk.
+    fn internal_step<S: DetectionSink + ?Sized>(&mut self, j: usize, sink: &mut S) {
         let n = self.n_int;
-        let inv_k = 1.0 / self.decimation as f64;
-        let inv_len = 1.0 / self.integration_len as f64;
         self.block_fill += 1;
         let block_done = self.block_fill == self.block_len;
         if block_done {
             self.block_fill = 0;
         }
         for lead in self.leads.iter_mut() {
-            let x = lead.acc * inv_k;
-            lead.acc = 0.0;
-            let offset = *lead.offset.get_or_insert(x);
-            let y = lead.bandpass.step(x - offset);
-            // Derivative in mV/s so that envelopes compare across rates.
-            let d = (y - lead.y2) * self.internal_hz / 2.0;
-            lead.y2 = lead.y1;
-            lead.y1 = y;
-            let e = d * d;
-            lead.energy_sum += e - f64::from(lead.energy.get(n));
-            lead.energy.put(n, e as f32);
-            // Rounding can leave a tiny negative sum after a flat stretch.
-            let env = ((lead.energy_sum.max(0.0) * inv_len) as f32).sqrt();
+            let env = lead.env_buf[j];
             lead.envelope = env;
-            lead.slope = d.abs() as f32;
+            lead.slope = lead.slope_buf[j];
             lead.block_max = lead.block_max.max(env);
             lead.block_values.push(env);
         }
