@@ -188,7 +188,9 @@ mod tests {
         (m, samples(fs, 0.3))
     }
 
-    /// Behaviour, not accuracy (that is measured on LUDB against expert annotations).
+    /// Behaviour, not accuracy (that is measured on LUDB against expert annotations). A
+    /// Gaussian has no sharp onset; the +-20 ms slopes start seeing it up to 20 ms before
+    /// it reaches 1% of its height, hence the window below.
     #[test]
     fn finds_qrs_edges_and_t_end_on_a_known_beat() {
         let fs = 500.0;
@@ -196,7 +198,7 @@ mod tests {
         let f = delineate(&m, origin, fs, 1.0);
         let on_ms = f.qrs_on as f64 / fs * 1000.0;
         let off_ms = f.qrs_off as f64 / fs * 1000.0;
-        assert!((on_ms - 270.0).abs() <= 12.0, "onset {on_ms}");
+        assert!((245.0..=275.0).contains(&on_ms), "onset {on_ms}");
         assert!((off_ms - 346.0).abs() <= 12.0, "offset {off_ms}");
         let te_ms = f.t_end.expect("t end") as f64 / fs * 1000.0;
         assert!((te_ms - 690.0).abs() < 40.0, "t end {te_ms}");

@@ -331,3 +331,216 @@ fn consistent(a: &Analysis, n: usize) -> bool {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{ecg, normal_shape, Synthetic, LABELS};
+
+    fn leads(s: &Synthetic) -> Vec<LeadSignal<'_>> {
+        LABELS
+            .iter()
+            .zip(&s.leads)
+            .map(|(l, x)| LeadSignal {
+                label: l,
+                samples_mv: x,
+            })
+            .collect()
+    }
+
+    /// Limb leads I, II and chest V1-V6 with the given ST offsets (mV).
+    fn with_st(limb_st: [f64; 2], chest_st: [f64; 6], noise_uv: f64, seed: u64) -> Synthetic {
+        let limb = [
+            normal_shape(0.8, 0.1, limb_st[0]),
+            normal_shape(1.0, 0.2, limb_st[1]),
+        ];
+        let rs = [
+            (0.2, 1.0),
+            (0.4, 1.4),
+            (0.8, 0.9),
+            (1.4, 0.5),
+            (1.6, 0.2),
+            (1.2, 0.1),
+        ];
+        let chest: [crate::synthetic::Shape; 6] =
+            std::array::from_fn(|k| normal_shape(rs[k].0, rs[k].1, chest_st[k]));
+        ecg(limb, chest, noise_uv, seed)
+    }
+
+    fn st_errors(noise_uv: f64, seed: u64) -> f32 {
+        let limb = [0.05, 0.15];
+        let chest = [0.0, 0.25, 0.2, 0.1, -0.1, -0.05];
+        let s = with_st(limb, chest, noise_uv, seed);
+        let out = interpret(s.fs_hz, &leads(&s), &s.r_peaks, Patient::default()).unwrap();
+        // Expected per lead, limb leads derived like the signals.
+        let (i, ii) = (limb[0], limb[1]);
+        let expected = [
+            ("I", i),
+            ("II", ii),
+            ("III", ii - i),
+            ("aVR", -(i + ii) / 2.0),
+            ("aVL", i - ii / 2.0),
+            ("aVF", ii - i / 2.0),
+            ("V1", chest[0]),
+            ("V2", chest[1]),
+            ("V3", chest[2]),
+            ("V4", chest[3]),
+            ("V5", chest[4]),
+            ("V6", chest[5]),
+        ];
+        let mut worst = 0f32;
+        for (lead, mv) in expected {
+            let m = &out.leads[lead];
+            let want = (mv * 1000.0) as f32;
+            worst = worst
+                .max((m.st_j_uv - want).abs())
+                .max((m.st_j60_uv - want).abs());
+        }
+        worst
+    }
+
+    #[test]
+    fn st_measured_within_20_uv_without_noise() {
+        let worst = st_errors(0.0, 1);
+        assert!(worst <= 20.0, "worst ST error {worst} uV");
+    }
+
+    #[test]
+    fn st_measured_within_50_uv_with_realistic_noise() {
+        // 30 uV RMS white noise, 300 uV baseline wander, 30 uV mains.
+        for seed in 1..4 {
+            let worst = st_errors(30.0, seed);
+            assert!(worst <= 50.0, "seed {seed}: worst ST error {worst} uV");
+        }
+    }
+
+    #[test]
+    fn anterior_elevation_meets_criteria_and_alerts() {
+        let s = with_st([0.0, -0.05], [0.1, 0.3, 0.35, 0.25, 0.1, 0.0], 10.0, 7);
+        let p = Patient {
+            sex: Some(crate::Sex::Male),
+            age_years: Some(55.0),
+        };
+        let out = interpret(s.fs_hz, &leads(&s), &s.r_peaks, p).unwrap();
+        assert!(out.quality.ok, "{:?}", out.quality);
+        assert!(out.stemi_criteria_met, "{:?}", out.reasons);
+        assert!(out.stemi);
+        assert!(out.territories.contains(&Territory::Anterior));
+        assert_eq!(out.beats.len(), s.r_peaks.len());
+    }
+
+    #[test]
+    fn normal_ecg_does_not_alert() {
+        let s = with_st([0.0, 0.0], [0.0; 6], 10.0, 3);
+        let out = interpret(s.fs_hz, &leads(&s), &s.r_peaks, Patient::default()).unwrap();
+        assert!(out.quality.ok, "{:?}", out.quality);
+        assert!(!out.stemi && !out.stemi_criteria_met, "{:?}", out.reasons);
+        let hr = out.heart_rate_bpm.unwrap();
+        assert!((hr - 75.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn v2_v3_threshold_depends_on_sex_and_age() {
+        // 1.7 mm in V2-V3 only: women (1.5 mm) yes, men >= 40 (2 mm) no; unknown: 1.5 mm.
+        let s = with_st([0.0, 0.0], [0.0, 0.17, 0.17, 0.0, 0.0, 0.0], 0.0, 1);
+        let run = |p: Patient| interpret(s.fs_hz, &leads(&s), &s.r_peaks, p).unwrap();
+        let woman = run(Patient {
+            sex: Some(crate::Sex::Female),
+            age_years: Some(60.0),
+        });
+        let man = run(Patient {
+            sex: Some(crate::Sex::Male),
+            age_years: Some(60.0),
+        });
+        let unknown = run(Patient::default());
+        assert!(woman.stemi_criteria_met);
+        assert!(!man.stemi_criteria_met);
+        assert!(unknown.stemi_criteria_met);
+        assert!(unknown.reasons.iter().any(|r| r.contains("sex unknown")));
+    }
+
+    #[test]
+    fn flat_lead_answers_repeat() {
+        let mut s = with_st([0.0, 0.0], [0.0; 6], 10.0, 3);
+        s.leads[8] = vec![0.0; s.leads[8].len()];
+        let out = interpret(s.fs_hz, &leads(&s), &s.r_peaks, Patient::default()).unwrap();
+        assert!(!out.quality.ok);
+        assert!(!out.stemi);
+        assert!(out.reasons.iter().any(|r| r.starts_with("repeat the ECG")));
+    }
+
+    #[test]
+    fn heavy_noise_answers_repeat() {
+        let s = with_st([0.0, 0.0], [0.0, 0.3, 0.3, 0.0, 0.0, 0.0], 400.0, 5);
+        let out = interpret(s.fs_hz, &leads(&s), &s.r_peaks, Patient::default()).unwrap();
+        assert!(!out.quality.ok, "{:?}", out.reasons);
+        assert!(!out.stemi);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let x = vec![0f32; 100];
+        let y = vec![0f32; 99];
+        let l = [
+            LeadSignal {
+                label: "I",
+                samples_mv: &x,
+            },
+            LeadSignal {
+                label: "II",
+                samples_mv: &y,
+            },
+        ];
+        assert!(matches!(
+            interpret(500.0, &l, &[], Patient::default()),
+            Err(TriageError::LeadLength { .. })
+        ));
+        assert_eq!(
+            interpret(0.0, &l, &[], Patient::default()).unwrap_err(),
+            TriageError::SamplingRate(0.0)
+        );
+        // No beats at all: an answer ("repeat"), not an error.
+        let l = [LeadSignal {
+            label: "I",
+            samples_mv: &x,
+        }];
+        let out = interpret(500.0, &l, &[5, 50, 5000], Patient::default()).unwrap();
+        assert!(!out.quality.ok);
+    }
+
+    #[test]
+    fn streaming_decides_early_and_refines_at_the_end() {
+        let s = with_st([0.0, -0.05], [0.1, 0.3, 0.35, 0.25, 0.1, 0.0], 10.0, 7);
+        let p = Patient {
+            sex: Some(crate::Sex::Male),
+            age_years: Some(55.0),
+        };
+        let mut it = Interpreter::new(s.fs_hz, &LABELS, p).unwrap();
+        let chunk = 250;
+        let n = s.leads[0].len();
+        let mut decided_at = None;
+        let mut start = 0;
+        while start < n {
+            let end = (start + chunk).min(n);
+            let parts: Vec<&[f32]> = s.leads.iter().map(|x| &x[start..end]).collect();
+            // R peaks are reported once the detector could have seen the whole QRS.
+            let r: Vec<usize> = s
+                .r_peaks
+                .iter()
+                .copied()
+                .filter(|&r| r + 50 >= start && r + 50 < end)
+                .collect();
+            if let Some(d) = it.push(&parts, &r).unwrap() {
+                decided_at.get_or_insert(d.at_sample);
+                assert!(d.interpretation.stemi);
+            }
+            start = end;
+        }
+        let at = decided_at.expect("an early decision");
+        assert!(at < n, "decided at {at} of {n}");
+        let fin = it.finish().unwrap();
+        let once = interpret(s.fs_hz, &leads(&s), &s.r_peaks, p).unwrap();
+        assert_eq!(fin.stemi, once.stemi);
+        assert_eq!(fin.beats, once.beats);
+    }
+}

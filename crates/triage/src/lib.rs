@@ -27,6 +27,8 @@ mod measurement;
 mod mimic;
 mod patient;
 mod quality;
+#[cfg(test)]
+mod synthetic;
 
 pub use analysis::Beat;
 pub use interpretation::{
