@@ -9,7 +9,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ecgtriage", version, about = "12-lead ECG triage: QRS detection, ST measurement, suspected-STEMI alerts")]
+#[command(
+    name = "ecgtriage",
+    version,
+    about = "12-lead ECG triage: QRS detection, ST measurement, suspected-STEMI alerts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,6 +27,12 @@ enum Command {
     EvalQrs(cmd::eval_qrs::Args),
     /// 12-lead interpretation of one record (ST measurement, STEMI criteria, mimics).
     Analyze(cmd::analyze::Args),
+    /// The pipeline against an external MQTT broker.
+    Run(cmd::run::Args),
+    /// Embedded broker + simulated clinics + pipeline + dashboard on one machine.
+    Demo(cmd::demo::Args),
+    /// SQL over the archive's tables.
+    Query(cmd::query::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +41,9 @@ fn main() -> std::process::ExitCode {
         Command::Detect(args) => cmd::detect::run(args),
         Command::EvalQrs(args) => cmd::eval_qrs::run(args),
         Command::Analyze(args) => cmd::analyze::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Query(args) => cmd::query::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -23,8 +23,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         csv.push('\n');
     }
     match &args.out {
-        Some(path) => std::fs::write(path, csv)
-            .with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?
+        }
         None => std::io::stdout().lock().write_all(csv.as_bytes())?,
     }
     Ok(())

@@ -115,9 +115,10 @@ fn evaluate(record: &Path) -> anyhow::Result<Row> {
     let excluded = ecg_ec57::episodes(markers, header_fs.n_samples() as u64);
     let window = ecg_ec57::match_window(header_fs.fs_hz());
     let (result, mismatches) = ecg_ec57::compare_detailed(&reference, &detected, window, &excluded);
-    let name = record
-        .file_name()
-        .map_or_else(|| record.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = record.file_name().map_or_else(
+        || record.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     Ok(Row {
         name,
         result,

@@ -1,3 +1,6 @@
 pub mod analyze;
+pub mod demo;
 pub mod detect;
 pub mod eval_qrs;
+pub mod query;
+pub mod run;
