@@ -1,0 +1,1 @@
+//! The lossless Parquet archive: hive-partitioned tables written atomically and idempotently

@@ -1,0 +1,1 @@
+//! The streaming pipeline: ingest, per-visit analysis, alerts and results, archive

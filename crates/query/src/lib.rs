@@ -1,0 +1,1 @@
+//! SQL over the archive (DataFusion), with the tables registered and partition columns usable in WHERE
