@@ -131,7 +131,9 @@ pub(crate) fn analyse(
             // Too close to the record's edges for a full window: the template's fiducials.
             _ => (
                 (src + fid.qrs_on).saturating_sub(pre),
-                (src + fid.qrs_off - pre).min(n_samples.saturating_sub(1)),
+                (src + fid.qrs_off)
+                    .saturating_sub(pre)
+                    .min(n_samples.saturating_sub(1)),
                 false,
             ),
         };

@@ -508,6 +508,37 @@ mod tests {
         assert!(!out.quality.ok);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Arbitrary samples (including NaN and huge values), arbitrary R peaks and rates:
+        /// always an answer or a typed error, never a panic.
+        #[test]
+        fn never_panics(
+            n in 0usize..3000,
+            fs in proptest::prop_oneof![proptest::prelude::Just(0.0), 50.0f64..2000.0],
+            seed in 1u64..1000,
+            peaks in proptest::collection::vec(0usize..4000, 0..40),
+            nan_at in proptest::option::of(0usize..3000),
+            n_leads in 1usize..13,
+        ) {
+            let mut rng = crate::synthetic::Noise::new(seed);
+            let mut leads: Vec<Vec<f32>> = (0..n_leads)
+                .map(|_| (0..n).map(|_| (rng.gauss() * 2.0) as f32).collect())
+                .collect();
+            if let Some(k) = nan_at {
+                if k < n {
+                    leads[0][k] = f32::NAN;
+                }
+            }
+            let l: Vec<LeadSignal<'_>> = LABELS
+                .iter()
+                .zip(&leads)
+                .map(|(label, x)| LeadSignal { label, samples_mv: x })
+                .collect();
+            let _ = interpret(fs, &l, &peaks, Patient::default());
+        }
+    }
+
     #[test]
     fn streaming_decides_early_and_refines_at_the_end() {
         let s = with_st([0.0, -0.05], [0.1, 0.3, 0.35, 0.25, 0.1, 0.0], 10.0, 7);

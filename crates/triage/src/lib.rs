@@ -35,7 +35,7 @@ pub use interpretation::{
     interpret, interpret_detecting, EarlyDecision, Interpretation, Interpreter, LeadSignal,
     CONSISTENT_BEATS,
 };
-pub use lead::{LeadName, Territory};
+pub use lead::{LeadName, Territory, STANDARD_LEADS};
 pub use measurement::LeadMeasurement;
 pub use mimic::Mimic;
 pub use patient::{Patient, Sex};
