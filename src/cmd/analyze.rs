@@ -116,11 +116,25 @@ fn text_report(record: &str, i: &Interpretation) -> String {
         ));
     }
     s.push_str("  lead   ST@J uV   ST@J+60 uV\n");
-    for (lead, m) in &i.leads {
-        s.push_str(&format!(
-            "  {lead:<5} {:>8.0} {:>12.0}\n",
-            m.st_j_uv, m.st_j60_uv
-        ));
+    // Standard display order first, then any extra leads (V7-V9, V3R, V4R).
+    let mut order: Vec<&str> = ecg_triage::STANDARD_LEADS
+        .iter()
+        .map(|l| l.label())
+        .collect();
+    let extra: Vec<&str> = i
+        .leads
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !order.contains(k))
+        .collect();
+    order.extend(extra);
+    for lead in order {
+        if let Some(m) = i.leads.get(lead) {
+            s.push_str(&format!(
+                "  {lead:<5} {:>8.0} {:>12.0}\n",
+                m.st_j_uv, m.st_j60_uv
+            ));
+        }
     }
     s.push_str("  reasons:\n");
     for r in &i.reasons {
