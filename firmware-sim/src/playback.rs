@@ -55,6 +55,23 @@ fn uv_per_unit(units: &str) -> Option<f64> {
     }
 }
 
+/// The one gain of a visit whose leads may have been recorded at different
+/// gains: the finest of them, coarsened only as far as needed for every
+/// lead's largest sample to fit int16.
+fn common_gain(leads: &[(String, f64, Vec<i64>)]) -> f64 {
+    let finest = leads.iter().map(|l| l.1).fold(f64::INFINITY, f64::min);
+    let peak_uv = leads
+        .iter()
+        .map(|(_, g, row)| row.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as f64 * g)
+        .fold(0.0, f64::max);
+    let needed = peak_uv / f64::from(i16::MAX);
+    if finest.is_finite() && finest >= needed {
+        finest
+    } else {
+        needed
+    }
+}
+
 /// Reads a record (path without extension, as WFDB tools take it) into a
 /// recording: digital samples minus baseline, gain in uV per LSB.
 pub fn load(record: &Path) -> Result<Recording, PlaybackError> {
@@ -67,8 +84,8 @@ pub fn load(record: &Path) -> Result<Recording, PlaybackError> {
     if !(fs_hz.fract() == 0.0 && (50.0..=10_000.0).contains(&fs_hz)) {
         return Err(PlaybackError::SampleRate { path, fs_hz });
     }
-    let mut gain: Option<f64> = None;
-    let mut named = Vec::new();
+    // Per lead: gain in uV per LSB and samples with the baseline removed.
+    let mut leads: Vec<(String, f64, Vec<i64>)> = Vec::new();
     for (i, spec) in rec.header().signals.iter().enumerate() {
         let per_unit = uv_per_unit(&spec.units).ok_or_else(|| PlaybackError::Units {
             path: path.clone(),
@@ -81,34 +98,38 @@ pub fn load(record: &Path) -> Result<Recording, PlaybackError> {
         } else {
             200.0
         };
-        let g = per_unit / adc_gain;
-        match gain {
-            None => gain = Some(g),
-            Some(first) if (first - g).abs() > 1e-9 * first => {
-                return Err(PlaybackError::MixedGain {
-                    path,
-                    first,
-                    other: g,
-                })
-            }
-            _ => {}
-        }
         let digital = rec.digital(i).map_err(|source| PlaybackError::Wfdb {
             path: path.clone(),
             source,
         })?;
         let row = digital
             .iter()
-            .map(|&d| {
-                let v = i64::from(d) - i64::from(spec.baseline);
+            .map(|&d| i64::from(d) - i64::from(spec.baseline))
+            .collect();
+        leads.push((spec.description.clone(), per_unit / adc_gain, row));
+    }
+    let gain = common_gain(&leads);
+    let mut named = Vec::with_capacity(leads.len());
+    for (lead, g, row) in leads {
+        let exact = (g - gain).abs() <= 1e-12 * gain;
+        let row = row
+            .into_iter()
+            .map(|v| {
+                // Leads recorded at another gain are rescaled to the visit's
+                // one gain, within half an LSB of the physical value.
+                let v = if exact {
+                    v
+                } else {
+                    (v as f64 * g / gain).round() as i64
+                };
                 i16::try_from(v).map_err(|_| PlaybackError::Range {
                     path: path.clone(),
-                    lead: spec.description.clone(),
+                    lead: lead.clone(),
                     value: v,
                 })
             })
             .collect::<Result<Vec<i16>, _>>()?;
-        named.push((spec.description.clone(), row));
+        named.push((lead, row));
     }
     let sex = match rec.header().sex() {
         Some(ecg_wfdb::header::Sex::Male) => Sex::Male,
@@ -120,6 +141,6 @@ pub fn load(record: &Path) -> Result<Recording, PlaybackError> {
         .age_years()
         .filter(|a| (0.0..=130.0).contains(a))
         .map(|a| a.round() as u8);
-    Recording::from_named(named, fs_hz as u32, gain.unwrap_or(1.0), sex, age)
+    Recording::from_named(named, fs_hz as u32, gain, sex, age)
         .map_err(|source| PlaybackError::Leads { path, source })
 }
