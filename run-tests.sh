@@ -17,6 +17,15 @@ fi
 # Debian installs the broker in /usr/sbin, which a non-root PATH may lack.
 export PATH="$PATH:/usr/sbin"
 
-cargo test --workspace "$@"
+# The archive interop test reads the Parquet archive with third-party
+# readers from PyPI (pyarrow, DuckDB), kept in a venv at .venv.
+if ! .venv/bin/python -c 'import pyarrow, duckdb' >/dev/null 2>&1; then
+  echo "installing pyarrow and duckdb into .venv" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install -q pyarrow duckdb
+fi
+export ECG_PYTHON="${ECG_PYTHON:-$PWD/.venv/bin/python}"
+
+cargo test --workspace --no-fail-fast "$@"
 # Benchmarks run once each in test mode, so that they keep compiling and working.
 cargo test --workspace --benches "$@"

@@ -77,7 +77,7 @@ def main():
     sleepecg_rate = samples / sleepecg_s
 
     subprocess.check_call(
-        ["cargo", "build", "--release", "-q", "--example", "detect_throughput"], cwd=ROOT
+        ["cargo", "build", "--release", "-q", "-p", "ecg-signal", "--example", "detect_throughput"], cwd=ROOT
     )
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     exe = target / "release" / "examples" / "detect_throughput"

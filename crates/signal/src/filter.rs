@@ -147,9 +147,13 @@ impl MainsFilter {
 
 /// Band-pass that keeps the QRS complex's energy (about 5-20 Hz) and drops
 /// baseline wander, most of the P and T waves, mains and muscle noise: the
-/// front end of QRS detection.
+/// front end of QRS detection. Two fixed sections rather than a [`Cascade`]:
+/// this runs for every sample of every lead.
 #[derive(Clone, Debug)]
-pub struct DetectionBandpass(Cascade);
+pub struct DetectionBandpass {
+    high_pass: DirectForm2Transposed<f64>,
+    low_pass: DirectForm2Transposed<f64>,
+}
 
 impl DetectionBandpass {
     pub const LOW_HZ: f64 = 5.0;
@@ -160,14 +164,25 @@ impl DetectionBandpass {
         let mut c = Cascade::new();
         c.push(Type::HighPass, fs_hz, Self::LOW_HZ, BUTTERWORTH2_Q)?;
         c.push(Type::LowPass, fs_hz, Self::HIGH_HZ, BUTTERWORTH2_Q)?;
-        Ok(DetectionBandpass(c))
+        let [high_pass, low_pass]: [DirectForm2Transposed<f64>; 2] = c
+            .sections
+            .try_into()
+            .map_err(|_| SignalError::FilterDesign {
+                what: "detection band-pass needs two sections".into(),
+            })?;
+        Ok(DetectionBandpass {
+            high_pass,
+            low_pass,
+        })
     }
     #[inline]
     pub fn step(&mut self, x: f64) -> f64 {
-        self.0.step(x)
+        self.low_pass.run(self.high_pass.run(x))
     }
     pub fn process(&mut self, samples: &mut [f32]) {
-        self.0.process(samples)
+        for v in samples.iter_mut() {
+            *v = self.step(f64::from(*v)) as f32;
+        }
     }
 }
 

@@ -108,6 +108,68 @@ impl Ring {
     fn capacity(&self) -> u64 {
         self.data.len() as u64
     }
+    /// Stores `values` at `first..first + len`, in at most two copies.
+    fn put_slice(&mut self, first: u64, values: &[f32]) {
+        let n = self.data.len();
+        // A slice longer than the ring keeps only its tail, as single puts would.
+        let skip = values.len().saturating_sub(n);
+        let values = &values[skip..];
+        let start = ((first + skip as u64) & self.mask) as usize;
+        let head = values.len().min(n - start);
+        self.data[start..start + head].copy_from_slice(&values[..head]);
+        self.data[..values.len() - head].copy_from_slice(&values[head..]);
+    }
+}
+
+/// Monotone queue of internal indices for the sliding maximum: a ring
+/// rather than a `VecDeque`, whose general wrap-around logic showed in the
+/// profile of this per-sample path.
+#[derive(Clone, Debug)]
+struct IndexQueue {
+    slots: Vec<u64>,
+    mask: usize,
+    head: usize,
+    len: usize,
+}
+
+impl IndexQueue {
+    fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(2).next_power_of_two();
+        IndexQueue {
+            slots: vec![0; capacity],
+            mask: capacity - 1,
+            head: 0,
+            len: 0,
+        }
+    }
+    #[inline]
+    fn front(&self) -> Option<u64> {
+        (self.len > 0).then(|| self.slots[self.head])
+    }
+    #[inline]
+    fn back(&self) -> Option<u64> {
+        (self.len > 0).then(|| self.slots[(self.head + self.len - 1) & self.mask])
+    }
+    #[inline]
+    fn pop_front(&mut self) {
+        self.head = (self.head + 1) & self.mask;
+        self.len -= 1;
+    }
+    #[inline]
+    fn pop_back(&mut self) {
+        self.len -= 1;
+    }
+    /// The queue never holds more than the window's length, which the
+    /// capacity covers.
+    #[inline]
+    fn push_back(&mut self, v: u64) {
+        debug_assert!(self.len < self.slots.len());
+        self.slots[(self.head + self.len) & self.mask] = v;
+        self.len += 1;
+    }
+    fn clear(&mut self) {
+        self.len = 0;
+    }
 }
 
 /// One-second statistics of a lead's envelope, kept for the last few seconds.
@@ -154,23 +216,45 @@ impl Lead {
     /// came before this chunk.
     fn front_end(&mut self, samples: &[f32], first_index: u64, phase: u64, k: u64, inv_k: f64) {
         self.x_buf.clear();
-        let mut last = self.last_valid;
-        let mut acc = self.acc;
-        let mut fill = phase;
-        for (i, &v) in samples.iter().enumerate() {
-            if v.is_finite() {
-                last = v;
+        if samples.iter().all(|v| v.is_finite()) {
+            self.raw.put_slice(first_index, samples);
+            if let Some(&v) = samples.last() {
+                self.last_valid = v;
             }
-            self.raw.put(first_index + i as u64, last);
-            acc += f64::from(last);
-            fill += 1;
-            if fill == k {
-                self.x_buf.push(acc * inv_k);
-                acc = 0.0;
-                fill = 0;
+        } else {
+            let mut last = self.last_valid;
+            for (i, &v) in samples.iter().enumerate() {
+                if v.is_finite() {
+                    last = v;
+                }
+                self.raw.put(first_index + i as u64, last);
+            }
+            self.last_valid = last;
+        }
+        // Sum each decimation block from the (gap-held) history: first the
+        // rest of the block the previous piece started, then whole blocks.
+        let mut acc = self.acc;
+        let head = ((k - phase) as usize).min(samples.len());
+        for i in 0..head as u64 {
+            acc += f64::from(self.raw.get(first_index + i));
+        }
+        if phase + head as u64 == k {
+            self.x_buf.push(acc * inv_k);
+            acc = 0.0;
+            let k = k as usize;
+            let mut i = head;
+            while i + k <= samples.len() {
+                let mut block = 0.0f64;
+                for j in 0..k as u64 {
+                    block += f64::from(self.raw.get(first_index + (i as u64) + j));
+                }
+                self.x_buf.push(block * inv_k);
+                i += k;
+            }
+            for j in i..samples.len() {
+                acc += f64::from(self.raw.get(first_index + j as u64));
             }
         }
-        self.last_valid = last;
         self.acc = acc;
     }
 
@@ -233,7 +317,7 @@ pub struct QrsDetector {
     fused_slope: Ring,
     best_lead: Vec<u8>,
     half_window: u64,
-    max_deque: VecDeque<u64>,
+    max_deque: IndexQueue,
     // Decision state.
     spk: f32,
     npk: f32,
@@ -306,8 +390,9 @@ impl QrsDetector {
             });
         }
         let front_delay = bandpass_delay(internal_hz)? + 1.0;
+        let half_window = ms(cfg.refractory_ms);
         Ok(QrsDetector {
-            half_window: ms(cfg.refractory_ms),
+            half_window,
             refractory: ms(cfg.refractory_ms),
             t_wave_window: ms(cfg.t_wave_window_ms),
             search_back_max: ms(cfg.search_back_max_ms),
@@ -326,7 +411,7 @@ impl QrsDetector {
             fused: Ring::new(history),
             fused_slope: Ring::new(history),
             best_lead: vec![0; history.next_power_of_two()],
-            max_deque: VecDeque::new(),
+            max_deque: IndexQueue::new(2 * half_window as usize + 2),
             spk: 1.0,
             npk: 0.1,
             rr_hist: VecDeque::with_capacity(8),
@@ -532,7 +617,7 @@ impl QrsDetector {
 
         // Sliding maximum over [n - 2H, n]; the centre n - H is a candidate
         // when it is the earliest maximum of its window.
-        while let Some(&back) = self.max_deque.back() {
+        while let Some(back) = self.max_deque.back() {
             if self.fused.get(back) < g {
                 self.max_deque.pop_back();
             } else {
@@ -541,7 +626,7 @@ impl QrsDetector {
         }
         self.max_deque.push_back(n);
         let w = 2 * self.half_window;
-        while let Some(&front) = self.max_deque.front() {
+        while let Some(front) = self.max_deque.front() {
             if front + w < n {
                 self.max_deque.pop_front();
             } else {
@@ -550,11 +635,14 @@ impl QrsDetector {
         }
         if n >= self.half_window {
             let centre = n - self.half_window;
-            if self.max_deque.front() == Some(&centre) {
+            if self.max_deque.front() == Some(centre) {
                 self.consider(centre, sink);
             }
         }
-        self.search_back(n.saturating_sub(self.half_window), false, sink);
+        let decided_until = n.saturating_sub(self.half_window);
+        if decided_until >= self.search_back_due && self.last_beat_at.is_some() {
+            self.search_back(decided_until, false, sink);
+        }
     }
 
     /// Ends the one-second block that ends at internal index `n` and holds

@@ -1,5 +1,5 @@
 //! Development aid: lists a record's missed and false beats with the
-//! reference annotations around them. `cargo run --release --example
+//! reference annotations around them. `cargo run --release -p ecg-signal --example
 //! qrs_debug -- RECORD`
 use std::path::PathBuf;
 
@@ -22,7 +22,13 @@ fn main() -> anyhow::Result<()> {
         .map(|a| a.sample)
         .collect();
     let w = ecg_ec57::match_window(rec.fs_hz());
-    let (_, m) = ecg_ec57::compare_detailed(&reference, &beats, w, &[]);
+    let markers = ann.iter().filter_map(|a| match a.symbol() {
+        "[" => Some((a.sample, true)),
+        "]" => Some((a.sample, false)),
+        _ => None,
+    });
+    let excluded = ecg_ec57::episodes(markers, rec.n_samples() as u64);
+    let (_, m) = ecg_ec57::compare_detailed(&reference, &beats, w, &excluded);
     let fs = rec.fs_hz();
     let around = |s: u64| -> String {
         ann.iter()

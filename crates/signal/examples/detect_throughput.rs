@@ -2,7 +2,7 @@
 //! `benches/compare_sleepecg.py` times sleepecg: records are loaded first,
 //! then only detection is timed, best of several repetitions.
 //!
-//! `cargo run --release --example detect_throughput -- [--first-lead] RECORD...`
+//! `cargo run --release -p ecg-signal --example detect_throughput -- [--first-lead] RECORD...`
 //! prints one JSON object: samples (per lead), seconds, samples_per_s.
 
 use std::time::Instant;
