@@ -54,6 +54,14 @@ struct Tracker {
     in_flight: HashMap<u16, PathBuf>,
 }
 
+/// Deliberate link drops, for testing recovery: every `every_s` seconds of
+/// link activity the connection is torn down and stays down `outage_s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkDrops {
+    pub every_s: f64,
+    pub outage_s: f64,
+}
+
 /// A connected (or reconnecting) device.
 pub struct Link {
     client: AsyncClient,
@@ -71,6 +79,16 @@ impl Link {
         broker: &BrokerUrl,
         spool_dir: PathBuf,
     ) -> Result<Link, DeviceError> {
+        Self::open_with_drops(device_id, broker, spool_dir, None).await
+    }
+
+    /// [`Link::open`] with injected link drops.
+    pub async fn open_with_drops(
+        device_id: &str,
+        broker: &BrokerUrl,
+        spool_dir: PathBuf,
+        drops: Option<LinkDrops>,
+    ) -> Result<Link, DeviceError> {
         let mut opts = MqttOptions::new(device_id, broker.host.clone(), broker.port);
         opts.set_clean_session(false)
             .set_keep_alive(Duration::from_secs(30))
@@ -87,6 +105,7 @@ impl Link {
             device_id.to_owned(),
             tracker.clone(),
             stats.clone(),
+            drops,
         ));
         let spool = Spool::open(spool_dir)?;
         let mut link = Link {
@@ -174,9 +193,29 @@ async fn poll(
     device_id: String,
     tracker: Arc<Mutex<Tracker>>,
     stats: Arc<LinkStats>,
+    drops: Option<LinkDrops>,
 ) {
     let mut backoff = MIN_BACKOFF;
+    let drop_every = drops
+        .filter(|d| d.every_s.is_finite() && d.every_s > 0.0)
+        .map(|d| {
+            (
+                Duration::from_secs_f64(d.every_s),
+                Duration::from_secs_f64(d.outage_s.clamp(0.0, 3600.0)),
+            )
+        });
+    let mut next_drop = drop_every.map(|(every, _)| tokio::time::Instant::now() + every);
     loop {
+        // Checked between polls, never by cancelling one: a poll cut short
+        // mid-write could lose a packet rumqttc believes was sent.
+        if let (Some(at), Some((every, outage))) = (next_drop, drop_every) {
+            if tokio::time::Instant::now() >= at {
+                eventloop.clean();
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(outage).await;
+                next_drop = Some(tokio::time::Instant::now() + every);
+            }
+        }
         match eventloop.poll().await {
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 let mut t = lock(&tracker);

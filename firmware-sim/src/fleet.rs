@@ -174,12 +174,17 @@ pub async fn run(cfg: FleetConfig) -> Result<Summary, FleetError> {
             broker.user = Some((dev.device_id.to_string(), p.clone()));
         }
         let spool = cfg.spool_root.join(dev.device_id.as_str());
-        let link = Link::open(dev.device_id.as_str(), &broker, spool)
-            .await
-            .map_err(|source| FleetError::Device {
-                device: dev.device_id.to_string(),
-                source,
-            })?;
+        let link = Link::open_with_drops(
+            dev.device_id.as_str(),
+            &broker,
+            spool,
+            cfg.stream.faults.link_drops(),
+        )
+        .await
+        .map_err(|source| FleetError::Device {
+            device: dev.device_id.to_string(),
+            source,
+        })?;
         link_stats.push(link.stats());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
         senders.push(tx);

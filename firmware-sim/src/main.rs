@@ -48,6 +48,12 @@ struct DeviceArgs {
     /// Fault injection: device clock offset in seconds.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     clock_skew_s: f64,
+    /// Fault injection: drop the link every this many seconds (0 = never).
+    #[arg(long, default_value_t = 0.0)]
+    link_drop_every_s: f64,
+    /// Fault injection: how long each link drop lasts, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    link_outage_s: f64,
 }
 
 #[derive(Args)]
@@ -106,6 +112,8 @@ impl DeviceArgs {
                 duplicate_p: self.dup_prob,
                 reorder_p: self.reorder_prob,
                 clock_skew_s: self.clock_skew_s,
+                link_drop_every_s: self.link_drop_every_s,
+                link_outage_s: self.link_outage_s,
             },
         }
     }

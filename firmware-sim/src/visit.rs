@@ -122,6 +122,19 @@ pub struct Faults {
     pub reorder_p: f64,
     /// Offset of the device clock from true time, in seconds.
     pub clock_skew_s: f64,
+    /// Tear the link down this often (0 = never) ...
+    pub link_drop_every_s: f64,
+    /// ... for this long.
+    pub link_outage_s: f64,
+}
+
+impl Faults {
+    pub fn link_drops(&self) -> Option<crate::device::LinkDrops> {
+        (self.link_drop_every_s > 0.0).then_some(crate::device::LinkDrops {
+            every_s: self.link_drop_every_s,
+            outage_s: self.link_outage_s,
+        })
+    }
 }
 
 /// How to stream.

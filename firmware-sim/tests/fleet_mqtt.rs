@@ -175,6 +175,58 @@ async fn broker_restart_mid_visit_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_still_deliver_every_visit() {
+    let broker = Mosquitto::start(MosquittoOpts::default()).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("t.jsonl");
+    let mut sub = Subscriber::start(broker.port(), None, "test-reader-faults").await;
+    let out = fleet_cmd(&broker, dir.path(), &["--devices", "3", "--visits", "15"])
+        .args([
+            "--speed",
+            "20",
+            "--annual-visits",
+            "300000000",
+            "--seed",
+            "5",
+        ])
+        .args([
+            "--dup-prob",
+            "0.3",
+            "--reorder-prob",
+            "0.3",
+            "--clock-skew-s",
+            "-90",
+        ])
+        .args([
+            "--link-drop-every-s",
+            "0.4",
+            "--link-outage-s",
+            "0.3",
+            "--truth",
+        ])
+        .arg(&truth)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "fleet failed: {stderr}");
+    assert_eq!(
+        sub.wait_for(15, Duration::from_secs(30)).await,
+        15,
+        "{stderr}"
+    );
+    sub.drain_for(Duration::from_millis(300)).await;
+    check_against_truth(&sub, &truth, 15);
+    let dups: u32 = sub.visits.values().map(|v| v.duplicates).sum();
+    assert!(dups > 0, "duplicates were injected");
+    let summary = stderr.lines().last().unwrap_or("");
+    assert!(
+        !summary.contains("reconnects 0 "),
+        "links were dropped: {summary}"
+    );
+    eprintln!("{dups} duplicate chunks seen; fleet: {summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_cannot_publish_on_another_devices_topic() {
     let devices = device_creds(2);
     let broker = broker_with_acl(&devices);
