@@ -242,6 +242,11 @@ async fn poll(
                 if matches!(e, rumqttc::ConnectionError::RequestsDone) {
                     return;
                 }
+                // Once per outage, so a refused password is visible
+                // without flooding stderr while the broker is away.
+                if backoff == MIN_BACKOFF {
+                    eprintln!("{device_id}: link down ({e}); reconnecting with backoff");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
