@@ -194,7 +194,8 @@ struct Lead {
     block_max: f32,
     /// This second's envelope values; their median is the lead's floor
     /// between QRS complexes, whatever the heart rate.
-    block_values: Vec<f32>,
+    /// (As bit patterns: see [`median_of_non_negative`].)
+    block_values: Vec<u32>,
     block_max_hist: VecDeque<f32>,
     block_floor_hist: VecDeque<f32>,
     /// Recent QRS height of the envelope and its floor between beats.
@@ -546,7 +547,7 @@ impl QrsDetector {
             lead.envelope = env;
             lead.slope = lead.slope_buf[j];
             lead.block_max = lead.block_max.max(env);
-            lead.block_values.push(env);
+            lead.block_values.push(env.max(0.0).to_bits());
         }
         if let Some(warmup) = self.warmup.as_mut() {
             // The first second has no scale yet: keep its envelopes and fuse
@@ -648,18 +649,9 @@ impl QrsDetector {
     /// Ends the one-second block that ends at internal index `n` and holds
     /// `len` samples (fewer only when a record ends within its first second).
     fn close_block<S: DetectionSink + ?Sized>(&mut self, n: u64, len: u64, sink: &mut S) {
-        let mut lead_snr = Vec::with_capacity(self.leads.len());
         let mut usable = false;
         for lead in &mut self.leads {
-            let floor = if lead.block_values.is_empty() {
-                0.0
-            } else {
-                let mid = lead.block_values.len() / 2;
-                *lead
-                    .block_values
-                    .select_nth_unstable_by(mid, f32::total_cmp)
-                    .1
-            };
+            let floor = median_of_non_negative(&mut lead.block_values);
             if lead.block_max_hist.len() == SCALE_BLOCKS {
                 lead.block_max_hist.pop_front();
                 lead.block_floor_hist.pop_front();
@@ -672,12 +664,21 @@ impl QrsDetector {
             lead.floor = median(&lead.block_floor_hist);
             lead.weight = lead_weight(lead.scale, lead.floor, self.cfg.min_lead_snr);
             usable |= lead.weight > 0.0;
-            lead_snr.push(if lead.floor > 0.0 {
-                lead.scale / lead.floor
-            } else {
-                0.0
-            });
         }
+        if !sink.wants_quality() {
+            return;
+        }
+        let lead_snr = self
+            .leads
+            .iter()
+            .map(|l| {
+                if l.floor > 0.0 {
+                    l.scale / l.floor
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let k = self.decimation;
         let end_sample = (n + 1) * k;
         sink.quality(QualitySegment {
@@ -881,9 +882,24 @@ fn lead_weight(scale: f32, mean: f32, min_snr: f32) -> f32 {
 }
 
 fn median(values: &VecDeque<f32>) -> f32 {
-    let mut v: Vec<f32> = values.iter().copied().collect();
-    v.sort_by(f32::total_cmp);
-    v[v.len() / 2]
+    let mut v = [0.0f32; SCALE_BLOCKS];
+    let n = values.len().min(SCALE_BLOCKS);
+    for (slot, x) in v.iter_mut().zip(values) {
+        *slot = *x;
+    }
+    v[..n].sort_unstable_by(f32::total_cmp);
+    v[n / 2]
+}
+
+/// Upper median of non-negative values given as their bit patterns: for
+/// non-negative floats the bit patterns sort like the values, and selecting
+/// on integers is much cheaper than on floats.
+fn median_of_non_negative(bits: &mut [u32]) -> f32 {
+    if bits.is_empty() {
+        return 0.0;
+    }
+    let mid = bits.len() / 2;
+    f32::from_bits(*bits.select_nth_unstable(mid).1)
 }
 
 /// Delay of the detection band-pass for a QRS-like pulse, in samples: found

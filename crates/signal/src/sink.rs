@@ -33,11 +33,19 @@ pub struct QualitySegment {
 pub trait DetectionSink {
     fn beat(&mut self, beat: Beat);
     fn quality(&mut self, _segment: QualitySegment) {}
+    /// Whether [`DetectionSink::quality`] is worth calling: a sink that
+    /// only collects beats spares the detector building quality segments.
+    fn wants_quality(&self) -> bool {
+        true
+    }
 }
 
 impl DetectionSink for Vec<Beat> {
     fn beat(&mut self, beat: Beat) {
         self.push(beat);
+    }
+    fn wants_quality(&self) -> bool {
+        false
     }
 }
 
