@@ -1055,6 +1055,51 @@ mod tests {
     }
 
     #[test]
+    fn clipping_keeps_the_beats_and_adds_none() {
+        let fs = 500.0;
+        let (x, truth) = toy_ecg(fs, 20.0, 0.8);
+        // An ADC rail at 0.9 mV flattens every R peak's top.
+        let clipped: Vec<f32> = x.iter().map(|v| v.min(0.9)).collect();
+        let found = detect_qrs(&[&clipped], fs).unwrap();
+        assert_eq!(matched(&truth, &found, 25), truth.len());
+        assert_eq!(found.len(), truth.len());
+    }
+
+    #[test]
+    fn a_lead_falling_off_invents_no_beat() {
+        let fs = 500.0;
+        let (x, truth) = toy_ecg(fs, 30.0, 0.8);
+        let (y, _) = toy_ecg(fs, 30.0, 0.8);
+        // Lead 1 goes off at 12 s: a jump to the amplifier rail, then flat.
+        let off = (12.3 * fs) as usize;
+        let y: Vec<f32> = y
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i < off { *v } else { 5.0 })
+            .collect();
+        let found = detect_qrs(&[&x, &y], fs).unwrap();
+        // The jump itself may mask the one beat 100 ms after it (it wins the
+        // refractory window), but every other beat is found and none is added.
+        assert!(matched(&truth, &found, 25) >= truth.len() - 1);
+        assert!(
+            found.len() <= truth.len(),
+            "{} beats for {}",
+            found.len(),
+            truth.len()
+        );
+        let after: Vec<u64> = truth
+            .iter()
+            .copied()
+            .filter(|&t| t > (13.0 * fs) as u64)
+            .collect();
+        assert_eq!(
+            matched(&after, &found, 25),
+            after.len(),
+            "beats after the lead fell off"
+        );
+    }
+
+    #[test]
     fn a_dead_lead_does_not_hide_a_live_one() {
         let fs = 500.0;
         let (x, truth) = toy_ecg(fs, 20.0, 0.75);
