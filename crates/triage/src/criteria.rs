@@ -433,6 +433,48 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
             ));
         }
     }
+    // ST elevation out of proportion to the QRS: at least a quarter of the QRS amplitude
+    // (the ratio Smith and Armstrong use for discordant ST in LBBB and LVH, here for
+    // concordant elevation after a small QRS), held through J+60 ms.
+    let narrow = a.qrs_ms() < 120.0;
+    let disproportionate = pairs_meeting(a, |l, m| {
+        narrow
+            && l != AVR
+            && m.st_j_uv >= 50.0
+            && m.st_j60_uv >= 50.0
+            && m.st_j60_uv.min(m.st_j_uv) >= 0.25 * m.qrs_pp_uv()
+    });
+    if !disproportionate.is_empty() {
+        let leads = leads_of(&disproportionate);
+        v.stemi = true;
+        v.territories
+            .extend(leads.iter().filter_map(|l| l.territory()));
+        v.reasons.push(format!(
+            "suspected acute coronary occlusion: ST elevation >= 25% of the QRS amplitude in {}",
+            list(&leads)
+        ));
+    }
+    // ST elevation over new-looking Q waves: Q >= 30 ms and >= 0.1 mV (or QS) with ST
+    // elevation and a T wave still large relative to the QRS (T/QRS >= 0.36, i.e. not the
+    // flat or inverted T of an old infarct's aneurysm).
+    let q_with_ste = pairs_meeting(a, |l, m| {
+        l != AVR
+            && m.q_ms >= 30.0
+            && m.q_uv >= 100.0
+            && primary_elevation(a, l) >= 50.0
+            && m.st_j60_uv >= 50.0
+            && m.t_uv >= 0.36 * m.qrs_pp_uv()
+    });
+    if !q_with_ste.is_empty() {
+        let leads = leads_of(&q_with_ste);
+        v.stemi = true;
+        v.territories
+            .extend(leads.iter().filter_map(|l| l.territory()));
+        v.reasons.push(format!(
+            "suspected acute coronary occlusion: ST elevation with Q waves and upright T (T/QRS >= 0.36) in {}",
+            list(&leads)
+        ));
+    }
     // Posterior: ST depression maximal in V1-V4, not explained by RBBB.
     if !rbbb {
         let post = pairs_meeting(a, |l, m| {
