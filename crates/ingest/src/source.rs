@@ -1,0 +1,516 @@
+//! The MQTT source: subscribes to the device topics with an MQTT 5
+//! persistent session, spools every message durably, acknowledges it only
+//! then, and feeds the assembler.
+//!
+//! Three tasks, joined by bounded channels:
+//!
+//! ```text
+//! poller --publishes--> spooler --records--> assembler --events--> pipeline
+//!   ^ (EventLoop)          | append, fsync, ack     ^ tick (timeouts)
+//!   +---- acks via client -+   <--mark_done/release-+-- IngestHandle
+//! ```
+//!
+//! Only the poller touches the EventLoop, and it never awaits a request on
+//! the client: rumqttc deadlocks when the polling task blocks on a full
+//! request channel. The spooler acks. Manual acks and the MQTT 5 receive
+//! maximum bound the unacknowledged messages the broker sends; the forward
+//! and request channels are sized above that bound so the poller never waits
+//! on them for long.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::assembly::{Assembler, AssemblyConfig, AssemblyEvent, VisitKey};
+use crate::spool::{Received, RecordId, Spool, SpoolConfig, SpoolError};
+
+/// Everything the ingest needs.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub host: String,
+    pub port: u16,
+    /// MQTT user and password, if the broker wants them.
+    pub credentials: Option<(String, String)>,
+    /// Stable across restarts: the broker keeps the session under it.
+    pub client_id: String,
+    /// Subscription filter; `$share/<group>/ecg/v1/dev/+/visit/+/+` spreads
+    /// visits over several ingest processes (each with its own spool).
+    pub filter: String,
+    /// How long the broker keeps the session (and queues QoS 1 messages)
+    /// while this client is away.
+    pub session_expiry: Duration,
+    /// MQTT 5 receive maximum: unacknowledged messages the broker may send.
+    pub receive_maximum: u16,
+    pub keep_alive: Duration,
+    /// Largest packet accepted from the broker.
+    pub max_packet_bytes: u32,
+    /// Messages per fsync at most (group commit).
+    pub max_batch: usize,
+    /// How often abandoned visits are looked for.
+    pub tick_interval: Duration,
+    /// Capacity of the event channel to the pipeline.
+    pub events_capacity: usize,
+    /// Reconnect backoff: first and largest wait.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub spool: SpoolConfig,
+    pub assembly: AssemblyConfig,
+}
+
+impl IngestConfig {
+    /// Defaults for a broker at `host:port`, spooling under `spool_dir`.
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        client_id: impl Into<String>,
+        spool_dir: impl Into<std::path::PathBuf>,
+    ) -> IngestConfig {
+        IngestConfig {
+            host: host.into(),
+            port,
+            credentials: None,
+            client_id: client_id.into(),
+            filter: ecg_wire::topic::DEVICE_FILTER.to_owned(),
+            session_expiry: Duration::from_secs(7 * 24 * 3600),
+            receive_maximum: 256,
+            keep_alive: Duration::from_secs(30),
+            max_packet_bytes: 1 << 20,
+            max_batch: 256,
+            tick_interval: Duration::from_millis(500),
+            events_capacity: 1024,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            spool: SpoolConfig::new(spool_dir),
+            assembly: AssemblyConfig::default(),
+        }
+    }
+}
+
+/// Why the ingest could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("ingest task failed: {0}")]
+    Task(String),
+    #[error("bad ingest setting: {0}")]
+    Config(String),
+}
+
+/// Counters, readable while running.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Publishes taken from the broker.
+    pub received: AtomicU64,
+    /// Messages appended to the spool.
+    pub spooled: AtomicU64,
+    /// fsyncs (each covers a batch).
+    pub fsyncs: AtomicU64,
+    pub acked: AtomicU64,
+    /// Messages of visits already done, acked without spooling.
+    pub skipped_done: AtomicU64,
+    /// Messages replayed from the spool at start.
+    pub replayed: AtomicU64,
+    /// Connection errors (each followed by a reconnect attempt).
+    pub connection_errors: AtomicU64,
+    /// Successful connections (the first one included).
+    pub connects: AtomicU64,
+    /// Subscriptions the broker confirmed (SUBACK): the ingest is receiving.
+    pub subscriptions: AtomicU64,
+    /// Visits open in the assembler.
+    pub visits_in_flight: AtomicU64,
+    /// Spool segment files.
+    pub spool_segments: AtomicU64,
+}
+
+enum Command {
+    Done(VisitKey),
+    Release(RecordId),
+}
+
+/// Controls a running ingest. Dropping it without [`IngestHandle::finish`]
+/// aborts every task at once, like a crash: the spool and the broker session
+/// make that safe.
+pub struct IngestHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    stop: watch::Sender<bool>,
+    stats: Arc<IngestStats>,
+    tasks: Vec<JoinHandle<Result<(), IngestError>>>,
+}
+
+impl IngestHandle {
+    /// The pipeline finished the visit (archived it, whatever its outcome):
+    /// its spooled messages may go and it will not be replayed. Call it for
+    /// every `Complete` and `Incomplete` event once handled.
+    pub fn mark_done(&self, key: VisitKey) {
+        // Fails only when the spooler has stopped, which `finish` reports.
+        let _ = self.commands.send(Command::Done(key));
+    }
+
+    pub fn stats(&self) -> Arc<IngestStats> {
+        self.stats.clone()
+    }
+
+    /// Stops taking messages: disconnects from the broker (unacknowledged
+    /// messages stay queued in the session); what is already received is
+    /// still spooled and assembled, then the event stream ends.
+    pub fn stop_intake(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// After the event stream ended and every `mark_done` was issued:
+    /// syncs the spool and waits for the tasks. Calls `stop_intake` first.
+    pub async fn finish(mut self) -> Result<(), IngestError> {
+        self.stop_intake();
+        let tasks = std::mem::take(&mut self.tasks);
+        // Closing the command channel lets the spooler end once its inputs
+        // are drained.
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.commands, closed));
+        let mut first_error = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(IngestError::Task(e.to_string()));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Kills every task without flushing anything (crash simulation).
+    pub fn abort(self) {
+        drop(self);
+    }
+}
+
+impl Drop for IngestHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Opens the spool, replays it, connects and starts the tasks. Events come
+/// on the returned receiver; the stream ends after `stop_intake`.
+pub async fn start(
+    cfg: IngestConfig,
+) -> Result<(IngestHandle, mpsc::Receiver<AssemblyEvent>), IngestError> {
+    if cfg.receive_maximum == 0 || cfg.max_batch == 0 || cfg.events_capacity == 0 {
+        return Err(IngestError::Config(
+            "receive_maximum, max_batch and events_capacity must be >= 1".into(),
+        ));
+    }
+    let (spool, replay) = Spool::open(cfg.spool.clone())?;
+    let stats = Arc::new(IngestStats::default());
+    stats.replayed.store(replay.len() as u64, Ordering::Relaxed);
+    stats
+        .spool_segments
+        .store(spool.segment_count() as u64, Ordering::Relaxed);
+
+    let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
+    // Room for every ack of a full receive window, twice (a reconnect
+    // leaves the old window's messages in flight too).
+    let window = usize::from(cfg.receive_maximum) * 4 + 16;
+    opts.set_clean_start(false)
+        .set_session_expiry_interval(Some(
+            cfg.session_expiry.as_secs().min(u32::MAX as u64) as u32
+        ))
+        .set_receive_maximum(Some(cfg.receive_maximum))
+        .set_max_packet_size(Some(cfg.max_packet_bytes))
+        .set_keep_alive(cfg.keep_alive)
+        .set_manual_acks(true)
+        .set_request_channel_capacity(window);
+    if let Some((u, p)) = &cfg.credentials {
+        opts.set_credentials(u.clone(), p.clone());
+    }
+    let (client, eventloop) = AsyncClient::new(opts, window);
+
+    let (fwd_tx, fwd_rx) = mpsc::channel::<(Publish, OffsetDateTime)>(window);
+    let (rec_tx, rec_rx) = mpsc::channel::<(RecordId, Received)>(cfg.max_batch * 2);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::channel(cfg.events_capacity);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let assembler = Assembler::new(cfg.assembly.clone());
+    let tasks = vec![
+        tokio::spawn(assemble(
+            assembler,
+            replay,
+            rec_rx,
+            events_tx,
+            cmd_tx.clone(),
+            cfg.tick_interval,
+            stats.clone(),
+        )),
+        tokio::spawn(spool_and_ack(
+            spool,
+            client.clone(),
+            fwd_rx,
+            cmd_rx,
+            rec_tx,
+            cfg.max_batch,
+            stats.clone(),
+        )),
+        tokio::spawn(poll(
+            eventloop,
+            client,
+            cfg.filter.clone(),
+            fwd_tx,
+            stop_rx,
+            cfg.backoff_min,
+            cfg.backoff_max,
+            stats.clone(),
+        )),
+    ];
+    Ok((
+        IngestHandle {
+            commands: cmd_tx,
+            stop: stop_tx,
+            stats,
+            tasks,
+        },
+        events_rx,
+    ))
+}
+
+/// Resolves once a stop is requested (or the handle is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        let now = *stop.borrow_and_update();
+        if now || stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The one task that polls the EventLoop. It forwards publishes and
+/// otherwise only reconnects (rumqttc reconnects on the next poll after an
+/// error; we wait a backoff first).
+#[allow(clippy::too_many_arguments)]
+async fn poll(
+    mut eventloop: rumqttc::v5::EventLoop,
+    client: AsyncClient,
+    filter: String,
+    forward: mpsc::Sender<(Publish, OffsetDateTime)>,
+    mut stop: watch::Receiver<bool>,
+    backoff_min: Duration,
+    backoff_max: Duration,
+    stats: Arc<IngestStats>,
+) -> Result<(), IngestError> {
+    let mut backoff = backoff_min;
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = stopped(&mut stop) => {
+                // Unacked messages stay in the session; the spooler acks
+                // what it already has, which the broker may or may not get.
+                let _ = client.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    while eventloop.poll().await.is_ok() {}
+                })
+                .await;
+                return Ok(());
+            }
+        };
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                if forward.send((p, OffsetDateTime::now_utc())).await.is_err() {
+                    return Ok(()); // the spooler stopped; it reports why
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                stats.connects.fetch_add(1, Ordering::Relaxed);
+                backoff = backoff_min;
+                tracing::info!(session_present = ack.session_present, "connected to broker");
+                if !ack.session_present {
+                    // A new session has no subscription (first start, or
+                    // the old session expired).
+                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, "cannot queue the subscription");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                stats.connection_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "broker connection lost; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(&mut stop) => return Ok(()),
+                }
+                backoff = (backoff * 2).min(backoff_max);
+            }
+        }
+    }
+}
+
+/// Appends each batch of publishes to the spool, fsyncs once, acks them and
+/// passes them on; applies `mark_done` and `release` between batches.
+async fn spool_and_ack(
+    mut spool: Spool,
+    client: AsyncClient,
+    mut publishes: mpsc::Receiver<(Publish, OffsetDateTime)>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    records: mpsc::Sender<(RecordId, Received)>,
+    max_batch: usize,
+    stats: Arc<IngestStats>,
+) -> Result<(), IngestError> {
+    let mut batch = Vec::with_capacity(max_batch);
+    let mut intake_open = true;
+    let mut commands_open = true;
+    let mut records = Some(records);
+    while intake_open || commands_open {
+        tokio::select! {
+            n = publishes.recv_many(&mut batch, max_batch), if intake_open => {
+                if n == 0 {
+                    intake_open = false;
+                    // Nothing more to assemble: let the event stream end.
+                    records = None;
+                    continue;
+                }
+                let mut passed = Vec::with_capacity(batch.len());
+                for (publish, received_at) in &batch {
+                    let msg = Received {
+                        topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                        payload: publish.payload.to_vec(),
+                        received_at: *received_at,
+                    };
+                    let skip = msg.topic.ends_with("/result")
+                        || msg.key().is_some_and(|k| spool.is_done(&k));
+                    if skip {
+                        stats.skipped_done.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let id = spool.append(&msg)?;
+                    passed.push((id, msg));
+                }
+                spool.sync()?;
+                stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                stats.spooled.fetch_add(passed.len() as u64, Ordering::Relaxed);
+                for (publish, _) in batch.drain(..) {
+                    // The poller keeps polling, so this never waits for long.
+                    if client.ack(&publish).await.is_ok() {
+                        stats.acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if let Some(tx) = &records {
+                    for r in passed {
+                        if tx.send(r).await.is_err() {
+                            records = None;
+                            break;
+                        }
+                    }
+                }
+            }
+            cmd = commands.recv(), if commands_open => {
+                let Some(cmd) = cmd else {
+                    commands_open = false;
+                    continue;
+                };
+                apply(&mut spool, cmd)?;
+                while let Ok(cmd) = commands.try_recv() {
+                    apply(&mut spool, cmd)?;
+                }
+                spool.sync()?;
+            }
+        }
+        stats
+            .spool_segments
+            .store(spool.segment_count() as u64, Ordering::Relaxed);
+    }
+    spool.sync()?;
+    Ok(())
+}
+
+fn apply(spool: &mut Spool, cmd: Command) -> Result<(), SpoolError> {
+    match cmd {
+        Command::Done(key) => spool.mark_done(&key),
+        Command::Release(id) => spool.release(&id),
+    }
+}
+
+/// Replays the spool, then assembles records as they come and expires
+/// abandoned visits.
+async fn assemble(
+    mut assembler: Assembler,
+    replay: Vec<(RecordId, Received)>,
+    mut records: mpsc::Receiver<(RecordId, Received)>,
+    events: mpsc::Sender<AssemblyEvent>,
+    commands: mpsc::UnboundedSender<Command>,
+    tick_interval: Duration,
+    stats: Arc<IngestStats>,
+) -> Result<(), IngestError> {
+    for (id, msg) in replay {
+        if !feed(&mut assembler, id, &msg, &events, &commands).await {
+            return Ok(());
+        }
+    }
+    assembler.resume(OffsetDateTime::now_utc());
+    let mut ticker = tokio::time::interval(tick_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = records.recv() => {
+                let Some((id, msg)) = r else { return Ok(()) };
+                if !feed(&mut assembler, id, &msg, &events, &commands).await {
+                    return Ok(());
+                }
+            }
+            _ = ticker.tick() => {
+                for e in assembler.tick(OffsetDateTime::now_utc()) {
+                    if events.send(e).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        stats
+            .visits_in_flight
+            .store(assembler.in_flight() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One record through the assembler; false when the pipeline is gone.
+async fn feed(
+    assembler: &mut Assembler,
+    id: RecordId,
+    msg: &Received,
+    events: &mpsc::Sender<AssemblyEvent>,
+    commands: &mpsc::UnboundedSender<Command>,
+) -> bool {
+    let out = assembler.push(&msg.topic, &msg.payload, msg.received_at);
+    if let Some(key) = id.key() {
+        // The record is still needed while its visit is open, and after the
+        // visit's verdict until the pipeline marks it done; otherwise
+        // (duplicate of a finished visit, rejected input) it can go.
+        let decided_now = out.iter().any(|e| {
+            matches!(e, AssemblyEvent::Complete { key: k, .. } | AssemblyEvent::Incomplete { key: k, .. } if k == key)
+        });
+        if !assembler.is_open(key) && !decided_now {
+            let _ = commands.send(Command::Release(id));
+        }
+    }
+    for e in out {
+        if events.send(e).await.is_err() {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,303 @@
+//! The ingest against a real, private Mosquitto (ecg-testkit) fed by
+//! firmware-sim's fleet: every visit arrives complete with the truth digest,
+//! also when the ingest is killed mid-run and restarted on its spool and
+//! persistent session.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ecg_ingest::{start, AssemblyEvent, IngestConfig, IngestHandle};
+use ecg_testkit::{Mosquitto, MosquittoOpts};
+use ecg_wire::SamplesDigest;
+use firmware_sim::broker::BrokerUrl;
+use firmware_sim::fleet::{self, DeviceSpec, FleetConfig};
+use firmware_sim::visit::{Faults, StreamOpts};
+use tokio::sync::mpsc::Receiver;
+
+const INGEST: (&str, &str) = ("ingest", "ingest-pw");
+const ACL: &str = "pattern write ecg/v1/dev/%u/#\n\nuser ingest\ntopic read ecg/v1/dev/#\n";
+
+fn truth_digests(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .expect("truth file")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("truth JSON");
+            (
+                v["visit_id"].as_str().unwrap().to_owned(),
+                v["samples_sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn fleet_config(
+    port: u16,
+    devices: Vec<DeviceSpec>,
+    visits: u64,
+    speed: f64,
+    dir: &Path,
+    faults: Faults,
+) -> FleetConfig {
+    FleetConfig {
+        broker: BrokerUrl {
+            host: "127.0.0.1".into(),
+            port,
+            user: None,
+        },
+        devices,
+        visits: Some(visits),
+        annual_visits: 300_000_000.0,
+        speed,
+        stemi_fraction: 0.3,
+        seed: 5,
+        truth: Some(dir.join("truth.jsonl")),
+        spool_root: dir.join("device-spool"),
+        stream: StreamOpts {
+            chunk_s: 1.0,
+            speed,
+            faults,
+        },
+        progress: false,
+    }
+}
+
+fn ingest_config(port: u16, dir: &Path, creds: bool) -> IngestConfig {
+    let mut cfg = IngestConfig::new("127.0.0.1", port, "ingest-test", dir.join("ingest-spool"));
+    if creds {
+        cfg.credentials = Some((INGEST.0.into(), INGEST.1.into()));
+    }
+    // Small segments so rotation and deletion happen within a test.
+    cfg.spool.segment_bytes = 256 << 10;
+    cfg.receive_maximum = 32;
+    cfg
+}
+
+async fn wait_subscribed(h: &IngestHandle, broker: &Mosquitto) {
+    let stats = h.stats();
+    for _ in 0..200 {
+        if stats.subscriptions.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("ingest never subscribed; broker log:\n{}", broker.log());
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Per visit: Complete events seen, whether each matched its end's
+    /// digest, and the digest of the samples received.
+    complete: HashMap<String, (u32, bool, String)>,
+    incomplete: Vec<String>,
+    rejected: Vec<String>,
+}
+
+impl Seen {
+    /// Takes events (marking visits done) until `n` visits completed, the
+    /// deadline passes or, with `for_at_most`, that time passed.
+    async fn take(
+        &mut self,
+        events: &mut Receiver<AssemblyEvent>,
+        ingest: &IngestHandle,
+        n: usize,
+        for_at_most: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + for_at_most;
+        while self.complete.len() < n {
+            let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.recv()).await else {
+                return;
+            };
+            match e {
+                AssemblyEvent::Complete {
+                    key,
+                    samples,
+                    digest_ok,
+                    end,
+                    ..
+                } => {
+                    let digest = SamplesDigest::of_leads(samples.iter().map(Vec::as_slice));
+                    let entry = self.complete.entry(key.visit_id.to_string()).or_insert((
+                        0,
+                        true,
+                        digest.to_string(),
+                    ));
+                    entry.0 += 1;
+                    entry.1 &= digest_ok && digest == end.samples_sha256;
+                    ingest.mark_done(key);
+                }
+                AssemblyEvent::Incomplete { key, reason, .. } => {
+                    self.incomplete.push(format!("{key}: {reason}"));
+                    ingest.mark_done(key);
+                }
+                AssemblyEvent::Rejected(r) => {
+                    self.rejected.push(format!("{}: {}", r.topic, r.reason));
+                }
+                AssemblyEvent::Started { .. } | AssemblyEvent::Samples { .. } => {}
+            }
+        }
+    }
+}
+
+/// Each visit completed once, digest verified, samples equal to the truth.
+fn check_against_truth(seen: &Seen, truth: &HashMap<String, String>) {
+    for (visit, (count, ok, digest)) in &seen.complete {
+        assert_eq!(*count, 1, "{visit} completed {count} times");
+        assert!(ok, "{visit}: samples do not hash to the end's digest");
+        let want = truth
+            .get(visit)
+            .unwrap_or_else(|| panic!("{visit} not in the truth file"));
+        assert_eq!(want, digest, "{visit}: samples differ from the truth");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_visits_all_arrive_complete_with_the_truth_digest() {
+    let devices: Vec<(String, String)> = (1..=8)
+        .map(|i| (format!("dev-{i:04}"), format!("pw-{i}")))
+        .collect();
+    let mut users = devices.clone();
+    users.push((INGEST.0.into(), INGEST.1.into()));
+    let broker = Mosquitto::start(MosquittoOpts {
+        users,
+        acl: Some(ACL.into()),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("test broker: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let (ingest, mut events) = start(ingest_config(broker.port(), dir.path(), true))
+        .await
+        .unwrap();
+    wait_subscribed(&ingest, &broker).await;
+
+    let specs: Vec<DeviceSpec> = fleet::numbered_devices(8, 3)
+        .into_iter()
+        .zip(&devices)
+        .map(|(mut d, (_, pw))| {
+            d.password = Some(pw.clone());
+            d
+        })
+        .collect();
+    // Duplicates and reordering from the devices, as QoS 1 allows.
+    let faults = Faults {
+        duplicate_p: 0.1,
+        reorder_p: 0.1,
+        ..Faults::default()
+    };
+    let n = 60;
+    let summary = fleet::run(fleet_config(
+        broker.port(),
+        specs,
+        n,
+        1_000_000.0,
+        dir.path(),
+        faults,
+    ))
+    .await
+    .expect("fleet runs");
+    assert_eq!(summary.visits, n);
+
+    let truth = truth_digests(&dir.path().join("truth.jsonl"));
+    let mut seen = Seen::default();
+    seen.take(&mut events, &ingest, n as usize, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        seen.complete.len(),
+        n as usize,
+        "incomplete: {:?}",
+        seen.incomplete
+    );
+    check_against_truth(&seen, &truth);
+    assert!(seen.incomplete.is_empty(), "{:?}", seen.incomplete);
+    assert!(seen.rejected.is_empty(), "{:?}", seen.rejected);
+
+    let stats = ingest.stats();
+    let spooled = stats.spooled.load(Ordering::Relaxed);
+    let fsyncs = stats.fsyncs.load(Ordering::Relaxed);
+    eprintln!(
+        "received {} spooled {spooled} fsyncs {fsyncs} acked {} segments {}",
+        stats.received.load(Ordering::Relaxed),
+        stats.acked.load(Ordering::Relaxed),
+        stats.spool_segments.load(Ordering::Relaxed),
+    );
+    assert!(spooled >= n * 12, "every message spooled");
+    assert!(
+        stats.acked.load(Ordering::Relaxed) >= spooled,
+        "every spooled message acked"
+    );
+    // Every visit is done: the spool shrinks to its open segment.
+    for _ in 0..100 {
+        if stats.spool_segments.load(Ordering::Relaxed) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stats.spool_segments.load(Ordering::Relaxed), 1);
+    ingest.stop_intake();
+    while events.recv().await.is_some() {}
+    ingest.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_run_and_restarted_every_visit_completes_exactly_once() {
+    let broker = Mosquitto::start(MosquittoOpts::default()).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ingest_config(broker.port(), dir.path(), false);
+    let (ingest, mut events) = start(cfg.clone()).await.unwrap();
+    wait_subscribed(&ingest, &broker).await;
+
+    // 4 devices x 4 visits of 10 s streamed at 5x: about 8 s of traffic.
+    let n = 16u64;
+    let fleet = tokio::spawn(fleet::run(fleet_config(
+        broker.port(),
+        fleet::numbered_devices(4, 2),
+        n,
+        5.0,
+        dir.path(),
+        Faults::default(),
+    )));
+    let mut seen = Seen::default();
+    seen.take(
+        &mut events,
+        &ingest,
+        n as usize,
+        Duration::from_millis(3500),
+    )
+    .await;
+    let before_kill = seen.complete.len();
+    // Let the done markers reach the spool, then kill everything at once,
+    // with messages in flight and unread events in the channel.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let received_first = ingest.stats().received.load(Ordering::Relaxed);
+    ingest.abort();
+    drop(events);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let (ingest, mut events) = start(cfg).await.unwrap();
+    let replayed = ingest.stats().replayed.load(Ordering::Relaxed);
+    let summary = fleet.await.unwrap().expect("fleet runs");
+    assert_eq!(summary.visits, n);
+    let truth = truth_digests(&dir.path().join("truth.jsonl"));
+    seen.take(&mut events, &ingest, n as usize, Duration::from_secs(60))
+        .await;
+    eprintln!(
+        "{before_kill} visits done before the kill after {received_first} messages; \
+         {replayed} messages replayed from the spool"
+    );
+    assert!(before_kill < n as usize, "the kill came mid-run");
+    assert!(replayed > 0, "the spool held unfinished visits at the kill");
+    assert_eq!(
+        seen.complete.len(),
+        n as usize,
+        "incomplete: {:?}",
+        seen.incomplete
+    );
+    check_against_truth(&seen, &truth);
+    assert!(seen.incomplete.is_empty(), "{:?}", seen.incomplete);
+    assert!(seen.rejected.is_empty(), "{:?}", seen.rejected);
+    ingest.stop_intake();
+    while events.recv().await.is_some() {}
+    ingest.finish().await.unwrap();
+}
