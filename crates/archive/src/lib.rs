@@ -1,1 +1,48 @@
-//! The lossless Parquet archive: hive-partitioned tables written atomically and idempotently
+//! The lossless Parquet archive: hive-partitioned tables written atomically
+//! and idempotently. The contract (tables, columns, Arrow types) is
+//! `schemas/archive.md`.
+//!
+//! - [`record`]: plain data for one archived visit ([`VisitRecord`]): its
+//!   visit row, samples per lead, beats, per-lead measurements and alerts.
+//! - [`table`]: the Arrow schema of every table and the conversion of
+//!   records into record batches.
+//! - [`store`]: the object-store seam ([`ObjectStore`]), with a local-disk
+//!   implementation whose `put` is write-temp, fsync, rename.
+//! - [`writer`]: [`ArchiveWriter`] batches visits, writes one file per table
+//!   and partition per batch, commits the batch by writing its `visits` file
+//!   last, and archives a redelivered visit once.
+//! - [`reader`]: reading back the samples of a visit, bit for bit.
+
+pub mod reader;
+pub mod record;
+pub mod store;
+pub mod table;
+pub mod writer;
+
+/// Timestamps in the records are `time::OffsetDateTime`.
+pub use time;
+
+pub use reader::{read_visit_samples, read_visit_samples_from};
+pub use record::{AlertAck, AlertRow, BeatRow, LeadMeasurement, VisitRecord, VisitRow};
+pub use store::{LocalDisk, ObjectStore, StoreError};
+pub use table::{Table, TABLES};
+pub use writer::{ArchiveWriter, SampleEncoding, WriterConfig};
+
+/// Everything that can go wrong while archiving or reading the archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("archive store: {0}")]
+    Store(#[from] StoreError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("visit {visit_id}: {reason}")]
+    InvalidRecord { visit_id: String, reason: String },
+    #[error("archive file {file}: {reason}")]
+    Corrupt { file: String, reason: String },
+    #[error("visit {0} is not in the archive")]
+    VisitNotFound(String),
+    #[error("writer config: {0}")]
+    Config(String),
+}
