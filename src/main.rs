@@ -33,6 +33,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// SQL over the archive's tables.
     Query(cmd::query::Args),
+    /// Device and service credentials for the broker (provisioning).
+    Devices(cmd::devices::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Query(args) => cmd::query::run(args),
+        Command::Devices(args) => cmd::devices::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 pub mod analyze;
 pub mod demo;
 pub mod detect;
+pub mod devices;
 pub mod eval_qrs;
 pub mod query;
 pub mod run;
