@@ -1,1 +1,29 @@
-//! The streaming pipeline: ingest, per-visit analysis, alerts and results, archive
+//! The streaming pipeline: ingestion events in; alerts, results, dead
+//! letters and the Parquet archive out.
+//!
+//! - [`analysis`]: per-visit streaming analysis (QRS detector per chunk,
+//!   12-lead interpreter with its early decision, refined at the end).
+//! - [`alerting`]: the alert and result messages; at most one alert a visit.
+//! - [`triage_desk`]: the synchronous core, [`TriageDesk`]: ingestion
+//!   events in, [`Output`]s (publish, archive, release) out.
+//! - [`publish`]: the [`Publisher`] seam and its MQTT implementation, which
+//!   completes on PUBACK.
+//! - [`service`]: the running pipeline ([`service::run`]): ingest, desk,
+//!   broker, archive, spool release, graceful shutdown.
+//! - [`config`]: TOML settings with flag and environment overrides.
+//! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
+//! - [`demo`]: embedded broker + simulated fleet + pipeline on one machine.
+//! - [`logging`]: tracing subscriber set-up (text or JSON).
+
+pub mod alerting;
+pub mod analysis;
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod metrics;
+pub mod publish;
+pub mod service;
+pub mod triage_desk;
+
+pub use publish::{MemoryPublisher, MqttPublisher, Publisher};
+pub use triage_desk::{Output, TriageDesk};

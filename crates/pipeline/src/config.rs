@@ -1,0 +1,271 @@
+//! `ecgtriage run` settings: a TOML file, command-line flags over it, and
+//! the broker password from the environment so it stays out of files and
+//! process listings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ecg_wire::CentreId;
+use firmware_sim::broker::BrokerUrl;
+use serde::Deserialize;
+
+use crate::publish::BrokerAddr;
+use crate::service::ServiceConfig;
+
+/// The environment variable holding the broker password.
+pub const PASSWORD_ENV: &str = "ECGTRIAGE_BROKER_PASSWORD";
+
+/// Why the settings are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Toml {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("setting {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(invalid("log_format", format!("{other:?} (text or json)"))),
+        }
+    }
+}
+
+/// The TOML file; every field optional. Unknown keys are refused, so a
+/// misspelt setting is an error rather than silently ignored.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `mqtt://[user:pass@]host:port`.
+    pub broker: Option<String>,
+    /// MQTT user (overrides the URL's).
+    pub username: Option<String>,
+    /// MQTT password; prefer the environment variable.
+    pub password: Option<String>,
+    /// Stable client id: the broker keeps the session under it.
+    pub client_id: Option<String>,
+    pub archive: Option<PathBuf>,
+    pub spool: Option<PathBuf>,
+    pub centre: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub metrics: Option<SocketAddr>,
+    /// MQTT 5 receive maximum (backpressure).
+    pub receive_maximum: Option<u16>,
+    /// A visit silent this long is closed incomplete.
+    pub visit_timeout_s: Option<u64>,
+    /// A finished visit is queryable within about this delay.
+    pub archive_flush_s: Option<f64>,
+}
+
+impl Settings {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Self::parse(&text, &name)
+    }
+
+    pub fn parse(text: &str, name: &str) -> Result<Settings, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Toml {
+            path: name.to_owned(),
+            source,
+        })
+    }
+
+    /// `self` with every field that `over` sets replaced.
+    pub fn overridden_by(self, over: Settings) -> Settings {
+        Settings {
+            broker: over.broker.or(self.broker),
+            username: over.username.or(self.username),
+            password: over.password.or(self.password),
+            client_id: over.client_id.or(self.client_id),
+            archive: over.archive.or(self.archive),
+            spool: over.spool.or(self.spool),
+            centre: over.centre.or(self.centre),
+            log_format: over.log_format.or(self.log_format),
+            metrics: over.metrics.or(self.metrics),
+            receive_maximum: over.receive_maximum.or(self.receive_maximum),
+            visit_timeout_s: over.visit_timeout_s.or(self.visit_timeout_s),
+            archive_flush_s: over.archive_flush_s.or(self.archive_flush_s),
+        }
+    }
+
+    /// The service configuration, with `env_password` (from
+    /// [`PASSWORD_ENV`]) taking precedence over any password in the file
+    /// or URL.
+    pub fn resolve(&self, env_password: Option<String>) -> Result<ServiceConfig, ConfigError> {
+        let url = self.broker.as_deref().unwrap_or("mqtt://127.0.0.1:1883");
+        let broker = BrokerUrl::parse(url).map_err(|e| invalid("broker", e.to_string()))?;
+        let mut credentials = broker.user.clone();
+        if let Some(u) = &self.username {
+            let pass = credentials.map(|(_, p)| p).unwrap_or_default();
+            credentials = Some((u.clone(), pass));
+        }
+        if let Some(p) = env_password.or_else(|| self.password.clone()) {
+            match &mut credentials {
+                Some((_, pass)) => *pass = p,
+                None => return Err(invalid("password", "a password needs a username")),
+            }
+        }
+        let client_id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| "ecgtriage-pipeline".to_owned());
+        if client_id.is_empty()
+            || !client_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(invalid(
+                "client_id",
+                "ASCII letters, digits, '-', '_' or '.'",
+            ));
+        }
+        let centre_name = self.centre.clone().unwrap_or_else(|| "centre-1".to_owned());
+        let centre = CentreId::new(centre_name).map_err(|e| invalid("centre", e.to_string()))?;
+        let archive_dir = self
+            .archive
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("archive"));
+        let spool_dir = self.spool.clone().unwrap_or_else(|| {
+            PathBuf::from(format!("{}.spool", archive_dir.display()))
+        });
+        let mut ingest = ecg_ingest::IngestConfig::new(
+            broker.host.clone(),
+            broker.port,
+            client_id.clone(),
+            spool_dir,
+        );
+        ingest.credentials = credentials.clone();
+        if let Some(r) = self.receive_maximum {
+            if r == 0 {
+                return Err(invalid("receive_maximum", "must be >= 1"));
+            }
+            ingest.receive_maximum = r;
+        }
+        if let Some(t) = self.visit_timeout_s {
+            if t == 0 {
+                return Err(invalid("visit_timeout_s", "must be >= 1"));
+            }
+            ingest.assembly.visit_timeout = Duration::from_secs(t);
+        }
+        // The writer id names this process's files in a shared archive.
+        let writer_id: String = client_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let mut archive = ecg_archive::WriterConfig::new(writer_id);
+        if let Some(s) = self.archive_flush_s {
+            if !(s.is_finite() && s > 0.0 && s <= 3600.0) {
+                return Err(invalid("archive_flush_s", "must be in (0, 3600]"));
+            }
+            archive.max_age = Duration::from_secs_f64(s);
+        }
+        Ok(ServiceConfig {
+            ingest,
+            output: BrokerAddr {
+                host: broker.host,
+                port: broker.port,
+                credentials,
+            },
+            output_client_id: format!("{client_id}-out"),
+            archive_dir,
+            archive,
+            centre,
+            metrics_addr: self.metrics,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_env_overrides_password() {
+        let file = Settings::parse(
+            r#"
+broker = "mqtt://pipeline:filepass@broker.example:1884"
+archive = "/data/archive"
+centre = "county-1"
+log_format = "json"
+visit_timeout_s = 30
+"#,
+            "test.toml",
+        )
+        .unwrap();
+        let flags = Settings {
+            archive: Some("/tmp/a".into()),
+            ..Default::default()
+        };
+        let s = file.overridden_by(flags);
+        assert_eq!(s.log_format, Some(LogFormat::Json));
+        let cfg = s.resolve(Some("envpass".into())).unwrap();
+        assert_eq!(cfg.archive_dir, PathBuf::from("/tmp/a"));
+        assert_eq!(cfg.ingest.host, "broker.example");
+        assert_eq!(cfg.ingest.port, 1884);
+        assert_eq!(
+            cfg.ingest.credentials,
+            Some(("pipeline".into(), "envpass".into()))
+        );
+        assert_eq!(cfg.ingest.assembly.visit_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.centre.as_str(), "county-1");
+        let cfg = s.resolve(None).unwrap();
+        assert_eq!(cfg.output.credentials.unwrap().1, "filepass");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = Settings::parse("brokr = \"x\"", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("brokr"), "{e}");
+        let s = Settings {
+            broker: Some("http://x".into()),
+            ..Default::default()
+        };
+        assert!(s.resolve(None).unwrap_err().to_string().contains("broker"));
+        let s = Settings {
+            password: Some("p".into()),
+            ..Default::default()
+        };
+        assert!(s.resolve(None).is_err());
+        let s = Settings {
+            centre: Some("bad/centre".into()),
+            ..Default::default()
+        };
+        assert!(s.resolve(None).unwrap_err().to_string().contains("centre"));
+    }
+}

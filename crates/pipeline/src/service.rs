@@ -1,0 +1,321 @@
+//! The running pipeline: ingestion events through the [`TriageDesk`], its
+//! outputs to the broker and the archive, and visits released from the
+//! ingest spool only once archived (so a crash at any point replays them).
+//!
+//! Order per visit: alert (PUBACK awaited) -> result (PUBACK awaited) ->
+//! archive append -> archive commit -> `mark_done`. A visit found already
+//! archived when it is replayed is released without a second alert.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ecg_archive::writer::Appended;
+use ecg_archive::{ArchiveWriter, WriterConfig};
+use ecg_ingest::{AssemblyEvent, IngestConfig, IngestHandle, VisitKey};
+use ecg_wire::{CentreId, Message};
+use time::OffsetDateTime;
+
+use crate::metrics::Metrics;
+use crate::publish::{BrokerAddr, MqttPublisher, PublishError, Publisher};
+use crate::triage_desk::{Output, TriageDesk};
+
+/// Why the pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("ingest: {0}")]
+    Ingest(#[from] ecg_ingest::IngestError),
+    #[error("archive: {0}")]
+    Archive(#[from] ecg_archive::ArchiveError),
+    #[error("publishing to {topic}: {source}")]
+    Publish {
+        topic: String,
+        #[source]
+        source: PublishError,
+    },
+    #[error("metrics endpoint on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything a pipeline process needs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub ingest: IngestConfig,
+    /// The output connection (alerts, results, dead letters).
+    pub output: BrokerAddr,
+    pub output_client_id: String,
+    pub archive_dir: PathBuf,
+    pub archive: WriterConfig,
+    pub centre: CentreId,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub visits_archived: u64,
+    pub visits_incomplete: u64,
+    pub alerts: u64,
+    pub dead_letters: u64,
+    pub replayed_archived: u64,
+}
+
+/// Runs until `shutdown` resolves, then stops taking messages, finishes the
+/// visits already received, commits the archive and returns.
+pub async fn run(
+    cfg: ServiceConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, ServiceError> {
+    let metrics = Metrics::new();
+    let metrics_task = match cfg.metrics_addr {
+        Some(addr) => {
+            let (bound, task) = crate::metrics::serve(addr, metrics.clone())
+                .await
+                .map_err(|source| ServiceError::Metrics { addr, source })?;
+            tracing::info!(%bound, "metrics on http://{bound}/metrics");
+            Some(task)
+        }
+        None => None,
+    };
+    let archive_dir = cfg.archive_dir.clone();
+    let writer_cfg = cfg.archive.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        ArchiveWriter::open_local(archive_dir, writer_cfg)
+    })
+    .await
+    .expect("archive open does not panic")?;
+    let publisher = MqttPublisher::connect(&cfg.output, &cfg.output_client_id);
+    let (ingest, events) = ecg_ingest::start(cfg.ingest.clone()).await?;
+    tracing::info!(
+        broker = %format!("{}:{}", cfg.ingest.host, cfg.ingest.port),
+        archive = %cfg.archive_dir.display(),
+        centre = %cfg.centre,
+        "pipeline running"
+    );
+    let mut driver = Driver {
+        desk: TriageDesk::new(cfg.centre.clone()),
+        writer,
+        publisher: &publisher,
+        ingest: &ingest,
+        metrics: metrics.clone(),
+        pending: HashMap::new(),
+        skip: HashSet::new(),
+        published_at: HashMap::new(),
+        started_at: HashMap::new(),
+        summary: RunSummary::default(),
+    };
+    let result = driver.run(events, shutdown).await;
+    let summary = driver.summary;
+    drop(driver);
+    let finished = ingest.finish().await;
+    publisher.close().await;
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    result?;
+    finished?;
+    Ok(summary)
+}
+
+struct Driver<'a, P: Publisher> {
+    desk: TriageDesk,
+    writer: ArchiveWriter,
+    publisher: &'a P,
+    ingest: &'a IngestHandle,
+    metrics: Metrics,
+    /// Buffered in the archive, released from the spool at commit.
+    pending: HashMap<String, VisitKey>,
+    /// Visits already archived by an earlier run, being replayed.
+    skip: HashSet<VisitKey>,
+    /// alert id -> when the broker acknowledged it.
+    published_at: HashMap<String, OffsetDateTime>,
+    /// visit -> when its meta reached the pipeline (alert latency).
+    started_at: HashMap<VisitKey, Instant>,
+    summary: RunSummary,
+}
+
+impl<P: Publisher> Driver<'_, P> {
+    async fn run(
+        &mut self,
+        mut events: tokio::sync::mpsc::Receiver<AssemblyEvent>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServiceError> {
+        tokio::pin!(shutdown);
+        let mut stopping = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => {
+                        self.metrics.event_queue_depth.set(events.len() as i64);
+                        self.event(ev).await?;
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => self.tick()?,
+                _ = &mut shutdown, if !stopping => {
+                    tracing::info!("shutting down: no new messages; finishing what was received");
+                    stopping = true;
+                    self.ingest.stop_intake();
+                }
+            }
+        }
+        // Visits still open have not ended; they stay in the spool and the
+        // broker session and are replayed by the next run.
+        let committed = self.writer.flush()?;
+        self.release(committed);
+        tracing::info!(
+            archived = self.summary.visits_archived,
+            alerts = self.summary.alerts,
+            open = self.desk.in_flight(),
+            "pipeline stopped"
+        );
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), ServiceError> {
+        let committed = self.writer.poll(Instant::now())?;
+        self.release(committed);
+        let stats = self.ingest.stats();
+        self.metrics
+            .messages_received
+            .set(stats.received.load(Ordering::Relaxed));
+        self.metrics
+            .messages_acked
+            .set(stats.acked.load(Ordering::Relaxed));
+        self.metrics
+            .ingest_visits_in_flight
+            .set(stats.visits_in_flight.load(Ordering::Relaxed) as i64);
+        self.metrics
+            .visits_in_flight
+            .set(self.desk.in_flight() as i64);
+        self.metrics
+            .archive_buffered
+            .set(self.writer.buffered() as i64);
+        Ok(())
+    }
+
+    fn release(&mut self, committed: Vec<String>) {
+        for id in committed {
+            if let Some(key) = self.pending.remove(&id) {
+                self.metrics.visits_archived.inc();
+                self.summary.visits_archived += 1;
+                self.ingest.mark_done(key);
+            }
+        }
+    }
+
+    async fn event(&mut self, ev: AssemblyEvent) -> Result<(), ServiceError> {
+        self.metrics.events.inc();
+        if let AssemblyEvent::Started { key, .. } = &ev {
+            if self.writer.is_archived(&key.visit_id.to_string()) {
+                // Replayed after a crash that came between the archive
+                // commit and the spool release: already alerted and stored.
+                self.skip.insert(key.clone());
+            } else {
+                self.metrics.visits_started.inc();
+                self.started_at.insert(key.clone(), Instant::now());
+            }
+        }
+        if let Some(key) = ev.key() {
+            if self.skip.contains(key) {
+                if matches!(
+                    ev,
+                    AssemblyEvent::Complete { .. } | AssemblyEvent::Incomplete { .. }
+                ) {
+                    let key = key.clone();
+                    self.skip.remove(&key);
+                    self.summary.replayed_archived += 1;
+                    self.ingest.mark_done(key);
+                }
+                return Ok(());
+            }
+        }
+        let outputs = tokio::task::block_in_place(|| self.desk.handle(ev, OffsetDateTime::now_utc()));
+        for out in outputs {
+            self.output(out).await?;
+        }
+        Ok(())
+    }
+
+    async fn output(&mut self, out: Output) -> Result<(), ServiceError> {
+        match out {
+            Output::Alert { key, mut alert } => {
+                let topic = format!("ecg/v1/alerts/{}", alert.centre_id);
+                alert.published_at = OffsetDateTime::now_utc().max(alert.detected_at);
+                self.publish(topic, alert.to_json()).await?;
+                let acked = OffsetDateTime::now_utc();
+                self.published_at
+                    .insert(alert.alert_id.to_string(), alert.published_at);
+                self.metrics.alerts.inc();
+                self.summary.alerts += 1;
+                if let Some(t0) = self.started_at.get(&key) {
+                    self.metrics
+                        .alert_latency_s
+                        .observe(t0.elapsed().as_secs_f64());
+                }
+                self.metrics
+                    .alert_age_s
+                    .observe((acked - alert.acquired_at).as_seconds_f64().max(0.0));
+            }
+            Output::Publish { topic, payload } => {
+                if topic == crate::triage_desk::DEADLETTER_TOPIC {
+                    self.metrics.dead_letters.inc();
+                    self.summary.dead_letters += 1;
+                }
+                self.publish(topic, payload).await?;
+            }
+            Output::Archive { key, mut record } => {
+                self.started_at.remove(&key);
+                for a in &mut record.alerts {
+                    if let Some(at) = self.published_at.remove(&a.alert_id) {
+                        a.published_at = at;
+                    }
+                }
+                if !record.visit.complete {
+                    self.metrics.visits_incomplete.inc();
+                    self.summary.visits_incomplete += 1;
+                }
+                let id = record.visit.visit_id.clone();
+                let appended =
+                    tokio::task::block_in_place(|| self.writer.append(*record))?;
+                match appended {
+                    Appended::Duplicate => {
+                        if self.writer.is_archived(&id) {
+                            self.ingest.mark_done(key);
+                        } else {
+                            self.pending.insert(id, key);
+                        }
+                    }
+                    Appended::Buffered => {
+                        self.pending.insert(id, key);
+                    }
+                    Appended::Committed(ids) => {
+                        self.pending.insert(id, key);
+                        self.release(ids);
+                    }
+                }
+            }
+            Output::Release { key } => {
+                self.started_at.remove(&key);
+                self.ingest.mark_done(key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), ServiceError> {
+        self.publisher
+            .publish(topic.clone(), payload)
+            .await
+            .map_err(|source| ServiceError::Publish { topic, source })
+    }
+}
