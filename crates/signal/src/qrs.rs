@@ -1054,6 +1054,56 @@ mod tests {
         assert!(d.push(&[&a[..0], &b[..0]], &mut beats).is_ok());
     }
 
+    /// Every beat is reported within the stated bound after its R peak,
+    /// measured by pushing one sample at a time.
+    #[test]
+    fn beats_arrive_within_the_stated_delay() {
+        for fs in [250.0, 360.0, 500.0, 1000.0] {
+            // A pause (one dropped beat) makes search-back do some work.
+            let (mut x, _) = toy_ecg(fs, 20.0, 0.8);
+            let gap = (10.0 * fs) as usize;
+            for v in &mut x[gap - (0.3 * fs) as usize..gap + (0.3 * fs) as usize] {
+                *v = 0.0;
+            }
+            let mut d = QrsDetector::new(fs, 1).unwrap();
+            let bound_samples = (d.delay_bound_ms() / 1000.0 * fs).ceil() as u64;
+            let first_pass = (d.first_pass_delay_ms() / 1000.0 * fs).ceil() as u64;
+            assert!(d.delay_bound_ms() <= 2500.0 && d.first_pass_delay_ms() <= 500.0);
+            let mut beats: Vec<Beat> = Vec::new();
+            let mut worst_first_pass = 0;
+            for (i, v) in x.iter().enumerate() {
+                let before = beats.len();
+                d.push(&[std::slice::from_ref(v)], &mut beats).unwrap();
+                for b in &beats[before..] {
+                    let delay = i as u64 + 1 - b.sample;
+                    // The first second is held once to learn the lead scales.
+                    if b.sample > fs as u64 {
+                        assert!(
+                            delay <= bound_samples,
+                            "fs {fs}: beat {} after {delay}",
+                            b.sample
+                        );
+                        if !b.search_back {
+                            worst_first_pass = worst_first_pass.max(delay);
+                        }
+                    }
+                }
+            }
+            assert!(beats.len() > 15);
+            println!(
+                "fs {fs}: first-pass delay worst {:.0} ms (typical {:.0} ms), bound {:.0} ms",
+                worst_first_pass as f64 / fs * 1000.0,
+                d.first_pass_delay_ms(),
+                d.delay_bound_ms()
+            );
+            // First-pass delay stays near its typical value (50 % margin).
+            assert!(
+                worst_first_pass <= first_pass * 3 / 2,
+                "fs {fs}: {worst_first_pass} vs {first_pass}"
+            );
+        }
+    }
+
     #[test]
     fn clipping_keeps_the_beats_and_adds_none() {
         let fs = 500.0;
