@@ -1,1 +1,34 @@
-//! SQL over the archive (DataFusion), with the tables registered and partition columns usable in WHERE
+//! SQL over the archive with DataFusion: every table of `schemas/archive.md`
+//! registered under its name, with the hive partition column `date`
+//! (`date32`, the UTC day of the folder `date=YYYY-MM-DD`) usable in WHERE,
+//! where it prunes whole folders.
+//!
+//! - [`engine`]: [`QueryEngine`] registers the tables and runs SQL.
+//! - [`output`]: results as a text table, CSV or JSON.
+
+pub mod engine;
+pub mod output;
+
+/// The archive crate (writer, records, table schemas), for callers that
+/// both write and query an archive, such as the CLI's end-to-end tests.
+pub use ecg_archive as archive;
+pub use engine::QueryEngine;
+pub use output::{format_batches, OutputFormat};
+
+/// Why a query could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("no archive at {0} (run the pipeline or `ecgtriage demo` first, or pass --archive)")]
+    NoArchive(std::path::PathBuf),
+    #[error("archive root {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("formatting results: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("query runtime: {0}")]
+    Runtime(std::io::Error),
+}
