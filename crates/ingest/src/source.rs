@@ -12,10 +12,10 @@
 //!
 //! Only the poller touches the EventLoop, and it never awaits a request on
 //! the client: rumqttc deadlocks when the polling task blocks on a full
-//! request channel. The spooler acks. Manual acks and the MQTT 5 receive
-//! maximum bound the unacknowledged messages the broker sends; the forward
-//! and request channels are sized above that bound so the poller never waits
-//! on them for long.
+//! request channel, nor on the spooler: the forward channel is unbounded
+//! and only the broker's flow control (manual acks and the MQTT 5 receive
+//! maximum) bounds it. The spooler acks; backpressure from a slow pipeline
+//! stops the acks, which stops the broker.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -238,7 +238,11 @@ pub async fn start(
     }
     let (client, eventloop) = AsyncClient::new(opts, window);
 
-    let (fwd_tx, fwd_rx) = mpsc::channel::<(Publish, OffsetDateTime)>(window);
+    // Unbounded on purpose: the poller must never wait on the spooler, which
+    // may itself wait for the poller to drain acks (the rumqttc deadlock).
+    // Its length is bounded by the broker's flow control: at most
+    // `receive_maximum` unacknowledged publishes per connection.
+    let (fwd_tx, fwd_rx) = mpsc::unbounded_channel::<(Publish, OffsetDateTime)>();
     let (rec_tx, rec_rx) = mpsc::channel::<(RecordId, Received)>(cfg.max_batch * 2);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::channel(cfg.events_capacity);
@@ -304,7 +308,7 @@ async fn poll(
     mut eventloop: rumqttc::v5::EventLoop,
     client: AsyncClient,
     filter: String,
-    forward: mpsc::Sender<(Publish, OffsetDateTime)>,
+    forward: mpsc::UnboundedSender<(Publish, OffsetDateTime)>,
     mut stop: watch::Receiver<bool>,
     backoff_min: Duration,
     backoff_max: Duration,
@@ -328,7 +332,7 @@ async fn poll(
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                if forward.send((p, OffsetDateTime::now_utc())).await.is_err() {
+                if forward.send((p, OffsetDateTime::now_utc())).is_err() {
                     return Ok(()); // the spooler stopped; it reports why
                 }
             }
@@ -366,7 +370,7 @@ async fn poll(
 async fn spool_and_ack(
     mut spool: Spool,
     client: AsyncClient,
-    mut publishes: mpsc::Receiver<(Publish, OffsetDateTime)>,
+    mut publishes: mpsc::UnboundedReceiver<(Publish, OffsetDateTime)>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     records: mpsc::Sender<(RecordId, Received)>,
     max_batch: usize,

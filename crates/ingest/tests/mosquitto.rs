@@ -201,7 +201,7 @@ async fn fleet_visits_all_arrive_complete_with_the_truth_digest() {
 
     let truth = truth_digests(&dir.path().join("truth.jsonl"));
     let mut seen = Seen::default();
-    seen.take(&mut events, &ingest, n as usize, Duration::from_secs(60))
+    seen.take(&mut events, &ingest, n as usize, Duration::from_secs(40))
         .await;
     assert_eq!(
         seen.complete.len(),
@@ -280,7 +280,7 @@ async fn killed_mid_run_and_restarted_every_visit_completes_exactly_once() {
     let summary = fleet.await.unwrap().expect("fleet runs");
     assert_eq!(summary.visits, n);
     let truth = truth_digests(&dir.path().join("truth.jsonl"));
-    seen.take(&mut events, &ingest, n as usize, Duration::from_secs(60))
+    seen.take(&mut events, &ingest, n as usize, Duration::from_secs(40))
         .await;
     eprintln!(
         "{before_kill} visits done before the kill after {received_first} messages; \
