@@ -1,0 +1,452 @@
+//! End-to-end test of the archive's openness: an archive written by
+//! ecg-archive is read by third-party readers from PyPI (pyarrow and
+//! DuckDB, from the venv that run-tests.sh prepares; `$ECG_PYTHON`, default
+//! `.venv/bin/python`), which rebuild every visit's samples bit for bit, and
+//! `ecgtriage query` agrees with them on counts and on a query filtered by
+//! the `date` partition column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ecg_query::archive::time::{Duration, OffsetDateTime};
+use ecg_query::archive::{
+    AlertRow, ArchiveWriter, BeatRow, LeadMeasurement, VisitRecord, VisitRow, WriterConfig,
+};
+use serde_json::Value;
+
+fn python() -> PathBuf {
+    let py: PathBuf = std::env::var_os("ECG_PYTHON")
+        .map(Into::into)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").into());
+    let ok = Command::new(&py)
+        .args(["-c", "import pyarrow, duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "Python with pyarrow and duckdb not found at {} (run ./run-tests.sh, which creates \
+         .venv, or set ECG_PYTHON to a python that has both)",
+        py.display()
+    );
+    py
+}
+
+/// Deterministic ECG-like samples: a beat-rate wave, baseline wander and
+/// pseudo-random noise, plus the int16 extremes so that no clipping or
+/// sign error can hide.
+fn samples(seed: u64, n_leads: usize, n: usize, fs_hz: u32) -> Vec<Vec<i16>> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 41) as f64 - 20.0
+    };
+    (0..n_leads)
+        .map(|lead| {
+            let mut v: Vec<i16> = (0..n)
+                .map(|i| {
+                    let t = i as f64 / fs_hz as f64;
+                    let beat = 900.0
+                        * (std::f64::consts::TAU * 1.2 * t + lead as f64)
+                            .sin()
+                            .powi(15);
+                    let wander = 250.0 * (std::f64::consts::TAU * 0.3 * t).sin();
+                    (beat + wander + noise()).round() as i16
+                })
+                .collect();
+            if n >= 2 {
+                v[0] = i16::MIN;
+                v[n - 1] = i16::MAX;
+            }
+            v
+        })
+        .collect()
+}
+
+fn at_unix(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(secs).expect("valid timestamp")
+}
+
+struct Case {
+    id: String,
+    date: &'static str,
+    stemi: bool,
+    record: VisitRecord,
+}
+
+fn cases() -> Vec<Case> {
+    let days = [
+        ("2026-11-29", at_unix(1_795_942_800)), // 2026-11-29 09:00 UTC
+        ("2026-11-30", at_unix(1_796_047_200)), // 2026-11-30 14:00 UTC
+    ];
+    (0..7u64)
+        .map(|i| {
+            let (date, day) = days[(i % 2) as usize];
+            let started_at = day + Duration::minutes(i as i64);
+            let (fs_hz, n_leads) = if i == 3 { (1000, 2) } else { (500, 12) };
+            let stemi = i % 3 == 1;
+            let id = format!("00000000-0000-4000-8000-{i:012}");
+            let leads: Vec<String> = (0..n_leads).map(|l| format!("L{l}")).collect();
+            let samples = samples(i, n_leads, fs_hz as usize * 10, fs_hz);
+            let alerts = if stemi {
+                vec![AlertRow {
+                    alert_id: format!("alert-{i}"),
+                    centre_id: "centre-1".into(),
+                    territories: vec!["anterior".into()],
+                    early: true,
+                    escalation_level: 0,
+                    acquired_at: started_at,
+                    detected_at: started_at + Duration::seconds(4),
+                    published_at: started_at + Duration::seconds(4),
+                    acked_at: None,
+                    acked_by: None,
+                }]
+            } else {
+                vec![]
+            };
+            let record = VisitRecord {
+                visit: VisitRow {
+                    visit_id: id.clone(),
+                    device_id: format!("dev-{}", i % 3),
+                    clinic_id: "clinic-7".into(),
+                    patient_pseudonym: format!("k1-{:032x}", i),
+                    sex: "male".into(),
+                    age_years: Some(50 + i as u8),
+                    started_at,
+                    received_at: started_at,
+                    fs_hz,
+                    gain_uv_per_lsb: 1.0,
+                    leads: leads.clone(),
+                    samples_sha256: None,
+                    complete: true,
+                    status: if stemi { "stemi_suspected" } else { "no_stemi" }.into(),
+                    stemi,
+                    stemi_criteria_met: stemi,
+                    territories: if stemi {
+                        vec!["anterior".into()]
+                    } else {
+                        vec![]
+                    },
+                    heart_rate_bpm: Some(72.0),
+                    qrs_ms: Some(96.0),
+                    quality_ok: true,
+                    quality_issues: vec![],
+                    mimics: vec![],
+                    reasons: vec![],
+                    alert_id: stemi.then(|| format!("alert-{i}")),
+                    firmware_version: "1.0.0".into(),
+                    decided_at: Some(started_at + Duration::seconds(10)),
+                },
+                beats: (0..12)
+                    .map(|b| BeatRow {
+                        beat_index: b,
+                        r: 200 + b * 400,
+                        qrs_on: Some(180 + b * 400),
+                        qrs_off: Some(230 + b * 400),
+                        rr_ms: (b > 0).then_some(800.0),
+                        kind: "normal".into(),
+                        used_for_st: true,
+                    })
+                    .collect(),
+                measurements: leads
+                    .iter()
+                    .map(|l| LeadMeasurement {
+                        lead: l.clone(),
+                        st_j_uv: Some(if stemi { 250 } else { 20 }),
+                        st_j60_uv: None,
+                        st_elevation_threshold_uv: Some(100),
+                        lead_ok: true,
+                        noise_uv: Some(10.0),
+                    })
+                    .collect(),
+                alerts,
+                samples,
+            };
+            Case {
+                id,
+                date,
+                stemi,
+                record,
+            }
+        })
+        .collect()
+}
+
+/// pyarrow reads every table through its hive partitioning and rebuilds
+/// the samples; DuckDB counts and runs the date-filtered query. Prints JSON.
+const READER_PY: &str = r#"
+import json, sys, os
+import pyarrow.dataset as ds
+import pyarrow as pa
+import duckdb
+
+root, truth_dir = sys.argv[1], sys.argv[2]
+tables = ["visits", "waveforms", "beats", "measurements", "alerts"]
+out = {"pyarrow": {}, "duckdb": {}, "date_type": None}
+data = {}
+for t in tables:
+    d = ds.dataset(os.path.join(root, t), format="parquet", partitioning="hive",
+                   exclude_invalid_files=False)
+    tab = d.to_table()
+    data[t] = tab
+    out["pyarrow"][t] = tab.num_rows
+out["date_type"] = str(data["visits"].schema.field("date").type)
+
+# Rebuild each visit lead by lead from its waveform segments.
+wf = data["waveforms"].to_pylist()
+visits = data["visits"].to_pylist()
+rebuilt, mismatched = 0, []
+for v in visits:
+    rows = [r for r in wf if r["visit_id"] == v["visit_id"]]
+    leads = []
+    for li in range(v["n_leads"]):
+        segs = sorted((r for r in rows if r["lead_index"] == li), key=lambda r: r["start_sample"])
+        lead = []
+        for s in segs:
+            assert s["start_sample"] == len(lead), (v["visit_id"], li)
+            lead.extend(s["samples"])
+        assert len(lead) == v["n_samples"], (v["visit_id"], li, len(lead))
+        leads.append(pa.array(lead, pa.int16()).buffers()[1].to_pybytes()[: 2 * len(lead)])
+    with open(os.path.join(truth_dir, v["visit_id"] + ".bin"), "rb") as f:
+        truth = f.read()
+    if b"".join(leads) == truth:
+        rebuilt += 1
+    else:
+        mismatched.append(v["visit_id"])
+out["rebuilt"], out["mismatched"] = rebuilt, mismatched
+
+con = duckdb.connect()
+def scan(t):
+    return f"read_parquet('{root}/{t}/*/*.parquet', hive_partitioning = true)"
+for t in tables:
+    out["duckdb"][t] = con.execute(f"SELECT count(*) FROM {scan(t)}").fetchone()[0]
+out["duckdb_stemi_on_date"] = con.execute(
+    f"SELECT count(*) FROM {scan('visits')} WHERE date = DATE '2026-11-30' AND stemi").fetchone()[0]
+out["duckdb_ids_on_date"] = [r[0] for r in con.execute(
+    f"SELECT visit_id FROM {scan('visits')} WHERE date = DATE '2026-11-30' ORDER BY visit_id").fetchall()]
+out["duckdb_total_samples"] = con.execute(
+    f"SELECT sum(len(samples)) FROM {scan('waveforms')}").fetchone()[0]
+print(json.dumps(out))
+"#;
+
+fn ecgtriage_query(archive: &Path, sql: &str, format: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecgtriage"))
+        .args(["query", sql, "--format", format, "--archive"])
+        .arg(archive)
+        .output()
+        .expect("run ecgtriage query");
+    assert!(
+        out.status.success(),
+        "ecgtriage query {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 output")
+}
+
+fn query_json(archive: &Path, sql: &str) -> Vec<Value> {
+    let text = ecgtriage_query(archive, sql, "json");
+    match serde_json::from_str(&text) {
+        Ok(Value::Array(rows)) => rows,
+        other => panic!("not a JSON array from {sql:?}: {other:?}\n{text}"),
+    }
+}
+
+fn count(archive: &Path, table: &str) -> u64 {
+    let rows = query_json(archive, &format!("SELECT count(*) AS n FROM {table}"));
+    rows[0]["n"].as_u64().expect("count")
+}
+
+#[test]
+fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
+    let py = python();
+    let dir = tempfile_dir("interop");
+    let archive = dir.join("archive");
+    let truth = dir.join("truth");
+    std::fs::create_dir_all(&truth).unwrap();
+
+    let cases = cases();
+    // Three visits per batch: several batches, two dates.
+    let config = WriterConfig {
+        max_visits: 3,
+        segment_s: 4,
+        ..WriterConfig::new("itest")
+    };
+    let mut writer = ArchiveWriter::open_local(&archive, config).unwrap();
+    for c in &cases {
+        writer.append(c.record.clone()).unwrap();
+        let bytes: Vec<u8> = c
+            .record
+            .samples
+            .iter()
+            .flatten()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        std::fs::write(truth.join(format!("{}.bin", c.id)), bytes).unwrap();
+    }
+    writer.flush().unwrap();
+    drop(writer);
+
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(READER_PY)
+        .arg(&archive)
+        .arg(&truth)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python reader failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py_out: Value = serde_json::from_slice(&out.stdout).expect("python JSON");
+
+    // The third-party readers see every visit, bit for bit.
+    assert_eq!(py_out["mismatched"], Value::Array(vec![]), "{py_out}");
+    assert_eq!(py_out["rebuilt"].as_u64(), Some(cases.len() as u64));
+    assert_eq!(py_out["date_type"], "date32[day]", "{py_out}");
+
+    let total_samples: usize = cases
+        .iter()
+        .map(|c| c.record.samples.iter().map(Vec::len).sum::<usize>())
+        .sum();
+    let expected: BTreeMap<&str, u64> = [
+        ("visits", cases.len() as u64),
+        (
+            "beats",
+            cases.iter().map(|c| c.record.beats.len() as u64).sum(),
+        ),
+        (
+            "measurements",
+            cases
+                .iter()
+                .map(|c| c.record.measurements.len() as u64)
+                .sum(),
+        ),
+        ("alerts", cases.iter().filter(|c| c.stemi).count() as u64),
+    ]
+    .into();
+    for (table, n) in &expected {
+        assert_eq!(
+            py_out["pyarrow"][table].as_u64(),
+            Some(*n),
+            "pyarrow {table}"
+        );
+    }
+    // ecgtriage query agrees with pyarrow and DuckDB on every table.
+    for table in ["visits", "waveforms", "beats", "measurements", "alerts"] {
+        let ours = count(&archive, table);
+        assert_eq!(
+            Some(ours),
+            py_out["pyarrow"][table].as_u64(),
+            "{table} vs pyarrow"
+        );
+        assert_eq!(
+            Some(ours),
+            py_out["duckdb"][table].as_u64(),
+            "{table} vs duckdb"
+        );
+    }
+    assert_eq!(
+        py_out["duckdb_total_samples"].as_u64(),
+        Some(total_samples as u64)
+    );
+    let rows = query_json(
+        &archive,
+        "SELECT sum(cardinality(samples)) AS n FROM waveforms",
+    );
+    assert_eq!(rows[0]["n"].as_u64(), Some(total_samples as u64));
+
+    // The partition column filters, and agrees with DuckDB and the truth.
+    let day = "2026-11-30";
+    let want_ids: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.date == day)
+        .map(|c| c.id.as_str())
+        .collect();
+    let rows = query_json(
+        &archive,
+        &format!("SELECT visit_id, date FROM visits WHERE date = '{day}' ORDER BY visit_id"),
+    );
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["visit_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, want_ids);
+    assert!(rows.iter().all(|r| r["date"] == day), "{rows:?}");
+    let duck_ids: Vec<&str> = py_out["duckdb_ids_on_date"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(ids, duck_ids);
+    let rows = query_json(
+        &archive,
+        &format!("SELECT count(*) AS n FROM visits WHERE date = '{day}' AND stemi"),
+    );
+    let want_stemi = cases.iter().filter(|c| c.date == day && c.stemi).count() as u64;
+    assert_eq!(rows[0]["n"].as_u64(), Some(want_stemi));
+    assert_eq!(py_out["duckdb_stemi_on_date"].as_u64(), Some(want_stemi));
+
+    // The other formats print the same rows.
+    let csv = ecgtriage_query(
+        &archive,
+        &format!("SELECT visit_id, leads FROM visits WHERE date = '{day}' ORDER BY visit_id"),
+        "csv",
+    );
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("visit_id,leads"));
+    assert_eq!(lines.count(), want_ids.len());
+    let table = ecgtriage_query(&archive, "SELECT count(*) AS n FROM alerts", "table");
+    assert!(
+        table.contains(&format!("| {} ", expected["alerts"])),
+        "{table}"
+    );
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn query_on_missing_or_empty_archive_is_clear() {
+    let dir = tempfile_dir("empty");
+    let missing = dir.join("nope");
+    let out = Command::new(env!("CARGO_BIN_EXE_ecgtriage"))
+        .args(["query", "SELECT 1", "--archive"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no archive"), "{err}");
+
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for table in [
+        "visits",
+        "waveforms",
+        "beats",
+        "measurements",
+        "alerts",
+        "alert_acks",
+    ] {
+        assert_eq!(count(&empty, table), 0, "{table}");
+    }
+    let text = ecgtriage_query(
+        &empty,
+        "SELECT * FROM visits WHERE date = '2026-01-01'",
+        "table",
+    );
+    assert_eq!(text, "(0 rows)\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ecgtriage-archive-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
