@@ -4,6 +4,9 @@
 //!   its own config, password file, ACL and persistence directory, so tests
 //!   never touch a system broker on 1883 and can stop and restart the broker
 //!   without losing persistent sessions or queued QoS 1 messages.
+//! - [`TlsOpts`]: an extra TLS listener with a throwaway CA generated at
+//!   start, a server certificate for `localhost`/`127.0.0.1` and a client
+//!   certificate signed by the same CA, all written into the broker's dir.
 
 use std::fmt::Write as _;
 use std::io;
@@ -31,6 +34,8 @@ pub enum BrokerError {
     },
     #[error("mosquitto_passwd failed ({status}): {stderr}")]
     Passwd { status: String, stderr: String },
+    #[error("generating test certificates: {0}")]
+    Cert(#[from] rcgen::Error),
     #[error("mosquitto exited early ({status}); its log:\n{log}")]
     Exited { status: String, log: String },
     #[error("mosquitto did not accept connections on 127.0.0.1:{port} within {timeout_s} s; its log:\n{log}")]
@@ -52,16 +57,41 @@ pub struct MosquittoOpts {
     /// MQTT users and their passwords. When non-empty, a password file is
     /// written and anonymous clients are refused.
     pub users: Vec<(String, String)>,
+    /// An already hashed Mosquitto password file (as `ecgtriage devices
+    /// provision` writes); used instead of `users` when set.
+    pub password_file: Option<PathBuf>,
     /// Contents of an ACL file (mosquitto syntax), if any.
     pub acl: Option<String>,
     /// Extra lines appended to mosquitto.conf.
     pub extra_conf: Vec<String>,
+    /// A second, TLS-only listener (same users and ACL as the plain one).
+    pub tls: Option<TlsOpts>,
+}
+
+/// The TLS listener's policy.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOpts {
+    /// Refuse clients that present no certificate signed by the test CA.
+    pub require_client_cert: bool,
+}
+
+/// PEM files of a broker's TLS listener, all inside the broker's dir.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The throwaway CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// A client certificate (CN `test-client`) signed by the CA.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 /// A running private Mosquitto, killed on drop.
 pub struct Mosquitto {
     dir: tempfile::TempDir,
     port: u16,
+    tls: Option<(u16, TlsFiles)>,
     child: Option<Child>,
 }
 
@@ -73,12 +103,20 @@ impl Mosquitto {
             .tempdir()
             .map_err(io_err("creating the broker's temp dir"))?;
         let port = free_port()?;
-        let conf = render_conf(dir.path(), port, &opts)?;
+        let tls = match &opts.tls {
+            Some(_) => Some((free_port()?, write_certificates(dir.path())?)),
+            None => None,
+        };
+        let mut conf = render_conf(dir.path(), port, &opts)?;
+        if let (Some((tls_port, files)), Some(tls_opts)) = (&tls, &opts.tls) {
+            render_tls_listener(&mut conf, *tls_port, files, tls_opts);
+        }
         std::fs::write(dir.path().join("mosquitto.conf"), conf)
             .map_err(io_err("writing mosquitto.conf"))?;
         let mut broker = Mosquitto {
             dir,
             port,
+            tls,
             child: None,
         };
         broker.spawn()?;
@@ -97,6 +135,21 @@ impl Mosquitto {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS listener's port, if one was asked for.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|(port, _)| *port)
+    }
+
+    /// `mqtts://127.0.0.1:PORT` of the TLS listener, if any.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port().map(|p| format!("mqtts://127.0.0.1:{p}"))
+    }
+
+    /// The CA, server and client PEM files of the TLS listener, if any.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|(_, files)| files)
     }
 
     /// The temp dir holding config, log and persistence database.
@@ -156,7 +209,10 @@ impl Mosquitto {
                     log: self.log(),
                 });
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let tls_up = self
+                .tls_port()
+                .map_or(true, |p| TcpStream::connect(("127.0.0.1", p)).is_ok());
+            if tls_up && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 break;
             }
             if Instant::now() > deadline {
@@ -215,7 +271,10 @@ fn render_conf(dir: &Path, port: u16, opts: &MosquittoOpts) -> Result<String, Br
     // Tests publish bursts to subscribers that may be offline: never drop
     // queued QoS 1 messages for lack of room.
     conf.push_str("max_queued_messages 0\nmax_queued_bytes 0\n");
-    if opts.users.is_empty() {
+    if let Some(path) = &opts.password_file {
+        conf.push_str("allow_anonymous false\n");
+        let _ = writeln!(conf, "password_file {}", path.display());
+    } else if opts.users.is_empty() {
         conf.push_str("allow_anonymous true\n");
     } else {
         let path = write_password_file(dir, &opts.users)?;
@@ -232,6 +291,59 @@ fn render_conf(dir: &Path, port: u16, opts: &MosquittoOpts) -> Result<String, Br
         conf.push('\n');
     }
     Ok(conf)
+}
+
+/// A fresh CA per broker: nothing signed for one test is trusted by another.
+fn write_certificates(dir: &Path) -> Result<TlsFiles, BrokerError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ecg-testkit throwaway CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+
+    let server_key = KeyPair::generate()?;
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let server = server_params.signed_by(&server_key, &ca, &ca_key)?;
+
+    let client_key = KeyPair::generate()?;
+    let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "test-client");
+    let client = client_params.signed_by(&client_key, &ca, &ca_key)?;
+
+    let files = TlsFiles {
+        ca: dir.join("ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+    };
+    for (path, pem) in [
+        (&files.ca, ca.pem()),
+        (&files.server_cert, server.pem()),
+        (&files.server_key, server_key.serialize_pem()),
+        (&files.client_cert, client.pem()),
+        (&files.client_key, client_key.serialize_pem()),
+    ] {
+        std::fs::write(path, pem).map_err(io_err(format!("writing {}", path.display())))?;
+    }
+    Ok(files)
+}
+
+fn render_tls_listener(conf: &mut String, port: u16, files: &TlsFiles, opts: &TlsOpts) {
+    let _ = writeln!(conf, "listener {port} 127.0.0.1");
+    let _ = writeln!(conf, "cafile {}", files.ca.display());
+    let _ = writeln!(conf, "certfile {}", files.server_cert.display());
+    let _ = writeln!(conf, "keyfile {}", files.server_key.display());
+    let _ = writeln!(conf, "require_certificate {}", opts.require_client_cert);
 }
 
 fn write_password_file(dir: &Path, users: &[(String, String)]) -> Result<PathBuf, BrokerError> {
@@ -280,6 +392,25 @@ mod tests {
         assert!(TcpStream::connect(("127.0.0.1", broker.port())).is_err());
         broker.restart().unwrap();
         assert!(TcpStream::connect(("127.0.0.1", broker.port())).is_ok());
+    }
+
+    #[test]
+    fn tls_listener_starts_with_the_generated_certificates() {
+        let broker = Mosquitto::start(MosquittoOpts {
+            tls: Some(TlsOpts::default()),
+            ..Default::default()
+        })
+        .expect("mosquitto accepts the generated CA, certificate and key");
+        let port = broker.tls_port().unwrap();
+        assert_ne!(port, broker.port());
+        assert_eq!(
+            broker.tls_url().unwrap(),
+            format!("mqtts://127.0.0.1:{port}")
+        );
+        let files = broker.tls_files().unwrap();
+        let ca = std::fs::read_to_string(&files.ca).unwrap();
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
     }
 
     #[test]
