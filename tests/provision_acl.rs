@@ -1,0 +1,343 @@
+//! `ecgtriage devices provision` against a real private Mosquitto loaded
+//! with the provisioned password file and ACL: each identity can do its job
+//! and nothing else.
+//!
+//! "Not delivered" is never judged by a bare timeout: after the forbidden
+//! message, an allowed message follows on a path that would deliver after
+//! it (same publisher, or a publish already routed), so by the time the
+//! allowed one arrives the forbidden one would have arrived too.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use ecg_testkit::{Mosquitto, MosquittoOpts};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What one provisioning run produced, read back from its CSV files.
+struct Provisioned {
+    devices: Vec<(String, String)>,
+    services: HashMap<String, (String, String)>,
+}
+
+fn provision(dir: &Path, count: usize) -> Provisioned {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecgtriage"))
+        .args([
+            "devices",
+            "provision",
+            "--count",
+            &count.to_string(),
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let devices: Vec<(String, String)> = std::fs::read_to_string(dir.join("devices.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (d, p) = l.split_once(',').unwrap();
+            (d.to_owned(), p.to_owned())
+        })
+        .collect();
+    let services = std::fs::read_to_string(dir.join("services.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<_> = l.split(',').collect();
+            (f[0].to_owned(), (f[1].to_owned(), f[2].to_owned()))
+        })
+        .collect();
+    // Secrets never reach the terminal.
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (_, p) in &devices {
+        assert!(!printed.contains(p.as_str()), "a password was printed");
+    }
+    Provisioned { devices, services }
+}
+
+/// A connected MQTT client whose received publishes arrive on a channel.
+struct Client {
+    client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Event>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn connect(port: u16, id: &str, user: &str, password: &str) -> Result<Client, String> {
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_credentials(user, password)
+        .set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    // The first poll carries the CONNACK: a refusal shows up here.
+    match tokio::time::timeout(WAIT, eventloop.poll()).await {
+        Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {}
+        Ok(Ok(other)) => return Err(format!("unexpected first event {other:?}")),
+        Ok(Err(e)) => return Err(format!("{e}")),
+        Err(_) => return Err("no CONNACK".into()),
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client_id = id.to_owned();
+    let task = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(ev) => {
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => panic!("{client_id}: connection lost: {e}"),
+            }
+        }
+    });
+    Ok(Client { client, rx, task })
+}
+
+impl Client {
+    async fn subscribe(&mut self, filter: &str) {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        self.wait_for(|ev| matches!(ev, Event::Incoming(Packet::SubAck(_))))
+            .await;
+    }
+
+    /// Publishes at QoS 1 and waits for the broker's PUBACK.
+    async fn publish(&mut self, topic: &str, payload: &[u8]) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+            .await
+            .unwrap();
+        self.wait_for(|ev| matches!(ev, Event::Incoming(Packet::PubAck(_))))
+            .await;
+    }
+
+    /// Topics and payloads received until `until` arrives (inclusive).
+    async fn received_until(&mut self, until: &str) -> Vec<(String, Vec<u8>)> {
+        let mut got = Vec::new();
+        loop {
+            let ev = self.next().await;
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                let done = p.topic == until;
+                got.push((p.topic, p.payload.to_vec()));
+                if done {
+                    return got;
+                }
+            }
+        }
+    }
+
+    async fn wait_for(&mut self, want: impl Fn(&Event) -> bool) {
+        loop {
+            let ev = self.next().await;
+            if want(&ev) {
+                return;
+            }
+            // A publish arriving while waiting for an ack would be lost here;
+            // tests only subscribe/publish when nothing is in flight to them.
+            assert!(
+                !matches!(ev, Event::Incoming(Packet::Publish(_))),
+                "unexpected delivery while waiting: {ev:?}"
+            );
+        }
+    }
+
+    async fn next(&mut self) -> Event {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("broker answered in time")
+            .expect("event loop alive")
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn start_broker(dir: &Path) -> Mosquitto {
+    Mosquitto::start(MosquittoOpts {
+        password_file: Some(dir.join("mosquitto.passwd")),
+        acl: Some(std::fs::read_to_string(dir.join("mosquitto.acl")).unwrap()),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Publishes `topic` at QoS 1 on a connection of its own and reports what
+/// became of it. Mosquitto 2.0 acknowledges a denied QoS 1 publish and then
+/// drops the client, so forbidden publishes never share the test's main
+/// connections.
+async fn publish_on_own_connection(
+    port: u16,
+    id: &str,
+    user: &str,
+    password: &str,
+    topic: &str,
+) -> String {
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_credentials(user, password);
+    let (client, mut eventloop) = AsyncClient::new(opts, 4);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, b"forged".to_vec())
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
+                // Give the broker its chance to drop us before we leave.
+                match tokio::time::timeout(Duration::from_millis(300), eventloop.poll()).await {
+                    Ok(Err(e)) => return format!("acked then disconnected ({e})"),
+                    _ => return "acked".into(),
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return format!("disconnected ({e})"),
+            Err(_) => return "no answer".into(),
+        }
+    }
+}
+
+/// Prints the broker's log when a test fails, while the broker still exists.
+struct LogOnPanic<'a>(&'a Mosquitto);
+
+impl Drop for LogOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("broker log:\n{}", self.0.log());
+        }
+    }
+}
+
+fn topics(got: &[(String, Vec<u8>)]) -> Vec<&str> {
+    got.iter().map(|(t, _)| t.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_acl_confines_devices_and_services() {
+    let tmp = tempfile::tempdir().unwrap();
+    let creds = tmp.path().join("creds");
+    let p = provision(&creds, 3);
+    assert_eq!(p.devices.len(), 3);
+    let broker = start_broker(&creds);
+    let _log = LogOnPanic(&broker);
+    let port = broker.port();
+    let (dev1, dev1_pw) = &p.devices[0];
+    let (dev2, _) = &p.devices[1];
+    let (pipe_user, pipe_pw) = &p.services["pipeline"];
+    let (card_user, card_pw) = &p.services["cardiologist"];
+    let visit = "0f7d0a36-5d3c-4ac8-9f3e-2a4f5b6c7d8e";
+
+    let mut pipeline = connect(port, "t-pipeline", pipe_user, pipe_pw)
+        .await
+        .unwrap();
+    // What a device sends, not the results the pipeline itself publishes.
+    for kind in ["meta", "chunk", "end"] {
+        pipeline
+            .subscribe(&format!("ecg/v1/dev/+/visit/+/{kind}"))
+            .await;
+    }
+    pipeline.subscribe("ecg/v1/alerts/+/ack").await;
+    let mut device = connect(port, "t-dev1", dev1, dev1_pw).await.unwrap();
+    let mut cardio = connect(port, "t-cardio", card_user, card_pw).await.unwrap();
+    // The device and the cardiologist both try to read what is not theirs.
+    device.subscribe("ecg/v1/alerts/#").await;
+    device
+        .subscribe(&format!("ecg/v1/dev/{dev1}/visit/+/result"))
+        .await;
+    cardio.subscribe("ecg/v1/dev/#").await;
+    cardio.subscribe("ecg/v1/alerts/+").await;
+
+    // A device speaks for itself only: the forged chunk goes first, so it
+    // would reach the pipeline before the genuine one.
+    let forged = format!("ecg/v1/dev/{dev2}/visit/{visit}/chunk");
+    let own = format!("ecg/v1/dev/{dev1}/visit/{visit}/chunk");
+    let outcome = publish_on_own_connection(port, "t-dev1-forger", dev1, dev1_pw, &forged).await;
+    eprintln!("forged publish: {outcome}");
+    device.publish(&own, b"chunk-0").await;
+    let got = pipeline.received_until(&own).await;
+    assert_eq!(
+        got,
+        vec![(own.clone(), b"chunk-0".to_vec())],
+        "pipeline must see the device's own chunk and nothing forged"
+    );
+
+    // An alert from the pipeline, then the device's result: the device gets
+    // its result but not the alert, which was delivered to it first if at all.
+    let alert = "ecg/v1/alerts/county-cpc";
+    let result = format!("ecg/v1/dev/{dev1}/visit/{visit}/result");
+    pipeline.publish(alert, b"{\"alert\":1}").await;
+    pipeline.publish(&result, b"{\"result\":1}").await;
+    let got = device.received_until(&result).await;
+    assert_eq!(
+        topics(&got),
+        [result.as_str()],
+        "device must not read alerts"
+    );
+
+    // The cardiologist reads the alert, and never the device's chunk, which
+    // the broker had routed before the alert was published.
+    let got = cardio.received_until(alert).await;
+    assert_eq!(got, vec![(alert.to_owned(), b"{\"alert\":1}".to_vec())]);
+
+    // The ack reaches the pipeline; a cardiologist posing as a device does not.
+    let ack = "ecg/v1/alerts/county-cpc/ack";
+    let posing = format!("ecg/v1/dev/{card_user}/visit/{visit}/chunk");
+    publish_on_own_connection(port, "t-cardio-posing", card_user, card_pw, &posing).await;
+    cardio.publish(ack, b"{\"ack\":1}").await;
+    let got = pipeline.received_until(ack).await;
+    assert_eq!(got, vec![(ack.to_owned(), b"{\"ack\":1}".to_vec())]);
+
+    // A device can neither write its own result nor acknowledge an alert.
+    let end = format!("ecg/v1/dev/{dev1}/visit/{visit}/end");
+    publish_on_own_connection(port, "t-dev1-result", dev1, dev1_pw, &result).await;
+    publish_on_own_connection(port, "t-dev1-ack", dev1, dev1_pw, ack).await;
+    device.publish(&end, b"end").await;
+    let got = pipeline.received_until(&end).await;
+    assert_eq!(topics(&got), [end.as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_unknown_credentials_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let creds = tmp.path().join("creds");
+    let p = provision(&creds, 2);
+    let broker = start_broker(&creds);
+    let (dev1, dev1_pw) = &p.devices[0];
+    let (_, dev2_pw) = &p.devices[1];
+
+    assert!(connect(broker.port(), "ok", dev1, dev1_pw).await.is_ok());
+    for (id, user, pw) in [
+        ("wrong", dev1.as_str(), "not-the-password"),
+        ("other", dev1.as_str(), dev2_pw.as_str()),
+        ("unknown", "dev-9999", dev1_pw.as_str()),
+        ("anon", "", ""),
+    ] {
+        let err = connect(broker.port(), id, user, pw)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{id}: connection accepted"));
+        assert!(
+            err.contains("refused") || err.contains("Refused"),
+            "{id}: {err}"
+        );
+    }
+    // The refusals were the broker's doing, and logged as such.
+    assert!(broker.log().contains("not authorised"), "{}", broker.log());
+}
