@@ -311,3 +311,16 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         visits_sent: 0,
     })
 }
+
+/// Runs the demo on its own runtime (the blocking entry point of
+/// `ecgtriage demo`).
+pub fn run_blocking(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io("starting the async runtime"))?;
+    let summary = rt.block_on(run(opts))?;
+    // rumqttd's threads never return; do not wait for them.
+    rt.shutdown_background();
+    Ok(summary)
+}

@@ -36,6 +36,11 @@ pub enum ServiceError {
         #[source]
         source: PublishError,
     },
+    #[error("starting the async runtime: {source}")]
+    Runtime {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("metrics endpoint on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -318,4 +323,37 @@ impl<P: Publisher> Driver<'_, P> {
             .await
             .map_err(|source| ServiceError::Publish { topic, source })
     }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the pipeline on its own runtime until SIGTERM or Ctrl-C, then shuts
+/// down gracefully (the blocking entry point of `ecgtriage run`).
+pub fn run_until_terminated(cfg: ServiceConfig) -> Result<RunSummary, ServiceError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ServiceError::Runtime { source })?;
+    rt.block_on(run(cfg, termination()))
 }
