@@ -1,14 +1,27 @@
-//! Broker URLs (`mqtt://[user:pass@]host:port`) and per-device credentials.
+//! Broker URLs (`mqtt[s]://[user:pass@]host:port`), TLS settings and
+//! per-device credentials.
+//!
+//! TLS uses rustls with the ring provider: the default aws-lc provider needs
+//! cmake and a long C build, and ring covers the broker's cipher suites.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a broker URL or credentials file is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerConfigError {
     #[error("broker URL {0:?} must look like mqtt://[user:pass@]host:port")]
     Url(String),
-    #[error("broker URL {0:?}: mqtts (TLS) is not supported yet")]
+    #[error("broker URL {0:?} uses TLS, which needs a CA file (--ca FILE)")]
     TlsUnsupported(String),
+    #[error("a CA file was given but broker URL {0:?} is not mqtts://")]
+    TlsNotRequested(String),
+    #[error("TLS file {path}: {reason}")]
+    TlsFile { path: String, reason: String },
+    #[error("client certificate and client key must be given together")]
+    ClientCertPair,
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
     #[error("credentials file {path}: {source}")]
     Read {
         path: String,
@@ -32,12 +45,36 @@ pub struct BrokerUrl {
 }
 
 impl BrokerUrl {
+    /// Parses a plain `mqtt://` URL; `mqtts://` is refused here because it
+    /// needs [`TlsSettings`] (see [`BrokerUrl::parse_with_tls`]).
     pub fn parse(url: &str) -> Result<BrokerUrl, BrokerConfigError> {
-        let bad = || BrokerConfigError::Url(url.to_owned());
-        if url.starts_with("mqtts://") {
-            return Err(BrokerConfigError::TlsUnsupported(url.to_owned()));
+        match Self::parse_any(url)? {
+            (broker, false) => Ok(broker),
+            (_, true) => Err(BrokerConfigError::TlsUnsupported(url.to_owned())),
         }
-        let rest = url.strip_prefix("mqtt://").ok_or_else(bad)?;
+    }
+
+    /// Parses `mqtt://` or `mqtts://` and checks that TLS settings are given
+    /// exactly when the scheme asks for TLS.
+    pub fn parse_with_tls(
+        url: &str,
+        tls: Option<TlsSettings>,
+    ) -> Result<(BrokerUrl, Option<TlsSettings>), BrokerConfigError> {
+        match (Self::parse_any(url)?, tls) {
+            ((broker, true), Some(tls)) => Ok((broker, Some(tls))),
+            ((_, true), None) => Err(BrokerConfigError::TlsUnsupported(url.to_owned())),
+            ((_, false), Some(_)) => Err(BrokerConfigError::TlsNotRequested(url.to_owned())),
+            ((broker, false), None) => Ok((broker, None)),
+        }
+    }
+
+    /// The URL and whether its scheme is `mqtts`.
+    fn parse_any(url: &str) -> Result<(BrokerUrl, bool), BrokerConfigError> {
+        let bad = || BrokerConfigError::Url(url.to_owned());
+        let (rest, tls) = match url.strip_prefix("mqtts://") {
+            Some(rest) => (rest, true),
+            None => (url.strip_prefix("mqtt://").ok_or_else(bad)?, false),
+        };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let (user, hostport) = match rest.rsplit_once('@') {
             Some((userinfo, hp)) => {
@@ -54,12 +91,94 @@ impl BrokerUrl {
         if host.is_empty() || host.contains('/') {
             return Err(bad());
         }
-        Ok(BrokerUrl {
-            host: host.to_owned(),
-            port,
-            user,
-        })
+        Ok((
+            BrokerUrl {
+                host: host.to_owned(),
+                port,
+                user,
+            },
+            tls,
+        ))
     }
+}
+
+/// PEM files for a TLS connection: the CA that signed the broker's
+/// certificate and, optionally, the device's own certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub ca: PathBuf,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsSettings {
+    /// From command-line style options: `--ca`, `--client-cert`,
+    /// `--client-key` (the last two together or not at all).
+    pub fn from_files(
+        ca: Option<PathBuf>,
+        client_cert: Option<PathBuf>,
+        client_key: Option<PathBuf>,
+    ) -> Result<Option<TlsSettings>, BrokerConfigError> {
+        let client_cert = match (client_cert, client_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(BrokerConfigError::ClientCertPair),
+        };
+        match ca {
+            Some(ca) => Ok(Some(TlsSettings { ca, client_cert })),
+            None if client_cert.is_some() => Err(BrokerConfigError::TlsFile {
+                path: "--ca".into(),
+                reason: "a client certificate needs the CA file too".into(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// A rustls client configuration (ring provider) that trusts only the
+    /// CA file, never the system store: the fleet's broker has its own CA.
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, BrokerConfigError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in read_certs(&self.ca)? {
+            roots.add(cert)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let config = match &self.client_cert {
+            Some((cert, key)) => {
+                builder.with_client_auth_cert(read_certs(cert)?, read_key(key)?)?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Arc::new(config))
+    }
+}
+
+fn tls_file_err(path: &Path, reason: impl ToString) -> BrokerConfigError {
+    BrokerConfigError::TlsFile {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn read_certs(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, BrokerConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| tls_file_err(path, e))?;
+    let certs = rustls_pemfile::certs(&mut bytes.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_file_err(path, e))?;
+    if certs.is_empty() {
+        return Err(tls_file_err(path, "no PEM certificate found"));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, BrokerConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| tls_file_err(path, e))?;
+    rustls_pemfile::private_key(&mut bytes.as_slice())
+        .map_err(|e| tls_file_err(path, e))?
+        .ok_or_else(|| tls_file_err(path, "no PEM private key found"))
 }
 
 /// Reads a `device_id,password` CSV (a `device_id,password` header line is
@@ -112,6 +231,18 @@ mod tests {
             BrokerUrl::parse("mqtts://h:8883"),
             Err(BrokerConfigError::TlsUnsupported(_))
         ));
+        let tls = TlsSettings {
+            ca: "ca.pem".into(),
+            client_cert: None,
+        };
+        let (u, t) = BrokerUrl::parse_with_tls("mqtts://d:p@h:8883", Some(tls.clone())).unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("h", 8883));
+        assert_eq!(t, Some(tls.clone()));
+        assert!(matches!(
+            BrokerUrl::parse_with_tls("mqtt://h:1883", Some(tls)),
+            Err(BrokerConfigError::TlsNotRequested(_))
+        ));
+        assert!(BrokerUrl::parse_with_tls("mqtts://h:8883", None).is_err());
         for bad in [
             "h:1883",
             "mqtt://h",
@@ -121,6 +252,29 @@ mod tests {
         ] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_settings_need_cert_and_key_together_and_readable_pem() {
+        assert!(matches!(
+            TlsSettings::from_files(Some("ca".into()), Some("c".into()), None),
+            Err(BrokerConfigError::ClientCertPair)
+        ));
+        assert!(TlsSettings::from_files(None, Some("c".into()), Some("k".into())).is_err());
+        assert_eq!(TlsSettings::from_files(None, None, None).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let tls = TlsSettings::from_files(Some(ca), None, None)
+            .unwrap()
+            .unwrap();
+        let err = tls.client_config().unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        let missing = TlsSettings {
+            ca: dir.path().join("absent.pem"),
+            client_cert: None,
+        };
+        assert!(missing.client_config().is_err());
     }
 
     #[test]

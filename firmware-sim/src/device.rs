@@ -15,9 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
 
-use crate::broker::BrokerUrl;
+use crate::broker::{BrokerConfigError, BrokerUrl, TlsSettings};
 use crate::spool::{self, Spool, SpoolError};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -34,6 +36,8 @@ pub enum DeviceError {
     Spool(#[from] SpoolError),
     #[error("MQTT request channel closed: {0}")]
     Client(#[from] rumqttc::ClientError),
+    #[error(transparent)]
+    Tls(#[from] BrokerConfigError),
 }
 
 /// Counters a device keeps for the fleet summary.
@@ -89,7 +93,25 @@ impl Link {
         spool_dir: PathBuf,
         drops: Option<LinkDrops>,
     ) -> Result<Link, DeviceError> {
+        Self::open_secure(device_id, broker, None, spool_dir, drops).await
+    }
+
+    /// [`Link::open_with_drops`] over TLS when `tls` is given (the broker
+    /// URL was `mqtts://`). The TLS files are read once, here, so a missing
+    /// CA fails the open instead of every reconnect.
+    pub async fn open_secure(
+        device_id: &str,
+        broker: &BrokerUrl,
+        tls: Option<&TlsSettings>,
+        spool_dir: PathBuf,
+        drops: Option<LinkDrops>,
+    ) -> Result<Link, DeviceError> {
         let mut opts = MqttOptions::new(device_id, broker.host.clone(), broker.port);
+        if let Some(tls) = tls {
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.client_config()?,
+            )));
+        }
         opts.set_clean_session(false)
             .set_keep_alive(Duration::from_secs(30))
             .set_inflight(INFLIGHT)

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
 use serde::Serialize;
 
-use crate::broker::BrokerUrl;
+use crate::broker::{BrokerUrl, TlsSettings};
 use crate::device::{DeviceError, Link, LinkStats};
 use crate::synth::{self, VisitSpec};
 use crate::visit::{self, Recording, StreamOpts, VisitHeader};
@@ -143,6 +143,11 @@ struct Totals {
 /// Runs the fleet until `visits` visits are streamed and acknowledged (or
 /// forever without a limit).
 pub async fn run(cfg: FleetConfig) -> Result<Summary, FleetError> {
+    run_secure(cfg, None).await
+}
+
+/// [`run`] with every device connecting over TLS when `tls` is given.
+pub async fn run_secure(cfg: FleetConfig, tls: Option<TlsSettings>) -> Result<Summary, FleetError> {
     if cfg.devices.is_empty() {
         return Err(FleetError::Config("no devices".into()));
     }
@@ -174,9 +179,10 @@ pub async fn run(cfg: FleetConfig) -> Result<Summary, FleetError> {
             broker.user = Some((dev.device_id.to_string(), p.clone()));
         }
         let spool = cfg.spool_root.join(dev.device_id.as_str());
-        let link = Link::open_with_drops(
+        let link = Link::open_secure(
             dev.device_id.as_str(),
             &broker,
+            tls.as_ref(),
             spool,
             cfg.stream.faults.link_drops(),
         )

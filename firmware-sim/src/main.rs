@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ecg_wire::{ClinicId, DeviceId, PatientPseudonym, VisitId};
-use firmware_sim::broker::{read_credentials, BrokerUrl};
+use firmware_sim::broker::{read_credentials, BrokerUrl, TlsSettings};
 use firmware_sim::device::Link;
 use firmware_sim::fleet::{self, DeviceSpec, FleetConfig};
 use firmware_sim::visit::{self, Faults, StreamOpts, VisitHeader};
@@ -54,11 +54,20 @@ struct DeviceArgs {
     /// Fault injection: how long each link drop lasts, in seconds.
     #[arg(long, default_value_t = 1.0)]
     link_outage_s: f64,
+    /// CA certificate (PEM) that signed the broker's; required by mqtts://.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for brokers that require one.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct FleetArgs {
-    /// mqtt://[user:pass@]host:port
+    /// mqtt[s]://[user:pass@]host:port
     #[arg(long)]
     broker: String,
     #[arg(long, default_value_t = 10)]
@@ -104,6 +113,16 @@ struct PlayArgs {
 }
 
 impl DeviceArgs {
+    /// The broker URL with its TLS settings, checked against each other.
+    fn broker(&self, url: &str) -> anyhow::Result<(BrokerUrl, Option<TlsSettings>)> {
+        let tls = TlsSettings::from_files(
+            self.ca.clone(),
+            self.client_cert.clone(),
+            self.client_key.clone(),
+        )?;
+        Ok(BrokerUrl::parse_with_tls(url, tls)?)
+    }
+
     fn stream(&self, speed: f64) -> StreamOpts {
         StreamOpts {
             chunk_s: self.chunk_s,
@@ -129,7 +148,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run_fleet(a: FleetArgs) -> anyhow::Result<()> {
-    let broker = BrokerUrl::parse(&a.broker)?;
+    let (broker, tls) = a.device.broker(&a.broker)?;
     let devices = match &a.credentials {
         Some(path) => read_credentials(path)?
             .into_iter()
@@ -145,19 +164,22 @@ async fn run_fleet(a: FleetArgs) -> anyhow::Result<()> {
         None => fleet::numbered_devices(a.devices, a.clinics),
     };
     let started = Instant::now();
-    let summary = fleet::run(FleetConfig {
-        broker,
-        devices,
-        visits: a.visits,
-        annual_visits: a.annual_visits,
-        speed: a.speed,
-        stemi_fraction: a.stemi_fraction,
-        seed: a.seed,
-        truth: a.truth,
-        spool_root: a.device.spool_dir.clone(),
-        stream: a.device.stream(a.speed),
-        progress: true,
-    })
+    let summary = fleet::run_secure(
+        FleetConfig {
+            broker,
+            devices,
+            visits: a.visits,
+            annual_visits: a.annual_visits,
+            speed: a.speed,
+            stemi_fraction: a.stemi_fraction,
+            seed: a.seed,
+            truth: a.truth,
+            spool_root: a.device.spool_dir.clone(),
+            stream: a.device.stream(a.speed),
+            progress: true,
+        },
+        tls,
+    )
     .await?;
     eprintln!(
         "summary: visits {} chunks {} bytes {} messages {} acked {} retries {} reconnects {} in {:.1} s",
@@ -174,7 +196,7 @@ async fn run_fleet(a: FleetArgs) -> anyhow::Result<()> {
 }
 
 async fn run_play(a: PlayArgs) -> anyhow::Result<()> {
-    let broker = BrokerUrl::parse(&a.broker)?;
+    let (broker, tls) = a.opts.broker(&a.broker)?;
     let rec = firmware_sim::playback::load(&a.record)?;
     let device_id = DeviceId::new(a.device.clone())?;
     let mut rng = rand_chacha::ChaCha8Rng::from_os_rng();
@@ -184,10 +206,12 @@ async fn run_play(a: PlayArgs) -> anyhow::Result<()> {
         visit_id: VisitId::from_uuid(uuid::Builder::from_random_bytes(rng.random()).into_uuid())?,
         patient_pseudonym: PatientPseudonym::from_digest(1, &rng.random()),
     };
-    let mut link = Link::open(
+    let mut link = Link::open_secure(
         device_id.as_str(),
         &broker,
+        tls.as_ref(),
         a.opts.spool_dir.join(device_id.as_str()),
+        None,
     )
     .await?;
     let stats = visit::stream(&mut link, &who, &rec, a.opts.stream(a.speed), &mut rng).await?;
