@@ -35,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     // The demo's stdout is the alerts; logs stay quiet unless RUST_LOG asks.
     if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "warn");
+        std::env::set_var("RUST_LOG", "warn,rumqttd=off");
     }
     ecg_pipeline::logging::init(LogFormat::Text);
     let opts = DemoOptions {
