@@ -78,7 +78,7 @@ topic read ecg/v1/alerts/#
     let broker = Mosquitto::start(MosquittoOpts {
         users,
         acl: Some(acl),
-        extra_conf: vec![],
+        ..Default::default()
     })
     .expect("mosquitto starts (install mosquitto to run this test)");
     Setup {
