@@ -135,11 +135,19 @@ impl VisitAnalysis {
         }
         let mv: Vec<Vec<f32>> = per_lead
             .iter()
-            .map(|l| l.iter().map(|&c| f32::from(c) * self.gain_mv_per_lsb).collect())
+            .map(|l| {
+                l.iter()
+                    .map(|&c| f32::from(c) * self.gain_mv_per_lsb)
+                    .collect()
+            })
             .collect();
         let mut beats: Vec<DetectedBeat> = Vec::new();
         if let Some(det) = self.detector.as_mut() {
-            let view: Vec<&[f32]> = self.detector_leads.iter().map(|&i| mv[i].as_slice()).collect();
+            let view: Vec<&[f32]> = self
+                .detector_leads
+                .iter()
+                .map(|&i| mv[i].as_slice())
+                .collect();
             det.push(&view, &mut beats)?;
         }
         for (all, new) in self.samples.iter_mut().zip(per_lead) {

@@ -161,9 +161,10 @@ impl Settings {
             .archive
             .clone()
             .unwrap_or_else(|| PathBuf::from("archive"));
-        let spool_dir = self.spool.clone().unwrap_or_else(|| {
-            PathBuf::from(format!("{}.spool", archive_dir.display()))
-        });
+        let spool_dir = self
+            .spool
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.spool", archive_dir.display())));
         let mut ingest = ecg_ingest::IngestConfig::new(
             broker.host.clone(),
             broker.port,

@@ -289,7 +289,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     );
     // The fleet stops taking new visits a little before the end so the
     // visits in flight can finish and be archived.
-    let drain = Duration::from_secs_f64((10.0 / opts.stream_speed + 3.0).min(opts.duration.as_secs_f64() / 2.0));
+    let drain = Duration::from_secs_f64(
+        (10.0 / opts.stream_speed + 3.0).min(opts.duration.as_secs_f64() / 2.0),
+    );
     let interrupted = tokio::select! {
         _ = tokio::time::sleep(opts.duration.saturating_sub(drain)) => false,
         _ = tokio::signal::ctrl_c() => true,

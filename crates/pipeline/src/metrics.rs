@@ -49,7 +49,11 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut r = Registry::with_prefix("ecgtriage");
         let events = Counter::default();
-        r.register("ingest_events", "Events taken from ingestion", events.clone());
+        r.register(
+            "ingest_events",
+            "Events taken from ingestion",
+            events.clone(),
+        );
         let messages_received = Gauge::<u64, AtomicU64>::default();
         r.register(
             "mqtt_messages_received",
@@ -63,7 +67,11 @@ impl Metrics {
             messages_acked.clone(),
         );
         let visits_started = Counter::default();
-        r.register("visits_started", "Visits whose meta arrived", visits_started.clone());
+        r.register(
+            "visits_started",
+            "Visits whose meta arrived",
+            visits_started.clone(),
+        );
         let visits_archived = Counter::default();
         r.register(
             "visits_archived",
@@ -79,7 +87,11 @@ impl Metrics {
         let alerts = Counter::default();
         r.register("alerts", "Suspected-STEMI alerts published", alerts.clone());
         let dead_letters = Counter::default();
-        r.register("dead_letters", "Rejected inputs published", dead_letters.clone());
+        r.register(
+            "dead_letters",
+            "Rejected inputs published",
+            dead_letters.clone(),
+        );
         let visits_in_flight = Gauge::default();
         r.register(
             "visits_in_flight",
@@ -215,7 +227,10 @@ mod tests {
         s.read_to_string(&mut body).await.unwrap();
         assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
         assert!(body.contains("ecgtriage_alerts_total 1"), "{body}");
-        assert!(body.contains("ecgtriage_alert_latency_seconds_bucket"), "{body}");
+        assert!(
+            body.contains("ecgtriage_alert_latency_seconds_bucket"),
+            "{body}"
+        );
         task.abort();
     }
 }

@@ -132,11 +132,9 @@ async fn poll(mut eventloop: EventLoop, waiters: Arc<Mutex<Waiters>>) {
                 backoff = Duration::from_millis(100);
                 let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
                 match event {
-                    Event::Outgoing(Outgoing::Publish(pkid)) => {
-                        if !w.in_flight.contains_key(&pkid) {
-                            if let Some(tx) = w.unsent.pop_front() {
-                                w.in_flight.insert(pkid, tx);
-                            }
+                    Event::Outgoing(Outgoing::Publish(pkid)) if !w.in_flight.contains_key(&pkid) => {
+                        if let Some(tx) = w.unsent.pop_front() {
+                            w.in_flight.insert(pkid, tx);
                         }
                     }
                     Event::Incoming(Packet::PubAck(ack)) => {
@@ -157,10 +155,13 @@ async fn poll(mut eventloop: EventLoop, waiters: Arc<Mutex<Waiters>>) {
     }
 }
 
+/// Topic and payload of one publication.
+pub type Sent = (String, Vec<u8>);
+
 /// Collects publishes in memory (tests, dry runs).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryPublisher {
-    pub sent: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    pub sent: Arc<Mutex<Vec<Sent>>>,
 }
 
 impl Publisher for MemoryPublisher {

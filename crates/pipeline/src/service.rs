@@ -91,11 +91,10 @@ pub async fn run(
     };
     let archive_dir = cfg.archive_dir.clone();
     let writer_cfg = cfg.archive.clone();
-    let writer = tokio::task::spawn_blocking(move || {
-        ArchiveWriter::open_local(archive_dir, writer_cfg)
-    })
-    .await
-    .expect("archive open does not panic")?;
+    let writer =
+        tokio::task::spawn_blocking(move || ArchiveWriter::open_local(archive_dir, writer_cfg))
+            .await
+            .expect("archive open does not panic")?;
     let publisher = MqttPublisher::connect(&cfg.output, &cfg.output_client_id);
     let (ingest, events) = ecg_ingest::start(cfg.ingest.clone()).await?;
     tracing::info!(
@@ -244,7 +243,8 @@ impl<P: Publisher> Driver<'_, P> {
                 return Ok(());
             }
         }
-        let outputs = tokio::task::block_in_place(|| self.desk.handle(ev, OffsetDateTime::now_utc()));
+        let outputs =
+            tokio::task::block_in_place(|| self.desk.handle(ev, OffsetDateTime::now_utc()));
         for out in outputs {
             self.output(out).await?;
         }
@@ -290,8 +290,7 @@ impl<P: Publisher> Driver<'_, P> {
                     self.summary.visits_incomplete += 1;
                 }
                 let id = record.visit.visit_id.clone();
-                let appended =
-                    tokio::task::block_in_place(|| self.writer.append(*record))?;
+                let appended = tokio::task::block_in_place(|| self.writer.append(*record))?;
                 match appended {
                     Appended::Duplicate => {
                         if self.writer.is_archived(&id) {

@@ -141,9 +141,8 @@ impl TriageDesk {
                 samples,
                 digest_ok,
             } => {
-                let incomplete = (!digest_ok).then(|| {
-                    "the samples received do not match the device's digest".to_string()
-                });
+                let incomplete = (!digest_ok)
+                    .then(|| "the samples received do not match the device's digest".to_string());
                 let digest = digest_ok.then(|| end.samples_sha256.to_string());
                 self.close(key, meta, samples, incomplete, digest, now)
             }
@@ -211,11 +210,7 @@ impl TriageDesk {
             now,
         );
         tracing::info!(status = ?result.status, complete = incomplete.is_none(), "visit decided");
-        let topic = Topic::visit(
-            meta.device_id.clone(),
-            meta.visit_id,
-            VisitTopic::Result,
-        );
+        let topic = Topic::visit(meta.device_id.clone(), meta.visit_id, VisitTopic::Result);
         out.push(Output::Publish {
             topic: topic.to_string(),
             payload: result.to_json(),
@@ -369,7 +364,11 @@ fn build_record(
             status,
             stemi: result.alert_id.is_some(),
             stemi_criteria_met: interp.is_some_and(|i| i.stemi_criteria_met),
-            territories: result.territories.iter().map(|t| territory_name(*t)).collect(),
+            territories: result
+                .territories
+                .iter()
+                .map(|t| territory_name(*t))
+                .collect(),
             heart_rate_bpm: interp.and_then(|i| i.heart_rate_bpm),
             qrs_ms: interp.and_then(|i| i.qrs_ms),
             quality_ok: interp.is_some_and(|i| i.quality.ok),

@@ -226,7 +226,10 @@ fn sigterm(child: &mut Child) -> std::process::ExitStatus {
         if let Some(st) = child.try_wait().unwrap() {
             return st;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "no exit 30 s after SIGTERM");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no exit 30 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -276,13 +279,13 @@ fn sigkilled_three_times_loses_nothing_and_archives_once() {
     let alerts = watch_alerts(s.broker.port());
     let archive = s.dir.path().join("archive");
     let fleet = {
-        let (port, devices, dir) = (
-            s.broker.url(),
-            s.devices.clone(),
-            s.dir.path().to_owned(),
-        );
+        let (port, devices, dir) = (s.broker.url(), s.devices.clone(), s.dir.path().to_owned());
         std::thread::spawn(move || {
-            let s2 = FleetOnly { url: port, devices, dir };
+            let s2 = FleetOnly {
+                url: port,
+                devices,
+                dir,
+            };
             s2.run(200, 23)
         })
     };
@@ -378,7 +381,10 @@ fn check_all(archive: &Path, truth: &[serde_json::Value], ids: &[String], alerts
         let interp = ecg_triage::interpret_detecting(fs, &leads, patient).unwrap();
         if interp.stemi {
             flagged += 1;
-            assert!(alerted.contains(id), "visit {id} is flagged STEMI but was not alerted");
+            assert!(
+                alerted.contains(id),
+                "visit {id} is flagged STEMI but was not alerted"
+            );
         }
     }
     for t in truth {
@@ -391,7 +397,10 @@ fn check_all(archive: &Path, truth: &[serde_json::Value], ids: &[String], alerts
         alerts.len(),
         distinct.len()
     );
-    assert!(flagged > 0, "no STEMI flagged at all: the test would prove nothing");
+    assert!(
+        flagged > 0,
+        "no STEMI flagged at all: the test would prove nothing"
+    );
 }
 
 #[test]
