@@ -189,7 +189,10 @@ tables = ["visits", "waveforms", "beats", "measurements", "alerts"]
 out = {"pyarrow": {}, "duckdb": {}, "date_type": None}
 data = {}
 for t in tables:
-    d = ds.dataset(os.path.join(root, t), format="parquet", partitioning="hive",
+    # The partition column's type as schemas/archive.md documents it: pyarrow
+    # alone would infer a string from the path.
+    hive = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
+    d = ds.dataset(os.path.join(root, t), format="parquet", partitioning=hive,
                    exclude_invalid_files=False)
     tab = d.to_table()
     data[t] = tab
