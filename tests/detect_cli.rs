@@ -89,13 +89,21 @@ fn eval_qrs_meets_the_gate_on_mitdb() {
         .filter(|p| p.extension().is_some_and(|e| e == "atr"))
         .collect();
     records.sort();
-    assert!(records.len() >= 20, "expected the MIT-BIH records in {}", mitdb.display());
+    assert!(
+        records.len() >= 20,
+        "expected the MIT-BIH records in {}",
+        mitdb.display()
+    );
     let out = ecgtriage()
         .arg("eval-qrs")
         .args(&records)
         .output()
         .expect("run eval-qrs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8(out.stdout).expect("utf-8");
     println!("{table}");
     let mut rows = 0;
@@ -107,7 +115,11 @@ fn eval_qrs_meets_the_gate_on_mitdb() {
             assert!(se >= 99.8 && ppv >= 99.8, "gross Se {se} +P {ppv}");
         } else {
             rows += 1;
-            assert!(se >= 97.0 && ppv >= 97.0, "record {}: Se {se} +P {ppv}", f[0]);
+            assert!(
+                se >= 97.0 && ppv >= 97.0,
+                "record {}: Se {se} +P {ppv}",
+                f[0]
+            );
         }
     }
     assert_eq!(rows, records.len());

@@ -132,7 +132,9 @@ async fn poll(mut eventloop: EventLoop, waiters: Arc<Mutex<Waiters>>) {
                 backoff = Duration::from_millis(100);
                 let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
                 match event {
-                    Event::Outgoing(Outgoing::Publish(pkid)) if !w.in_flight.contains_key(&pkid) => {
+                    Event::Outgoing(Outgoing::Publish(pkid))
+                        if !w.in_flight.contains_key(&pkid) =>
+                    {
                         if let Some(tx) = w.unsent.pop_front() {
                             w.in_flight.insert(pkid, tx);
                         }
