@@ -128,6 +128,8 @@ pub struct IngestStats {
     pub visits_in_flight: AtomicU64,
     /// Spool segment files.
     pub spool_segments: AtomicU64,
+    /// Failed spool writes or fsyncs (each retried; a full disk, say).
+    pub spool_errors: AtomicU64,
 }
 
 enum Command {
@@ -389,25 +391,16 @@ async fn spool_and_ack(
                     records = None;
                     continue;
                 }
-                let mut passed = Vec::with_capacity(batch.len());
-                for (publish, received_at) in &batch {
-                    let msg = Received {
-                        topic: String::from_utf8_lossy(&publish.topic).into_owned(),
-                        payload: publish.payload.to_vec(),
-                        received_at: *received_at,
-                    };
-                    let skip = msg.topic.ends_with("/result")
-                        || msg.key().is_some_and(|k| spool.is_done(&k));
-                    if skip {
-                        stats.skipped_done.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let id = spool.append(&msg)?;
-                    passed.push((id, msg));
-                }
-                spool.sync()?;
-                stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-                stats.spooled.fetch_add(passed.len() as u64, Ordering::Relaxed);
+                let Some(passed) =
+                    spool_until_durable(&mut spool, &batch, &publishes, &stats).await
+                else {
+                    // Stopping while the spool cannot be written: these
+                    // messages stay unacknowledged in the broker session.
+                    batch.clear();
+                    intake_open = false;
+                    records = None;
+                    continue;
+                };
                 for (publish, _) in batch.drain(..) {
                     // The poller keeps polling, so this never waits for long.
                     if client.ack(&publish).await.is_ok() {
@@ -428,11 +421,11 @@ async fn spool_and_ack(
                     commands_open = false;
                     continue;
                 };
-                apply(&mut spool, cmd)?;
+                let mut cmds = vec![cmd];
                 while let Ok(cmd) = commands.try_recv() {
-                    apply(&mut spool, cmd)?;
+                    cmds.push(cmd);
                 }
-                spool.sync()?;
+                apply_until_durable(&mut spool, cmds, &stats).await;
             }
         }
         stats
@@ -443,10 +436,104 @@ async fn spool_and_ack(
     Ok(())
 }
 
-fn apply(spool: &mut Spool, cmd: Command) -> Result<(), SpoolError> {
+fn apply(spool: &mut Spool, cmd: &Command) -> Result<(), SpoolError> {
     match cmd {
-        Command::Done(key) => spool.mark_done(&key),
-        Command::Release(id) => spool.release(&id),
+        Command::Done(key) => spool.mark_done(key),
+        Command::Release(id) => spool.release(id),
+    }
+}
+
+const SPOOL_RETRY_MIN: Duration = Duration::from_millis(100);
+const SPOOL_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Appends a batch and fsyncs it, retrying until the spool takes it (a full
+/// disk frees up); None if intake stops meanwhile. Until it returns nothing
+/// of the batch is acknowledged, so the broker holds those messages and,
+/// its receive window full, sends no more: backpressure up to the devices.
+async fn spool_until_durable(
+    spool: &mut Spool,
+    batch: &[(Publish, OffsetDateTime)],
+    publishes: &mpsc::UnboundedReceiver<(Publish, OffsetDateTime)>,
+    stats: &IngestStats,
+) -> Option<Vec<(RecordId, Received)>> {
+    let mut wait = SPOOL_RETRY_MIN;
+    loop {
+        match spool_batch(spool, batch, stats) {
+            Ok(passed) => return Some(passed),
+            Err(e) => {
+                stats.spool_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, retry_ms = wait.as_millis() as u64,
+                    "cannot make received messages durable; holding their acks until the spool is writable");
+                if let Err(e) = spool.rollback() {
+                    tracing::error!(error = %e, "spool rollback failed");
+                }
+            }
+        }
+        if publishes.is_closed() {
+            return None;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(SPOOL_RETRY_MAX);
+    }
+}
+
+fn spool_batch(
+    spool: &mut Spool,
+    batch: &[(Publish, OffsetDateTime)],
+    stats: &IngestStats,
+) -> Result<Vec<(RecordId, Received)>, SpoolError> {
+    let mut passed = Vec::with_capacity(batch.len());
+    let mut skipped = 0;
+    for (publish, received_at) in batch {
+        let msg = Received {
+            topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+            payload: publish.payload.to_vec(),
+            received_at: *received_at,
+        };
+        let skip = msg.topic.ends_with("/result") || msg.key().is_some_and(|k| spool.is_done(&k));
+        if skip {
+            skipped += 1;
+            continue;
+        }
+        let id = spool.append(&msg)?;
+        passed.push((id, msg));
+    }
+    spool.sync()?;
+    stats.skipped_done.fetch_add(skipped, Ordering::Relaxed);
+    stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+    stats
+        .spooled
+        .fetch_add(passed.len() as u64, Ordering::Relaxed);
+    Ok(passed)
+}
+
+/// Applies "done" and "release" commands and makes them durable, retrying
+/// on a spool error. A done marker lost to a rollback only means that a
+/// restart replays a visit the pipeline finds already archived.
+async fn apply_until_durable(spool: &mut Spool, cmds: Vec<Command>, stats: &IngestStats) {
+    let mut wait = SPOOL_RETRY_MIN;
+    let mut next = 0;
+    loop {
+        let mut result = Ok(());
+        while next < cmds.len() {
+            if let Err(e) = apply(spool, &cmds[next]) {
+                result = Err(e);
+                break;
+            }
+            next += 1;
+        }
+        match result.and_then(|()| spool.sync()) {
+            Ok(()) => return,
+            Err(e) => {
+                stats.spool_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, retry_ms = wait.as_millis() as u64, "cannot record finished visits in the spool; retrying");
+                if let Err(e) = spool.rollback() {
+                    tracing::error!(error = %e, "spool rollback failed");
+                }
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(SPOOL_RETRY_MAX);
     }
 }
 

@@ -122,6 +122,10 @@ pub struct Spool {
     segments: BTreeMap<u64, Segment>,
     current_id: u64,
     current_len: u64,
+    /// Length of the current segment at the last successful sync.
+    synced_len: u64,
+    /// Visits pinned by appends since the last successful sync.
+    unsynced_pins: Vec<VisitKey>,
     writer: BufWriter<File>,
     dirty: bool,
     done: HashMap<VisitKey, i128>,
@@ -303,6 +307,8 @@ impl Spool {
             segments,
             current_id,
             current_len: 0,
+            synced_len: 0,
+            unsynced_pins: Vec::new(),
             writer,
             dirty: false,
             done,
@@ -320,6 +326,7 @@ impl Spool {
         let key = msg.key();
         if let (Some(k), Some(seg)) = (&key, self.segments.get_mut(&self.current_id)) {
             *seg.pins.entry(k.clone()).or_default() += 1;
+            self.unsynced_pins.push(k.clone());
         }
         Ok(RecordId {
             segment: self.current_id,
@@ -353,6 +360,40 @@ impl Spool {
             .sync_data()
             .map_err(io_err("fsyncing", &path))?;
         self.dirty = false;
+        self.synced_len = self.current_len;
+        self.unsynced_pins.clear();
+        Ok(())
+    }
+
+    /// Forgets every append since the last successful [`Spool::sync`]: the
+    /// segment is cut back to its durable length and those messages are
+    /// unpinned. After a failed append or sync (a full disk) the caller
+    /// retries the whole batch, which was not acknowledged, so no message
+    /// is ever half on disk or on disk twice.
+    pub fn rollback(&mut self) -> Result<(), SpoolError> {
+        let path = segment_path(&self.cfg.dir, self.current_id);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err("reopening", &path))?;
+        file.set_len(self.synced_len)
+            .map_err(io_err("truncating", &path))?;
+        let old = std::mem::replace(&mut self.writer, BufWriter::with_capacity(1 << 20, file));
+        // Dropping a BufWriter would write its buffer: take it apart instead.
+        let _discarded = old.into_parts();
+        if let Some(seg) = self.segments.get_mut(&self.current_id) {
+            for k in self.unsynced_pins.drain(..) {
+                if let Some(n) = seg.pins.get_mut(&k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        seg.pins.remove(&k);
+                    }
+                }
+            }
+        }
+        self.unsynced_pins.clear();
+        self.current_len = self.synced_len;
+        self.dirty = false;
         Ok(())
     }
 
@@ -361,6 +402,7 @@ impl Spool {
         self.current_id += 1;
         self.writer = create_segment(&self.cfg.dir, self.current_id)?;
         self.current_len = 0;
+        self.synced_len = 0;
         self.segments.insert(self.current_id, Segment::default());
         self.delete_unpinned()
     }
@@ -497,6 +539,33 @@ mod tests {
         let (_, replay) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
         assert_eq!(replay.len(), 1);
         assert_eq!(replay[0].1, msg(&a, 0));
+    }
+
+    #[test]
+    fn rollback_forgets_exactly_the_unsynced_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (key(7), key(8));
+        {
+            let (mut spool, _) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
+            spool.append(&msg(&a, 0)).unwrap();
+            spool.append(&msg(&a, 1)).unwrap();
+            spool.sync().unwrap();
+            // A batch that failed half way (say the disk filled up).
+            spool.append(&msg(&a, 2)).unwrap();
+            spool.append(&msg(&b, 0)).unwrap();
+            spool.writer.flush().unwrap();
+            spool.rollback().unwrap();
+            // b's only message is gone, so nothing pins it any more.
+            assert!(spool.segments[&spool.current_id].pins.get(&b).is_none());
+            assert_eq!(spool.segments[&spool.current_id].pins[&a], 2);
+            // The retried batch.
+            spool.append(&msg(&a, 2)).unwrap();
+            spool.append(&msg(&b, 0)).unwrap();
+            spool.sync().unwrap();
+        }
+        let (_, replay) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
+        let got: Vec<Received> = replay.into_iter().map(|(_, m)| m).collect();
+        assert_eq!(got, vec![msg(&a, 0), msg(&a, 1), msg(&a, 2), msg(&b, 0)]);
     }
 
     #[test]

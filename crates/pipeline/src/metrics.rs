@@ -32,6 +32,13 @@ pub struct Metrics {
     pub ingest_visits_in_flight: Gauge,
     pub event_queue_depth: Gauge,
     pub archive_buffered: Gauge,
+    /// Failed archive commits (each retried while intake is held).
+    pub archive_errors: Counter,
+    /// Failed spool writes or fsyncs (each retried, acks held).
+    pub spool_errors: Gauge<u64, AtomicU64>,
+    /// Device-clock age of the newest samples analysed: how far the
+    /// analysis runs behind the recording.
+    pub analysis_lag_s: Gauge<f64, AtomicU64>,
     /// Seconds from the visit's meta reaching the pipeline to its alert's
     /// PUBACK.
     pub alert_latency_s: Histogram,
@@ -116,6 +123,24 @@ impl Metrics {
             "Visits waiting for the next archive commit",
             archive_buffered.clone(),
         );
+        let archive_errors = Counter::default();
+        r.register(
+            "archive_errors",
+            "Archive commits that failed and are being retried (intake held meanwhile)",
+            archive_errors.clone(),
+        );
+        let spool_errors = Gauge::<u64, AtomicU64>::default();
+        r.register(
+            "spool_errors",
+            "Spool writes or fsyncs that failed and were retried, acks held (monotonic)",
+            spool_errors.clone(),
+        );
+        let analysis_lag_s = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "analysis_lag_seconds",
+            "Age (device clock) of the newest samples analysed",
+            analysis_lag_s.clone(),
+        );
         let alert_latency_s = Histogram::new(exponential_buckets(0.05, 2.0, 12));
         r.register(
             "alert_latency_seconds",
@@ -142,6 +167,9 @@ impl Metrics {
             ingest_visits_in_flight,
             event_queue_depth,
             archive_buffered,
+            archive_errors,
+            spool_errors,
+            analysis_lag_s,
             alert_latency_s,
             alert_age_s,
         }

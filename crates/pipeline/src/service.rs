@@ -113,6 +113,8 @@ pub async fn run(
         skip: HashSet::new(),
         published_at: HashMap::new(),
         started_at: HashMap::new(),
+        archive_retry_at: None,
+        archive_retry_wait: ARCHIVE_RETRY_MIN,
         summary: RunSummary::default(),
     };
     let result = driver.run(events, shutdown).await;
@@ -142,7 +144,21 @@ struct Driver<'a, P: Publisher> {
     published_at: HashMap<String, OffsetDateTime>,
     /// visit -> when its meta reached the pipeline (alert latency).
     started_at: HashMap<VisitKey, Instant>,
+    /// Set while the archive cannot be written (a full disk): no new
+    /// events are taken until a flush succeeds, so nothing more is acked.
+    archive_retry_at: Option<Instant>,
+    archive_retry_wait: Duration,
     summary: RunSummary,
+}
+
+const ARCHIVE_RETRY_MIN: Duration = Duration::from_millis(200);
+const ARCHIVE_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Errors of the storage under the archive are expected to pass (space
+/// freed, a mount back); every other archive error is a bug in what we
+/// wrote and stops the pipeline.
+fn transient(e: &ecg_archive::ArchiveError) -> bool {
+    matches!(e, ecg_archive::ArchiveError::Store(_))
 }
 
 impl<P: Publisher> Driver<'_, P> {
@@ -157,7 +173,7 @@ impl<P: Publisher> Driver<'_, P> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                ev = events.recv() => match ev {
+                ev = events.recv(), if self.archive_retry_at.is_none() => match ev {
                     Some(ev) => {
                         self.metrics.event_queue_depth.set(events.len() as i64);
                         self.event(ev).await?;
@@ -173,7 +189,8 @@ impl<P: Publisher> Driver<'_, P> {
             }
         }
         // Visits still open have not ended; they stay in the spool and the
-        // broker session and are replayed by the next run.
+        // broker session and are replayed by the next run. Visits the
+        // archive could not take stay there too.
         let committed = self.writer.flush()?;
         self.release(committed);
         tracing::info!(
@@ -186,8 +203,22 @@ impl<P: Publisher> Driver<'_, P> {
     }
 
     fn tick(&mut self) -> Result<(), ServiceError> {
-        let committed = self.writer.poll(Instant::now())?;
-        self.release(committed);
+        let now = Instant::now();
+        let flushed = match self.archive_retry_at {
+            Some(at) if now < at => Ok(Vec::new()),
+            Some(_) => self.writer.flush(),
+            None => self.writer.poll(now),
+        };
+        match flushed {
+            Ok(committed) => {
+                if self.archive_retry_at.take().is_some() {
+                    tracing::info!("archive writable again; taking messages");
+                    self.archive_retry_wait = ARCHIVE_RETRY_MIN;
+                }
+                self.release(committed);
+            }
+            Err(e) => self.archive_failed(e)?,
+        }
         let stats = self.ingest.stats();
         self.metrics
             .messages_received
@@ -204,6 +235,24 @@ impl<P: Publisher> Driver<'_, P> {
         self.metrics
             .archive_buffered
             .set(self.writer.buffered() as i64);
+        self.metrics
+            .spool_errors
+            .set(stats.spool_errors.load(Ordering::Relaxed));
+        Ok(())
+    }
+
+    /// A transient archive failure holds intake (the spool keeps the
+    /// visits, unreleased) and schedules a retry; any other error stops.
+    fn archive_failed(&mut self, e: ecg_archive::ArchiveError) -> Result<(), ServiceError> {
+        if !transient(&e) {
+            return Err(e.into());
+        }
+        self.metrics.archive_errors.inc();
+        let wait = self.archive_retry_wait;
+        tracing::error!(error = %e, retry_ms = wait.as_millis() as u64,
+            "archive write failed; holding intake until it succeeds");
+        self.archive_retry_at = Some(Instant::now() + wait);
+        self.archive_retry_wait = (wait * 2).min(ARCHIVE_RETRY_MAX);
         Ok(())
     }
 
@@ -227,6 +276,21 @@ impl<P: Publisher> Driver<'_, P> {
             } else {
                 self.metrics.visits_started.inc();
                 self.started_at.insert(key.clone(), Instant::now());
+            }
+        }
+        if let AssemblyEvent::Samples {
+            first_sample,
+            leads,
+            ..
+        } = &ev
+        {
+            if let Some(meta) = self.desk.meta(ev.key().expect("samples have a visit")) {
+                let n = first_sample + leads.first().map_or(0, |l| l.len() as u32);
+                let newest = meta.acquired_at
+                    + Duration::from_secs_f64(f64::from(n) / f64::from(meta.fs_hz.max(1)));
+                self.metrics
+                    .analysis_lag_s
+                    .set((OffsetDateTime::now_utc() - newest).as_seconds_f64());
             }
         }
         if let Some(key) = ev.key() {
@@ -290,7 +354,14 @@ impl<P: Publisher> Driver<'_, P> {
                     self.summary.visits_incomplete += 1;
                 }
                 let id = record.visit.visit_id.clone();
-                let appended = tokio::task::block_in_place(|| self.writer.append(*record))?;
+                let appended = match tokio::task::block_in_place(|| self.writer.append(*record)) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // The visit is buffered; only its flush failed.
+                        self.pending.insert(id, key);
+                        return self.archive_failed(e);
+                    }
+                };
                 match appended {
                     Appended::Duplicate => {
                         if self.writer.is_archived(&id) {

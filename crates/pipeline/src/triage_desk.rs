@@ -66,6 +66,11 @@ impl TriageDesk {
         self.open.len()
     }
 
+    /// The meta of an open visit.
+    pub fn meta(&self, key: &VisitKey) -> Option<&VisitMeta> {
+        self.open.get(key).map(|v| &v.meta)
+    }
+
     /// Handles one ingestion event; `now` is the pipeline clock.
     pub fn handle(&mut self, event: AssemblyEvent, now: OffsetDateTime) -> Vec<Output> {
         match event {
