@@ -1,0 +1,416 @@
+//! What the end-to-end tests share: a private Mosquitto with per-device
+//! passwords and an ACL, `ecgtriage run` as a child process, an alert
+//! watcher, firmware-sim's fleet, and the checks against its truth file.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ecg_testkit::{Mosquitto, MosquittoOpts};
+use ecg_wire::{Alert, Message, SamplesDigest};
+use firmware_sim::broker::BrokerUrl;
+use firmware_sim::fleet::{self, DeviceSpec, FleetConfig};
+use firmware_sim::visit::StreamOpts;
+
+pub const PIPELINE_PASSWORD: &str = "pipeline-secret";
+pub const WATCHER_PASSWORD: &str = "watcher-secret";
+pub const CENTRE: &str = "centre-e2e";
+
+pub fn ecgtriage() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ecgtriage"))
+}
+
+/// Devices may only speak for themselves; the pipeline reads every device
+/// and writes results, alerts and dead letters; the watcher reads alerts
+/// and dead letters.
+pub const ACL: &str = "\
+pattern write ecg/v1/dev/%u/visit/+/meta
+pattern write ecg/v1/dev/%u/visit/+/chunk
+pattern write ecg/v1/dev/%u/visit/+/end
+pattern read ecg/v1/dev/%u/visit/+/result
+user pipeline
+topic read ecg/v1/dev/#
+topic write ecg/v1/dev/+/visit/+/result
+topic write ecg/v1/alerts/+
+topic write ecg/v1/deadletter
+user watcher
+topic read ecg/v1/alerts/#
+topic read ecg/v1/deadletter
+";
+
+pub struct Setup {
+    pub broker: Mosquitto,
+    pub devices: Vec<DeviceSpec>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A broker with `devices` numbered devices (4 clinics), plus the
+    /// pipeline, the watcher and `extra_users`.
+    pub fn new(devices: usize, extra_users: &[(&str, &str)]) -> Setup {
+        let mut devices = fleet::numbered_devices(devices, 4);
+        let mut users = vec![
+            ("pipeline".to_owned(), PIPELINE_PASSWORD.to_owned()),
+            ("watcher".to_owned(), WATCHER_PASSWORD.to_owned()),
+        ];
+        for (u, p) in extra_users {
+            users.push(((*u).to_owned(), (*p).to_owned()));
+        }
+        for (i, d) in devices.iter_mut().enumerate() {
+            let p = format!("pw-{i}-device");
+            d.password = Some(p.clone());
+            users.push((d.device_id.to_string(), p));
+        }
+        let broker = Mosquitto::start(MosquittoOpts {
+            users,
+            acl: Some(ACL.to_owned()),
+            ..Default::default()
+        })
+        .expect("mosquitto starts (install mosquitto to run this test)");
+        Setup {
+            broker,
+            devices,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn archive(&self) -> PathBuf {
+        self.dir.path().join("archive")
+    }
+
+    /// `ecgtriage run` with its archive and spool in the test's folder.
+    pub fn start_pipeline(&self) -> Child {
+        self.start_pipeline_in(self.dir.path(), &[])
+    }
+
+    /// `ecgtriage run` with archive and spool under `data`, plus `extra`
+    /// flags.
+    pub fn start_pipeline_in(&self, data: &Path, extra: &[&str]) -> Child {
+        Command::new(ecgtriage())
+            .args(["run", "--broker"])
+            .arg(format!(
+                "mqtt://pipeline:not-this-one@127.0.0.1:{}",
+                self.broker.port()
+            ))
+            .arg("--archive")
+            .arg(data.join("archive"))
+            .arg("--spool")
+            .arg(data.join("spool"))
+            .args(["--centre", CENTRE, "--client-id", "e2e-pipeline"])
+            .args(["--log-format", "json"])
+            .args(if extra.contains(&"--visit-timeout-s") {
+                &[][..]
+            } else {
+                &["--visit-timeout-s", "30"][..]
+            })
+            .args(extra)
+            .env(ecg_pipeline::config::PASSWORD_ENV, PIPELINE_PASSWORD)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ecgtriage run starts")
+    }
+
+    /// The fleet's settings: `visits` visits at about 12 arrivals a
+    /// second, each 10 s ECG streamed in 0.5 s, a quarter STEMI.
+    pub fn fleet(&self, visits: u64, seed: u64) -> FleetConfig {
+        fleet_config(
+            &self.broker.url(),
+            self.devices.clone(),
+            self.dir.path(),
+            visits,
+            seed,
+        )
+    }
+}
+
+pub fn fleet_config(
+    url: &str,
+    devices: Vec<DeviceSpec>,
+    dir: &Path,
+    visits: u64,
+    seed: u64,
+) -> FleetConfig {
+    FleetConfig {
+        broker: BrokerUrl::parse(url).unwrap(),
+        devices,
+        visits: Some(visits),
+        annual_visits: fleet::DEFAULT_ANNUAL_VISITS,
+        speed: 12.0 * 365.25 * 24.0 * 3600.0 / fleet::DEFAULT_ANNUAL_VISITS,
+        stemi_fraction: 0.25,
+        seed,
+        truth: Some(dir.join(format!("truth-{seed}.jsonl"))),
+        spool_root: dir.join(format!("devices-{seed}")),
+        stream: StreamOpts {
+            speed: 20.0,
+            ..StreamOpts::default()
+        },
+        progress: false,
+    }
+}
+
+/// Runs a fleet to its end (blocking) and returns its truth lines.
+pub fn run_fleet(cfg: FleetConfig) -> Vec<serde_json::Value> {
+    let truth = cfg.truth.clone().expect("a truth file");
+    let visits = cfg.visits.expect("a visit count");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let summary = rt.block_on(fleet::run(cfg)).expect("fleet runs");
+    assert_eq!(summary.visits, visits);
+    std::fs::read_to_string(truth)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs a fleet on a thread.
+pub fn spawn_fleet(cfg: FleetConfig) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
+    std::thread::spawn(move || run_fleet(cfg))
+}
+
+/// What the watcher saw.
+#[derive(Default)]
+pub struct Watched {
+    pub alerts: Vec<Alert>,
+    pub dead_letters: Vec<serde_json::Value>,
+}
+
+/// Subscribes as `watcher` with a persistent session and collects alerts
+/// and dead letters.
+pub fn watch(port: u16) -> Arc<Mutex<Watched>> {
+    let seen = Arc::new(Mutex::new(Watched::default()));
+    let out = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+            let mut opts = MqttOptions::new("e2e-watcher", "127.0.0.1", port);
+            opts.set_credentials("watcher", WATCHER_PASSWORD)
+                .set_clean_session(false)
+                .set_max_packet_size(1024 * 1024, 1024 * 1024);
+            let (client, mut ev) = AsyncClient::new(opts, 16);
+            client
+                .subscribe("ecg/v1/alerts/+", QoS::AtLeastOnce)
+                .await
+                .unwrap();
+            client
+                .subscribe("ecg/v1/deadletter", QoS::AtLeastOnce)
+                .await
+                .unwrap();
+            loop {
+                match ev.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if p.topic == "ecg/v1/deadletter" {
+                            let v =
+                                serde_json::from_slice(&p.payload).expect("dead letters are JSON");
+                            out.lock().unwrap().dead_letters.push(v);
+                        } else {
+                            let a = Alert::from_json(&p.payload).expect("alerts follow the schema");
+                            assert_eq!(p.topic, format!("ecg/v1/alerts/{CENTRE}"));
+                            out.lock().unwrap().alerts.push(a);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    });
+    seen
+}
+
+pub fn query(archive: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(ecgtriage())
+        .args(["query", sql, "--format", "json", "--archive"])
+        .arg(archive)
+        .output()
+        .expect("ecgtriage query runs");
+    assert!(
+        out.status.success(),
+        "query failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("query output {text}: {e}"))
+}
+
+pub fn archived_ids(archive: &Path) -> Vec<String> {
+    if !archive.join("visits").exists() {
+        return Vec::new();
+    }
+    query(archive, "SELECT visit_id FROM visits")
+        .into_iter()
+        .map(|r| r["visit_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits until `n` distinct visits are archived (or `timeout`, after which
+/// the caller's checks say what is missing).
+pub fn wait_for_archive(archive: &Path, n: usize, timeout: Duration) -> Vec<String> {
+    let t0 = Instant::now();
+    loop {
+        let ids = archived_ids(archive);
+        let distinct: HashSet<&String> = ids.iter().collect();
+        if distinct.len() >= n || t0.elapsed() > timeout {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no exit 60 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every truth visit archived exactly once, complete and bit-exact, and
+/// nothing else archived.
+pub fn check_archive(archive: &Path, truth: &[serde_json::Value], ids: &[String]) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in ids {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "archived more than once: {twice:?}");
+    let known: HashSet<&str> = truth
+        .iter()
+        .map(|t| t["visit_id"].as_str().unwrap())
+        .collect();
+    let strangers: Vec<_> = counts.keys().filter(|id| !known.contains(*id)).collect();
+    assert!(
+        strangers.is_empty(),
+        "archived but never sent: {strangers:?}"
+    );
+    for t in truth {
+        let id = t["visit_id"].as_str().unwrap();
+        assert_eq!(counts.get(id), Some(&1), "visit {id} not archived");
+        let samples = ecg_archive::read_visit_samples(archive, id).expect("samples read back");
+        let digest = SamplesDigest::of_leads(samples.iter().map(Vec::as_slice));
+        assert_eq!(
+            digest.to_string(),
+            t["samples_sha256"].as_str().unwrap(),
+            "visit {id}: samples differ from the truth"
+        );
+        assert_eq!(samples[0].len() as u64, t["n_samples"].as_u64().unwrap());
+    }
+    let incomplete = query(
+        archive,
+        "SELECT visit_id, status FROM visits WHERE NOT complete",
+    );
+    assert!(
+        incomplete.is_empty(),
+        "not archived complete: {incomplete:?}"
+    );
+}
+
+/// [`check_archive`], plus: every visit that the interpretation flags on the
+/// archived samples alone (gain from the visits table) has an alert, and at
+/// least one is flagged (else the check would prove nothing).
+pub fn check_all(archive: &Path, truth: &[serde_json::Value], ids: &[String], alerts: &[Alert]) {
+    check_archive(archive, truth, ids);
+    let rows = query(
+        archive,
+        "SELECT visit_id, gain_uv_per_lsb, fs_hz, sex, age_years FROM visits",
+    );
+    let alerted: HashSet<String> = alerts.iter().map(|a| a.visit_id.to_string()).collect();
+    let mut flagged = 0;
+    for r in &rows {
+        let id = r["visit_id"].as_str().unwrap();
+        let gain_mv = r["gain_uv_per_lsb"].as_f64().unwrap() / 1000.0;
+        let fs = r["fs_hz"].as_f64().unwrap();
+        let samples = ecg_archive::read_visit_samples(archive, id).unwrap();
+        let mv: Vec<Vec<f32>> = samples
+            .iter()
+            .map(|l| l.iter().map(|&c| (f64::from(c) * gain_mv) as f32).collect())
+            .collect();
+        let labels = ecg_wire::Lead::STANDARD_12.map(|l| l.name());
+        let leads: Vec<ecg_triage::LeadSignal<'_>> = labels
+            .iter()
+            .zip(&mv)
+            .map(|(l, s)| ecg_triage::LeadSignal {
+                label: l,
+                samples_mv: s,
+            })
+            .collect();
+        let patient = ecg_triage::Patient {
+            sex: match r["sex"].as_str() {
+                Some("male") => Some(ecg_triage::Sex::Male),
+                Some("female") => Some(ecg_triage::Sex::Female),
+                _ => None,
+            },
+            age_years: r["age_years"].as_f64(),
+        };
+        let interp = ecg_triage::interpret_detecting(fs, &leads, patient).unwrap();
+        if interp.stemi {
+            flagged += 1;
+            assert!(
+                alerted.contains(id),
+                "visit {id} is flagged STEMI but was not alerted"
+            );
+        }
+    }
+    let stemi_truth = truth
+        .iter()
+        .filter(|t| t["stemi"].as_bool().unwrap())
+        .count();
+    let distinct: HashSet<_> = alerts.iter().map(|a| a.alert_id).collect();
+    eprintln!(
+        "{} visits archived; {stemi_truth} STEMI in truth; {flagged} flagged by the one-shot interpretation; {} alerts ({} distinct)",
+        rows.len(),
+        alerts.len(),
+        distinct.len()
+    );
+    assert!(
+        flagged > 0,
+        "no STEMI flagged at all: the test would prove nothing"
+    );
+}
+
+/// Reads one counter or gauge from the pipeline's Prometheus endpoint;
+/// None while the endpoint does not answer.
+pub fn metric(addr: &str, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name || k == format!("{name}_total")).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// A loopback address with a free port (for the metrics endpoint).
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
