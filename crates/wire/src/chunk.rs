@@ -131,7 +131,7 @@ impl Chunk {
         if samples.is_empty() {
             return Err(WireError::NoSamples);
         }
-        if samples.len() % n_leads != 0 {
+        if !samples.len().is_multiple_of(n_leads) {
             return Err(WireError::RaggedSamples {
                 samples: samples.len(),
                 n_leads,
