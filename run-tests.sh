@@ -8,6 +8,10 @@ cd "$(dirname "$0")"
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_passwd >/dev/null 2>&1 || need_apt+=(mosquitto)
+# The dashboard's browser test drives Debian's headless chromium from node.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -24,6 +28,12 @@ if ! .venv/bin/python -c 'import pyarrow, duckdb' >/dev/null 2>&1; then
   python3 -m venv .venv
   .venv/bin/pip install -q pyarrow duckdb
 fi
+# playwright-core (npm) drives that chromium; it downloads no browser.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "installing playwright-core into tests/browser" >&2
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 export ECG_PYTHON="${ECG_PYTHON:-$PWD/.venv/bin/python}"
 
 cargo test --workspace --no-fail-fast "$@"

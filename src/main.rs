@@ -35,6 +35,8 @@ enum Command {
     Query(cmd::query::Args),
     /// Device and service credentials for the broker (provisioning).
     Devices(cmd::devices::Args),
+    /// Argon2 hash of a dashboard password (read from stdin), as a config entry.
+    HashPassword(cmd::hash_password::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Query(args) => cmd::query::run(args),
         Command::Devices(args) => cmd::devices::run(args),
+        Command::HashPassword(args) => cmd::hash_password::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

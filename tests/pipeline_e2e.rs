@@ -43,6 +43,10 @@ fn demo_prints_an_alert_and_leaves_a_queryable_archive() {
     );
     assert!(stdout.contains("ALERT"), "no alert printed:\n{stdout}");
     assert!(stdout.contains("ecgtriage query"), "{stdout}");
+    assert!(
+        stdout.contains("dashboard: http://127.0.0.1:") && stdout.contains("/?token="),
+        "no dashboard URL with a one-time token:\n{stdout}"
+    );
     let n = query(&archive, "SELECT count(*) AS n FROM visits");
     assert!(n[0]["n"].as_u64().unwrap() >= 1, "{n:?}");
 }

@@ -24,6 +24,12 @@ pub struct Args {
     /// Seed of the simulated fleet.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// The dashboard's address (loopback; a free port if this one is taken).
+    #[arg(long, default_value = "127.0.0.1:8750")]
+    pub http: std::net::SocketAddr,
+    /// Seconds after which an unacknowledged alert is escalated.
+    #[arg(long, default_value_t = 120.0)]
+    pub escalate_after_s: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -44,6 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         devices: args.devices.max(1),
         stemi_fraction: args.stemi_fraction,
         seed: args.seed,
+        http: Some(args.http),
+        escalate_after: Duration::from_secs_f64(args.escalate_after_s.clamp(0.1, 86_400.0)),
         ..DemoOptions::default()
     };
     let s = demo::run_blocking(opts)?;

@@ -12,7 +12,8 @@ use ecg_pipeline::config::{LogFormat, Settings, PASSWORD_ENV};
 pub struct Args {
     /// TOML settings file (keys: broker, username, password, client_id,
     /// archive, spool, centre, log_format, metrics, receive_maximum,
-    /// visit_timeout_s, archive_flush_s). Flags override it.
+    /// visit_timeout_s, archive_flush_s, http, escalate_after_s, [[accounts]]).
+    /// Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Broker URL, mqtt://[user:pass@]host:port (default mqtt://127.0.0.1:1883).
@@ -39,6 +40,12 @@ pub struct Args {
     /// Seconds of silence after which a visit is closed as incomplete.
     #[arg(long)]
     pub visit_timeout_s: Option<u64>,
+    /// Serve the cardiologists' dashboard here (e.g. 127.0.0.1:8750).
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Seconds after which an unacknowledged alert is escalated (default 300).
+    #[arg(long)]
+    pub escalate_after_s: Option<f64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -60,13 +67,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         log_format,
         metrics: args.metrics,
         visit_timeout_s: args.visit_timeout_s,
+        http: args.http,
+        escalate_after_s: args.escalate_after_s,
         ..Settings::default()
     };
     let settings = file.overridden_by(flags);
     ecg_pipeline::logging::init(settings.log_format.unwrap_or_default());
     let cfg = settings.resolve(std::env::var(PASSWORD_ENV).ok())?;
-    let summary =
-        ecg_pipeline::service::run_until_terminated(cfg).context("the pipeline stopped")?;
+    let side = settings.cardiologist_side()?;
+    let summary = ecg_pipeline::service::run_until_terminated_with(cfg, side)
+        .context("the pipeline stopped")?;
     tracing::info!(
         archived = summary.visits_archived,
         incomplete = summary.visits_incomplete,

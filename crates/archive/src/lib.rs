@@ -23,7 +23,9 @@ pub mod writer;
 pub use time;
 
 pub use reader::{read_visit_samples, read_visit_samples_from};
-pub use record::{AlertAck, AlertRow, BeatRow, LeadMeasurement, VisitRecord, VisitRow};
+pub use record::{
+    AlertAck, AlertEscalation, AlertRow, BeatRow, LeadMeasurement, VisitRecord, VisitRow,
+};
 pub use store::{LocalDisk, ObjectStore, StoreError};
 pub use table::{Table, TABLES};
 pub use writer::{ArchiveWriter, SampleEncoding, WriterConfig};

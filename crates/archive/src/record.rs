@@ -107,6 +107,18 @@ pub struct AlertAck {
     pub acked_by: String,
 }
 
+/// An alert re-published to the escalation topic because nobody
+/// acknowledged it in time (`alert_escalations` table, partitioned by
+/// `escalated_at`'s UTC date).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEscalation {
+    pub alert_id: String,
+    pub centre_id: String,
+    pub escalated_at: OffsetDateTime,
+    /// 1 for the first escalation, +1 for each further one.
+    pub escalation_level: u8,
+}
+
 impl VisitRecord {
     /// Samples per lead, after [`VisitRecord::validate`].
     pub fn n_samples(&self) -> usize {

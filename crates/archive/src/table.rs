@@ -11,7 +11,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use time::OffsetDateTime;
 
-use crate::record::{AlertAck, AlertRow, VisitRecord};
+use crate::record::{AlertAck, AlertEscalation, AlertRow, VisitRecord};
 use crate::ArchiveError;
 
 /// One table of the archive, a folder under the archive root.
@@ -23,16 +23,19 @@ pub enum Table {
     Measurements,
     Alerts,
     AlertAcks,
+    AlertEscalations,
 }
 
 /// Every table, in the order a batch is written: `visits` last, because
-/// its file is the batch's commit marker. `alert_acks` is written on its own.
-pub const TABLES: [Table; 6] = [
+/// its file is the batch's commit marker. `alert_acks` and
+/// `alert_escalations` are written on their own.
+pub const TABLES: [Table; 7] = [
     Table::Waveforms,
     Table::Beats,
     Table::Measurements,
     Table::Alerts,
     Table::AlertAcks,
+    Table::AlertEscalations,
     Table::Visits,
 ];
 
@@ -49,6 +52,7 @@ impl Table {
             Table::Measurements => "measurements",
             Table::Alerts => "alerts",
             Table::AlertAcks => "alert_acks",
+            Table::AlertEscalations => "alert_escalations",
         }
     }
 
@@ -61,6 +65,7 @@ impl Table {
             Table::Measurements => MEASUREMENTS.clone(),
             Table::Alerts => ALERTS.clone(),
             Table::AlertAcks => ALERT_ACKS.clone(),
+            Table::AlertEscalations => ALERT_ESCALATIONS.clone(),
         }
     }
 }
@@ -169,6 +174,16 @@ static ALERTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("published_at", ts(), false),
         f("acked_at", ts(), true),
         f("acked_by", Utf8, true),
+    ]))
+});
+
+static ALERT_ESCALATIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("alert_id", Utf8, false),
+        f("centre_id", Utf8, false),
+        f("escalated_at", ts(), false),
+        f("escalation_level", UInt8, false),
     ]))
 });
 
@@ -485,6 +500,28 @@ pub(crate) fn acks_batch(acks: &[&AlertAck]) -> Result<RecordBatch, ArchiveError
             Arc::new(alert_id.finish()),
             Arc::new(acked_at.finish()),
             Arc::new(acked_by.finish()),
+        ],
+    )
+}
+
+pub(crate) fn escalations_batch(rows: &[&AlertEscalation]) -> Result<RecordBatch, ArchiveError> {
+    let mut alert_id = StringBuilder::new();
+    let mut centre_id = StringBuilder::new();
+    let mut at = ts_builder(rows.len());
+    let mut level = UInt8Builder::with_capacity(rows.len());
+    for e in rows {
+        alert_id.append_value(&e.alert_id);
+        centre_id.append_value(&e.centre_id);
+        at.append_value(micros(e.escalated_at));
+        level.append_value(e.escalation_level);
+    }
+    batch(
+        Table::AlertEscalations,
+        vec![
+            Arc::new(alert_id.finish()),
+            Arc::new(centre_id.finish()),
+            Arc::new(at.finish()),
+            Arc::new(level.finish()),
         ],
     )
 }

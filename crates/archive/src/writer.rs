@@ -19,7 +19,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use crate::reader::{committed_batches, read_visit_ids};
-use crate::record::{AlertAck, AlertRow, VisitRecord};
+use crate::record::{AlertAck, AlertEscalation, AlertRow, VisitRecord};
 use crate::store::{LocalDisk, ObjectStore};
 use crate::table::{self, utc_date, Table, PARTITION_COLUMN};
 use crate::ArchiveError;
@@ -118,6 +118,7 @@ pub struct ArchiveWriter {
     buffer: Vec<VisitRecord>,
     buffered_ids: HashSet<String>,
     acks: Vec<AlertAck>,
+    escalations: Vec<AlertEscalation>,
     first_buffered_at: Option<Instant>,
 }
 
@@ -157,7 +158,12 @@ impl ArchiveWriter {
                 // A temporary file is never complete.
                 None => true,
                 // Acks are committed file by file, not by a visits marker.
-                Some(_) if table == Table::AlertAcks.name() => false,
+                Some(_)
+                    if table == Table::AlertAcks.name()
+                        || table == Table::AlertEscalations.name() =>
+                {
+                    false
+                }
                 Some(stem) => !committed_stems.contains(stem),
             };
             if orphan {
@@ -175,6 +181,7 @@ impl ArchiveWriter {
             buffer: Vec::new(),
             buffered_ids: HashSet::new(),
             acks: Vec::new(),
+            escalations: Vec::new(),
             first_buffered_at: None,
         })
     }
@@ -215,6 +222,13 @@ impl ArchiveWriter {
     /// it is written at the next flush.
     pub fn append_ack(&mut self, ack: AlertAck) {
         self.acks.push(ack);
+        self.first_buffered_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Buffers an escalation of an unacknowledged alert; it is written at
+    /// the next flush.
+    pub fn append_escalation(&mut self, escalation: AlertEscalation) {
+        self.escalations.push(escalation);
         self.first_buffered_at.get_or_insert_with(Instant::now);
     }
 
@@ -268,7 +282,10 @@ impl ArchiveWriter {
         if result.is_ok() && !self.acks.is_empty() {
             result = self.write_acks();
         }
-        if self.buffer.is_empty() && self.acks.is_empty() {
+        if result.is_ok() && !self.escalations.is_empty() {
+            result = self.write_escalations();
+        }
+        if self.buffer.is_empty() && self.acks.is_empty() && self.escalations.is_empty() {
             self.first_buffered_at = None;
         }
         result.map(|()| committed)
@@ -289,6 +306,24 @@ impl ArchiveWriter {
             self.put(Table::AlertAcks, *date, &stem, &batch)?;
         }
         self.acks.clear();
+        Ok(())
+    }
+
+    fn write_escalations(&mut self) -> Result<(), ArchiveError> {
+        let mut by_date: BTreeMap<time::Date, Vec<&AlertEscalation>> = BTreeMap::new();
+        for e in &self.escalations {
+            by_date.entry(utc_date(e.escalated_at)).or_default().push(e);
+        }
+        let stem = format!(
+            "{}-esc-{}",
+            self.config.writer_id,
+            uuid::Uuid::new_v4().simple()
+        );
+        for (date, rows) in &by_date {
+            let batch = table::escalations_batch(rows)?;
+            self.put(Table::AlertEscalations, *date, &stem, &batch)?;
+        }
+        self.escalations.clear();
         Ok(())
     }
 
@@ -715,12 +750,19 @@ mod tests {
             acked_at: datetime!(2026-12-02 08:00 UTC),
             acked_by: "dr-x".into(),
         });
+        w.append_escalation(AlertEscalation {
+            alert_id: "a1".into(),
+            centre_id: "c1".into(),
+            escalated_at: datetime!(2026-12-01 23:59:59 -01:00),
+            escalation_level: 1,
+        });
         w.flush().unwrap();
         let keys = LocalDisk::new(dir.path()).list("").unwrap();
         let dirs: std::collections::BTreeSet<_> =
             keys.iter().map(|k| k.rsplit_once('/').unwrap().0).collect();
         let expected = [
             "alert_acks/date=2026-12-02",
+            "alert_escalations/date=2026-12-02",
             "alerts/date=2026-12-01",
             "beats/date=2026-11-29",
             "beats/date=2026-11-30",

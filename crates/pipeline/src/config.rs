@@ -86,6 +86,14 @@ pub struct Settings {
     pub visit_timeout_s: Option<u64>,
     /// A finished visit is queryable within about this delay.
     pub archive_flush_s: Option<f64>,
+    /// Serve the dashboard on this address (loopback unless you put it
+    /// behind a TLS proxy).
+    pub http: Option<SocketAddr>,
+    /// An alert nobody acknowledged this long is escalated.
+    pub escalate_after_s: Option<f64>,
+    /// Cardiologist accounts of the dashboard (`[[accounts]]` tables with
+    /// `user` and an argon2 `password_hash`).
+    pub accounts: Option<Vec<ecg_dashboard::Account>>,
 }
 
 impl Settings {
@@ -121,7 +129,37 @@ impl Settings {
             receive_maximum: over.receive_maximum.or(self.receive_maximum),
             visit_timeout_s: over.visit_timeout_s.or(self.visit_timeout_s),
             archive_flush_s: over.archive_flush_s.or(self.archive_flush_s),
+            http: over.http.or(self.http),
+            escalate_after_s: over.escalate_after_s.or(self.escalate_after_s),
+            accounts: over.accounts.or(self.accounts),
         }
+    }
+
+    /// Escalation and dashboard settings. Without accounts, the dashboard
+    /// is reached through a one-time URL printed on stdout.
+    pub fn cardiologist_side(&self) -> Result<crate::service::CardiologistSide, ConfigError> {
+        let mut lifecycle = crate::lifecycle::LifecycleConfig::default();
+        if let Some(s) = self.escalate_after_s {
+            if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
+                return Err(invalid("escalate_after_s", "must be in (0, 86400]"));
+            }
+            lifecycle.escalate_after = Duration::from_secs_f64(s);
+        }
+        let accounts = self.accounts.clone().unwrap_or_default();
+        for a in &accounts {
+            if argon2_phc(&a.password_hash).is_none() {
+                return Err(invalid(
+                    "accounts",
+                    format!("{}: password_hash is not an argon2 PHC string", a.user),
+                ));
+            }
+        }
+        Ok(crate::service::CardiologistSide {
+            lifecycle,
+            http: self.http,
+            print_token_url: accounts.is_empty(),
+            accounts,
+        })
     }
 
     /// The service configuration, with `env_password` (from
@@ -212,6 +250,11 @@ impl Settings {
     }
 }
 
+/// Passwords are never in the config, only their hashes.
+fn argon2_phc(s: &str) -> Option<()> {
+    s.starts_with("$argon2").then_some(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +268,12 @@ archive = "/data/archive"
 centre = "county-1"
 log_format = "json"
 visit_timeout_s = 30
+http = "127.0.0.1:8750"
+escalate_after_s = 90
+
+[[accounts]]
+user = "dr.li"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 "#,
             "test.toml",
         )
@@ -247,6 +296,19 @@ visit_timeout_s = 30
         assert_eq!(cfg.centre.as_str(), "county-1");
         let cfg = s.resolve(None).unwrap();
         assert_eq!(cfg.output.credentials.unwrap().1, "filepass");
+        let side = s.cardiologist_side().unwrap();
+        assert_eq!(side.lifecycle.escalate_after, Duration::from_secs(90));
+        assert_eq!(side.http, Some("127.0.0.1:8750".parse().unwrap()));
+        assert_eq!(side.accounts[0].user, "dr.li");
+        assert!(!side.print_token_url);
+        let plain = Settings {
+            accounts: Some(vec![ecg_dashboard::Account {
+                user: "x".into(),
+                password_hash: "hunter2".into(),
+            }]),
+            ..Default::default()
+        };
+        assert!(plain.cardiologist_side().is_err());
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub struct DemoOptions {
     pub stream_speed: f64,
     pub seed: u64,
     pub metrics_addr: Option<SocketAddr>,
+    /// The dashboard's address; its URL with a one-time token is printed.
+    /// If the port is taken, a free one is used instead.
+    pub http: Option<SocketAddr>,
+    /// Unacknowledged alerts escalate after this long.
+    pub escalate_after: Duration,
 }
 
 impl Default for DemoOptions {
@@ -64,6 +69,8 @@ impl Default for DemoOptions {
             stream_speed: 4.0,
             seed: 7,
             metrics_addr: None,
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8750))),
+            escalate_after: Duration::from_secs(120),
         }
     }
 }
@@ -254,7 +261,23 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     let watcher = watch_alerts(v4_port, seen.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let pipeline = tokio::spawn(service::run(cfg, async {
+    let http = opts.http.map(|addr| {
+        if TcpListener::bind(addr).is_ok() {
+            addr
+        } else {
+            SocketAddr::new(addr.ip(), 0)
+        }
+    });
+    let side = service::CardiologistSide {
+        lifecycle: crate::lifecycle::LifecycleConfig {
+            escalate_after: opts.escalate_after,
+            ..Default::default()
+        },
+        http,
+        accounts: Vec::new(),
+        print_token_url: true,
+    };
+    let pipeline = tokio::spawn(service::run_with(cfg, side, async {
         let _ = stop_rx.await;
     }));
 

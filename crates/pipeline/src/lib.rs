@@ -11,14 +11,18 @@
 //! - [`service`]: the running pipeline ([`service::run`]): ingest, desk,
 //!   broker, archive, spool release, graceful shutdown.
 //! - [`config`]: TOML settings with flag and environment overrides.
+//! - [`lifecycle`]: pending, acknowledged and escalated alerts, persisted;
+//!   [`acks`]: acknowledgements over MQTT.
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`demo`]: embedded broker + simulated fleet + pipeline on one machine.
 //! - [`logging`]: tracing subscriber set-up (text or JSON).
 
+pub mod acks;
 pub mod alerting;
 pub mod analysis;
 pub mod config;
 pub mod demo;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod publish;

@@ -41,6 +41,14 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("alert lifecycle: {0}")]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
+    #[error("dashboard on {addr}: {source}")]
+    Dashboard {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("metrics endpoint on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -62,6 +70,18 @@ pub struct ServiceConfig {
     pub metrics_addr: Option<SocketAddr>,
 }
 
+/// The cardiologists' side of a run: escalation of unacknowledged alerts
+/// and the dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct CardiologistSide {
+    pub lifecycle: crate::lifecycle::LifecycleConfig,
+    /// Serve the dashboard here.
+    pub http: Option<SocketAddr>,
+    pub accounts: Vec<ecg_dashboard::Account>,
+    /// Print the dashboard's URL with a one-time access token on stdout.
+    pub print_token_url: bool,
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunSummary {
@@ -78,6 +98,53 @@ pub async fn run(
     cfg: ServiceConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, ServiceError> {
+    run_with(cfg, CardiologistSide::default(), shutdown).await
+}
+
+/// [`run`] with escalation settings and the dashboard.
+pub async fn run_with(
+    cfg: ServiceConfig,
+    side: CardiologistSide,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, ServiceError> {
+    let book = crate::lifecycle::AlertBook::open(
+        cfg.ingest.spool.dir.join(crate::lifecycle::STATE_FILE),
+        side.lifecycle.clone(),
+    )?;
+    let (acks_tx, acks_rx) = tokio::sync::mpsc::channel(256);
+    let hub = ecg_dashboard::Hub::new(
+        ecg_dashboard::DashboardConfig {
+            accounts: side.accounts.clone(),
+            archive_dir: cfg.archive_dir.clone(),
+            centre: cfg.centre.to_string(),
+        },
+        acks_tx.clone(),
+    );
+    for p in book.pending() {
+        hub.alert_published(&p.alert, p.level);
+    }
+    let dashboard_task = match side.http {
+        Some(addr) => {
+            let (bound, task) = ecg_dashboard::serve(addr, hub.clone())
+                .await
+                .map_err(|source| ServiceError::Dashboard { addr, source })?;
+            tracing::info!(%bound, "dashboard on http://{bound}/");
+            if side.print_token_url {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "dashboard: {}", hub.url_with_token(bound));
+                let _ = out.flush();
+            }
+            Some(task)
+        }
+        None => None,
+    };
+    let ack_listener = crate::acks::spawn_listener(
+        &cfg.output,
+        format!("{}-acks", cfg.output_client_id),
+        crate::lifecycle::ack_topic(cfg.centre.as_str()),
+        acks_tx,
+    );
     let metrics = Metrics::new();
     let metrics_task = match cfg.metrics_addr {
         Some(addr) => {
@@ -116,13 +183,20 @@ pub async fn run(
         archive_retry_at: None,
         archive_retry_wait: ARCHIVE_RETRY_MIN,
         summary: RunSummary::default(),
+        book,
+        hub,
+        centre: cfg.centre.to_string(),
     };
-    let result = driver.run(events, shutdown).await;
+    let result = driver.run(events, acks_rx, shutdown).await;
     let summary = driver.summary;
     drop(driver);
     let finished = ingest.finish().await;
     publisher.close().await;
     if let Some(t) = metrics_task {
+        t.abort();
+    }
+    ack_listener.abort();
+    if let Some(t) = dashboard_task {
         t.abort();
     }
     result?;
@@ -149,6 +223,9 @@ struct Driver<'a, P: Publisher> {
     archive_retry_at: Option<Instant>,
     archive_retry_wait: Duration,
     summary: RunSummary,
+    book: crate::lifecycle::AlertBook,
+    hub: ecg_dashboard::Hub,
+    centre: String,
 }
 
 const ARCHIVE_RETRY_MIN: Duration = Duration::from_millis(200);
@@ -165,6 +242,7 @@ impl<P: Publisher> Driver<'_, P> {
     async fn run(
         &mut self,
         mut events: tokio::sync::mpsc::Receiver<AssemblyEvent>,
+        mut acks: tokio::sync::mpsc::Receiver<ecg_dashboard::AckRequest>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServiceError> {
         tokio::pin!(shutdown);
@@ -180,7 +258,11 @@ impl<P: Publisher> Driver<'_, P> {
                     }
                     None => break,
                 },
-                _ = tick.tick() => self.tick()?,
+                Some(req) = acks.recv() => self.acknowledge(req)?,
+                _ = tick.tick() => {
+                    self.tick()?;
+                    self.escalate().await?;
+                }
                 _ = &mut shutdown, if !stopping => {
                     tracing::info!("shutting down: no new messages; finishing what was received");
                     stopping = true;
@@ -256,6 +338,54 @@ impl<P: Publisher> Driver<'_, P> {
         Ok(())
     }
 
+    /// Records an acknowledgement (MQTT or dashboard): out of the pending
+    /// book, into the archive's `alert_acks`, onto the dashboard.
+    fn acknowledge(&mut self, req: ecg_dashboard::AckRequest) -> Result<(), ServiceError> {
+        use crate::lifecycle::AckEffect;
+        let effect = self.book.acknowledge(&req.ack)?;
+        let outcome = match effect {
+            AckEffect::Recorded(alert) => {
+                tracing::info!(alert_id = %alert.alert_id, by = %req.ack.by, "alert acknowledged");
+                self.writer.append_ack(ecg_archive::AlertAck {
+                    alert_id: req.ack.alert_id.to_string(),
+                    acked_at: req.ack.at,
+                    acked_by: req.ack.by.clone(),
+                });
+                self.hub.alert_acked(&req.ack);
+                ecg_dashboard::AckOutcome::Recorded
+            }
+            AckEffect::NotPending => ecg_dashboard::AckOutcome::NotPending,
+        };
+        if let Some(done) = req.done {
+            let _ = done.send(outcome);
+        }
+        Ok(())
+    }
+
+    /// Re-publishes every alert unacknowledged past its deadline to the
+    /// escalation topic, and records it.
+    async fn escalate(&mut self) -> Result<(), ServiceError> {
+        let now = OffsetDateTime::now_utc();
+        let due = self.book.due(now);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let topic = crate::lifecycle::escalation_topic(&self.centre);
+        for a in &due {
+            self.publish(topic.clone(), a.to_json()).await?;
+            tracing::warn!(alert_id = %a.alert_id, level = a.escalation_level, "alert not acknowledged in time: escalated");
+            self.writer.append_escalation(ecg_archive::AlertEscalation {
+                alert_id: a.alert_id.to_string(),
+                centre_id: a.centre_id.to_string(),
+                escalated_at: a.published_at,
+                escalation_level: a.escalation_level,
+            });
+            self.hub.alert_escalated(a, a.published_at);
+        }
+        self.book.commit_escalations(&due, now)?;
+        Ok(())
+    }
+
     fn release(&mut self, committed: Vec<String>) {
         for id in committed {
             if let Some(key) = self.pending.remove(&id) {
@@ -326,6 +456,8 @@ impl<P: Publisher> Driver<'_, P> {
                     .insert(alert.alert_id.to_string(), alert.published_at);
                 self.metrics.alerts.inc();
                 self.summary.alerts += 1;
+                self.book.published(&alert)?;
+                self.hub.alert_published(&alert, 0);
                 if let Some(t0) = self.started_at.get(&key) {
                     self.metrics
                         .alert_latency_s
@@ -354,6 +486,7 @@ impl<P: Publisher> Driver<'_, P> {
                     self.summary.visits_incomplete += 1;
                 }
                 let id = record.visit.visit_id.clone();
+                self.hub.visit_archived(&record);
                 let appended = match tokio::task::block_in_place(|| self.writer.append(*record)) {
                     Ok(a) => a,
                     Err(e) => {
@@ -421,9 +554,17 @@ pub async fn termination() {
 /// Runs the pipeline on its own runtime until SIGTERM or Ctrl-C, then shuts
 /// down gracefully (the blocking entry point of `ecgtriage run`).
 pub fn run_until_terminated(cfg: ServiceConfig) -> Result<RunSummary, ServiceError> {
+    run_until_terminated_with(cfg, CardiologistSide::default())
+}
+
+/// [`run_until_terminated`] with escalation settings and the dashboard.
+pub fn run_until_terminated_with(
+    cfg: ServiceConfig,
+    side: CardiologistSide,
+) -> Result<RunSummary, ServiceError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|source| ServiceError::Runtime { source })?;
-    rt.block_on(run(cfg, termination()))
+    rt.block_on(run_with(cfg, side, termination()))
 }
