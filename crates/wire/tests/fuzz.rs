@@ -199,7 +199,12 @@ fn check_as<M: Message + PartialEq + std::fmt::Debug>(
             let again = M::from_json(&json);
             prop_assert!(again.is_ok(), "re-serialised message refused: {:?}", again);
             prop_assert_eq!(again.unwrap(), m);
-            let value: Value = serde_json::from_slice(bytes).unwrap();
+            // Fields a type ignores are skipped unchecked (a lone surrogate
+            // escape in one passes), so the input may not parse as a Value;
+            // the message itself was re-checked above.
+            let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+                return Ok(true);
+            };
             let errors: Vec<String> = schema.iter_errors(&value).map(|e| e.to_string()).collect();
             prop_assert!(
                 errors.is_empty(),
@@ -464,7 +469,7 @@ fn chunk_corpus_replays_with_its_expected_outcomes() {
         } else {
             let expected = name
                 .strip_prefix("err-")
-                .and_then(|r| r.split('-').next())
+                .and_then(|r| r.split(['-', '.']).next())
                 .unwrap_or_else(|| panic!("{name}: name is neither ok-* nor err-<Variant>-*"));
             match got {
                 Ok(c) => panic!("{name}: accepted {c:?}"),
