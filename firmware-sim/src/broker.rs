@@ -36,12 +36,38 @@ pub enum BrokerConfigError {
     },
 }
 
-/// Where to connect and, optionally, as whom.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where to connect and, optionally, as whom. Its `Debug` hides the
+/// password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
     pub host: String,
     pub port: u16,
     pub user: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user.as_ref().map(|(u, _)| (u, "<redacted>")))
+            .finish()
+    }
+}
+
+/// `url` with the password of its `user:pass@` part replaced, for messages
+/// and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, hostport)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:<redacted>@{hostport}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 impl BrokerUrl {
@@ -50,7 +76,7 @@ impl BrokerUrl {
     pub fn parse(url: &str) -> Result<BrokerUrl, BrokerConfigError> {
         match Self::parse_any(url)? {
             (broker, false) => Ok(broker),
-            (_, true) => Err(BrokerConfigError::TlsUnsupported(url.to_owned())),
+            (_, true) => Err(BrokerConfigError::TlsUnsupported(redact_url(url))),
         }
     }
 
@@ -62,15 +88,15 @@ impl BrokerUrl {
     ) -> Result<(BrokerUrl, Option<TlsSettings>), BrokerConfigError> {
         match (Self::parse_any(url)?, tls) {
             ((broker, true), Some(tls)) => Ok((broker, Some(tls))),
-            ((_, true), None) => Err(BrokerConfigError::TlsUnsupported(url.to_owned())),
-            ((_, false), Some(_)) => Err(BrokerConfigError::TlsNotRequested(url.to_owned())),
+            ((_, true), None) => Err(BrokerConfigError::TlsUnsupported(redact_url(url))),
+            ((_, false), Some(_)) => Err(BrokerConfigError::TlsNotRequested(redact_url(url))),
             ((broker, false), None) => Ok((broker, None)),
         }
     }
 
     /// The URL and whether its scheme is `mqtts`.
     fn parse_any(url: &str) -> Result<(BrokerUrl, bool), BrokerConfigError> {
-        let bad = || BrokerConfigError::Url(url.to_owned());
+        let bad = || BrokerConfigError::Url(redact_url(url));
         let (rest, tls) = match url.strip_prefix("mqtts://") {
             Some(rest) => (rest, true),
             None => (url.strip_prefix("mqtt://").ok_or_else(bad)?, false),
@@ -252,6 +278,22 @@ mod tests {
         ] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_errors_and_debug() {
+        let e = BrokerUrl::parse("mqtt://dev-1:hunter2@h").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("dev-1"), "{e}");
+        let e = BrokerUrl::parse("mqtts://dev-1:hunter2@h:8883").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let u = BrokerUrl::parse("mqtt://dev-1:hunter2@h:1883").unwrap();
+        assert!(!format!("{u:?}").contains("hunter2"));
+        assert_eq!(
+            redact_url("mqtt://a:b:c@h:1"),
+            "mqtt://a:<redacted>@h:1".to_owned()
+        );
+        assert_eq!(redact_url("mqtt://h:1"), "mqtt://h:1");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ecg_wire::{ClinicId, DeviceId, LeadSet, PatientPseudonym, Sex, VisitId};
+use ecg_wire::{ClinicId, DeviceId, LeadSet, PseudonymKey, Sex, VisitId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::broker::{BrokerUrl, TlsSettings};
 use crate::device::{DeviceError, Link, LinkStats};
+use crate::patient::{self, Patient};
 use crate::synth::{self, VisitSpec};
 use crate::visit::{self, Recording, StreamOpts, VisitHeader};
 
@@ -114,6 +115,12 @@ pub struct TruthLine {
     pub samples_sha256: String,
     pub heart_rate_bpm: f32,
     pub stemi_criteria_met: bool,
+    /// The patient's resident id and name: what the clinic knows and the
+    /// device never sends. Test-only knowledge.
+    pub patient_local_id: String,
+    pub patient_name: String,
+    /// What the device sent: HMAC(clinic key, resident id).
+    pub patient_pseudonym: String,
 }
 
 /// What the fleet did.
@@ -127,6 +134,9 @@ pub struct Summary {
     pub retries: u64,
     pub reconnects: u64,
 }
+
+/// Mixed into a visit's seed for its patient's random stream.
+const PATIENT_STREAM: u64 = 0x7061_7469_656e_7473;
 
 struct Job {
     index: u64,
@@ -148,6 +158,40 @@ pub async fn run(cfg: FleetConfig) -> Result<Summary, FleetError> {
 
 /// [`run`] with every device connecting over TLS when `tls` is given.
 pub async fn run_secure(cfg: FleetConfig, tls: Option<TlsSettings>) -> Result<Summary, FleetError> {
+    run_with(
+        cfg,
+        FleetOptions {
+            tls,
+            ..FleetOptions::default()
+        },
+    )
+    .await
+}
+
+/// Settings of a fleet beyond [`FleetConfig`]: how devices connect and
+/// which clinic key pseudonymises their patients.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Every device connects over TLS when given (the broker URL is mqtts).
+    pub tls: Option<TlsSettings>,
+    /// The clinics' key: each visit's `patient_pseudonym` is the keyed HMAC
+    /// of the simulated patient's resident id.
+    pub pseudonym_key: PseudonymKey,
+}
+
+impl Default for FleetOptions {
+    /// Plain TCP and the public demo clinic key.
+    fn default() -> Self {
+        FleetOptions {
+            tls: None,
+            pseudonym_key: patient::demo_clinic_key(),
+        }
+    }
+}
+
+/// [`run`] with the given [`FleetOptions`].
+pub async fn run_with(cfg: FleetConfig, opts: FleetOptions) -> Result<Summary, FleetError> {
+    let FleetOptions { tls, pseudonym_key } = opts;
     if cfg.devices.is_empty() {
         return Err(FleetError::Config("no devices".into()));
     }
@@ -199,6 +243,7 @@ pub async fn run_secure(cfg: FleetConfig, tls: Option<TlsSettings>) -> Result<Su
             dev.clone(),
             rx,
             cfg.clone(),
+            pseudonym_key.clone(),
             truth.clone(),
             totals.clone(),
         )));
@@ -305,6 +350,7 @@ async fn device_task(
     dev: DeviceSpec,
     mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
     cfg: FleetConfig,
+    clinic_key: PseudonymKey,
     truth: Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>>,
     totals: Arc<Totals>,
 ) -> Result<(), FleetError> {
@@ -331,11 +377,18 @@ async fn device_task(
             age_years: Some(spec.age_years),
         };
         let uuid = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
+        // Its own stream, so patients do not shift the signal's draws.
+        let mut patient_rng = ChaCha8Rng::seed_from_u64(job.seed ^ PATIENT_STREAM);
+        let patient = Patient::random(
+            &mut patient_rng,
+            matches!(spec.sex, synth::Sex::Male),
+            spec.age_years,
+        );
         let who = VisitHeader {
             device_id: dev.device_id.clone(),
             clinic_id: dev.clinic_id.clone(),
             visit_id: VisitId::from_uuid(uuid).expect("a v4 UUID is never nil"),
-            patient_pseudonym: PatientPseudonym::from_digest(1, &rng.random()),
+            patient_pseudonym: patient.pseudonym(&clinic_key),
         };
         if let Some(t) = &truth {
             let t_ = &synthetic.truth;
@@ -354,6 +407,9 @@ async fn device_task(
                 samples_sha256: rec.digest().to_string(),
                 heart_rate_bpm: t_.heart_rate_bpm,
                 stemi_criteria_met: t_.stemi_criteria_met,
+                patient_local_id: patient.local_id.clone(),
+                patient_name: patient.name.clone(),
+                patient_pseudonym: who.patient_pseudonym.to_string(),
             };
             let json = serde_json::to_string(&line).expect("truth lines serialise");
             let mut w = t.lock().unwrap_or_else(|e| e.into_inner());

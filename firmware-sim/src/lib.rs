@@ -11,6 +11,7 @@
 pub mod broker;
 pub mod device;
 pub mod fleet;
+pub mod patient;
 pub mod playback;
 pub mod spool;
 pub mod synth;

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ecg_wire::{ClinicId, DeviceId, PatientPseudonym, VisitId};
+use ecg_wire::{ClinicId, DeviceId, VisitId};
 use firmware_sim::broker::{read_credentials, BrokerUrl, TlsSettings};
 use firmware_sim::device::Link;
-use firmware_sim::fleet::{self, DeviceSpec, FleetConfig};
+use firmware_sim::fleet::{self, DeviceSpec, FleetConfig, FleetOptions};
+use firmware_sim::patient::{self, Patient};
 use firmware_sim::visit::{self, Faults, StreamOpts, VisitHeader};
 use rand::{Rng, SeedableRng};
 
@@ -63,6 +64,15 @@ struct DeviceArgs {
     /// Private key (PEM) of --client-cert.
     #[arg(long, requires = "client_cert")]
     client_key: Option<PathBuf>,
+    /// The clinic's pseudonym key (at least 16 bytes of text): each
+    /// patient's resident id is sent only as HMAC-SHA256(key, id). Default:
+    /// the FIRMWARE_SIM_PSEUDONYM_KEY environment variable, else the public
+    /// demo key firmware-sim-demo-clinic-key-NOT-SECRET.
+    #[arg(long)]
+    pseudonym_key: Option<String>,
+    /// Version of --pseudonym-key, the `k<version>-` of every pseudonym.
+    #[arg(long, default_value_t = 1)]
+    pseudonym_key_version: u16,
 }
 
 #[derive(Args)]
@@ -123,6 +133,21 @@ impl DeviceArgs {
         Ok(BrokerUrl::parse_with_tls(url, tls)?)
     }
 
+    /// The clinic key; says so on stderr when it is the public demo key.
+    fn clinic_key(&self) -> anyhow::Result<ecg_wire::PseudonymKey> {
+        let (key, demo) =
+            patient::clinic_key(self.pseudonym_key.as_deref(), self.pseudonym_key_version)
+                .context("--pseudonym-key")?;
+        if demo {
+            eprintln!(
+                "note: pseudonyms use the public demo clinic key \
+                 (set --pseudonym-key or {})",
+                patient::PSEUDONYM_KEY_ENV
+            );
+        }
+        Ok(key)
+    }
+
     fn stream(&self, speed: f64) -> StreamOpts {
         StreamOpts {
             chunk_s: self.chunk_s,
@@ -163,8 +188,9 @@ async fn run_fleet(a: FleetArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<Vec<_>>>()?,
         None => fleet::numbered_devices(a.devices, a.clinics),
     };
+    let pseudonym_key = a.device.clinic_key()?;
     let started = Instant::now();
-    let summary = fleet::run_secure(
+    let summary = fleet::run_with(
         FleetConfig {
             broker,
             devices,
@@ -178,7 +204,7 @@ async fn run_fleet(a: FleetArgs) -> anyhow::Result<()> {
             stream: a.device.stream(a.speed),
             progress: true,
         },
-        tls,
+        FleetOptions { tls, pseudonym_key },
     )
     .await?;
     eprintln!(
@@ -200,11 +226,17 @@ async fn run_play(a: PlayArgs) -> anyhow::Result<()> {
     let rec = firmware_sim::playback::load(&a.record)?;
     let device_id = DeviceId::new(a.device.clone())?;
     let mut rng = rand_chacha::ChaCha8Rng::from_os_rng();
+    // A made-up patient of the record's sex and age (50 when unknown).
+    let patient = Patient::random(
+        &mut rng,
+        rec.sex != ecg_wire::Sex::Female,
+        rec.age_years.unwrap_or(50),
+    );
     let who = VisitHeader {
         device_id: device_id.clone(),
         clinic_id: ClinicId::new(a.clinic)?,
         visit_id: VisitId::from_uuid(uuid::Builder::from_random_bytes(rng.random()).into_uuid())?,
-        patient_pseudonym: PatientPseudonym::from_digest(1, &rng.random()),
+        patient_pseudonym: patient.pseudonym(&a.opts.clinic_key()?),
     };
     let mut link = Link::open_secure(
         device_id.as_str(),

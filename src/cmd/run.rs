@@ -1,24 +1,40 @@
 //! `ecgtriage run`: the pipeline against an external MQTT broker. A thin
 //! shell over ecg-pipeline: settings from a TOML file, flags over them, the
-//! broker password from `ECGTRIAGE_BROKER_PASSWORD`.
+//! broker password from `ECGTRIAGE_BROKER_PASSWORD` and the archive's
+//! pseudonym key from `ECGTRIAGE_PSEUDONYM_KEY`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::Context;
-use ecg_pipeline::config::{LogFormat, Settings, PASSWORD_ENV};
+use ecg_pipeline::config::{EnvSecrets, LogFormat, Settings};
+use ecg_pipeline::tls_check::{self, TlsCheck};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// TOML settings file (keys: broker, username, password, client_id,
+    /// TOML settings file (keys: broker, ca, client_cert, client_key,
+    /// username, password, pseudonym_key, pseudonym_key_version, client_id,
     /// archive, spool, centre, log_format, metrics, receive_maximum,
     /// visit_timeout_s, archive_flush_s, http, escalate_after_s, [[accounts]]).
     /// Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Broker URL, mqtt://[user:pass@]host:port (default mqtt://127.0.0.1:1883).
+    /// Broker URL, mqtt://[user:pass@]host:port or mqtts://... with --ca
+    /// (default mqtt://127.0.0.1:1883).
     #[arg(long)]
     pub broker: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate (mqtts://).
+    /// Only this CA is trusted, never the system store.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for a broker that asks for one (with --client-key).
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Archive root folder (default ./archive).
     #[arg(long)]
     pub archive: Option<PathBuf>,
@@ -60,6 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .transpose()?;
     let flags = Settings {
         broker: args.broker,
+        ca: args.ca,
+        client_cert: args.client_cert,
+        client_key: args.client_key,
         archive: args.archive,
         spool: args.spool,
         centre: args.centre,
@@ -73,8 +92,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let settings = file.overridden_by(flags);
     ecg_pipeline::logging::init(settings.log_format.unwrap_or_default());
-    let cfg = settings.resolve(std::env::var(PASSWORD_ENV).ok())?;
+    let cfg = settings.resolve(EnvSecrets::from_env())?;
     let side = settings.cardiologist_side()?;
+    let (host, port) = (&cfg.ingest.host, cfg.ingest.port);
+    match tls_check::check_service(&cfg, Duration::from_secs(10)).context("refusing to start")? {
+        Some(TlsCheck::Trusted) => tracing::info!(%host, port, "broker certificate trusted"),
+        Some(TlsCheck::Unreachable(reason)) => tracing::warn!(
+            %host, port, %reason,
+            "broker not reachable yet; its certificate is checked when it is"
+        ),
+        None => {}
+    }
     let summary = ecg_pipeline::service::run_until_terminated_with(cfg, side)
         .context("the pipeline stopped")?;
     tracing::info!(

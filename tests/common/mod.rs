@@ -18,6 +18,7 @@ use firmware_sim::visit::StreamOpts;
 pub const PIPELINE_PASSWORD: &str = "pipeline-secret";
 pub const WATCHER_PASSWORD: &str = "watcher-secret";
 pub const CENTRE: &str = "centre-e2e";
+pub const ARCHIVE_KEY: &str = "e2e-archive-pseudonym-key";
 
 pub fn ecgtriage() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ecgtriage"))
@@ -108,6 +109,7 @@ impl Setup {
             })
             .args(extra)
             .env(ecg_pipeline::config::PASSWORD_ENV, PIPELINE_PASSWORD)
+            .env(ecg_pipeline::config::PSEUDONYM_KEY_ENV, ARCHIVE_KEY)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

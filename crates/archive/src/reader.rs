@@ -45,7 +45,7 @@ pub(crate) fn committed_batches(store: &dyn ObjectStore) -> Result<Vec<BatchFile
 }
 
 /// Reads a whole Parquet object, optionally only the named top-level columns.
-fn read_parquet(
+pub(crate) fn read_parquet(
     store: &dyn ObjectStore,
     key: &str,
     columns: Option<&[&str]>,

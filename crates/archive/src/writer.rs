@@ -55,6 +55,12 @@ pub struct WriterConfig {
     pub zstd_level: i32,
     /// Longest waveform row, in seconds of one lead.
     pub segment_s: u32,
+    /// The archive's own pseudonym key: when set, every visit's
+    /// `patient_pseudonym` (the device's, keyed by the clinic) is stored as
+    /// HMAC(this key, that pseudonym), so the archive cannot be joined to
+    /// clinic records without it. The pipeline always sets it; `None` stores
+    /// rows as given (tools copying rows that are already archived).
+    pub pseudonym_key: Option<ecg_wire::PseudonymKey>,
 }
 
 impl WriterConfig {
@@ -66,6 +72,7 @@ impl WriterConfig {
             sample_encoding: SampleEncoding::DeltaBinaryPacked,
             zstd_level: 9,
             segment_s: 60,
+            pseudonym_key: None,
         }
     }
 
@@ -203,8 +210,13 @@ impl ArchiveWriter {
 
     /// Buffers a visit (ignored if already archived or buffered) and
     /// flushes when the buffer is full or old enough.
-    pub fn append(&mut self, record: VisitRecord) -> Result<Appended, ArchiveError> {
+    pub fn append(&mut self, mut record: VisitRecord) -> Result<Appended, ArchiveError> {
         record.validate()?;
+        if let Some(key) = &self.config.pseudonym_key {
+            record.visit.patient_pseudonym = key
+                .pseudonymise(record.visit.patient_pseudonym.as_bytes())
+                .to_string();
+        }
         let id = &record.visit.visit_id;
         if self.archived.contains(id) || self.buffered_ids.contains(id) {
             return Ok(Appended::Duplicate);
@@ -459,6 +471,7 @@ pub(crate) fn encode(batch: &RecordBatch, config: &WriterConfig) -> Result<Vec<u
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    use arrow::array::AsArray;
     use firmware_sim::synth::{self, Condition, NoiseSpec, StemiLocation, VisitSpec};
     use time::macros::datetime;
     use time::OffsetDateTime;
@@ -564,6 +577,35 @@ mod tests {
         }
         ids.sort();
         ids
+    }
+
+    #[test]
+    fn the_archive_key_replaces_the_device_pseudonym() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ecg_wire::PseudonymKey::new(4, b"archive-key-for-this-test").unwrap();
+        let cfg = WriterConfig {
+            pseudonym_key: Some(key.clone()),
+            ..config(1)
+        };
+        let mut w = ArchiveWriter::open_local(dir.path(), cfg).unwrap();
+        let rec = record("v-keyed", T0, vec![vec![1, 2, 3]; 2]);
+        let device_pseudonym = rec.visit.patient_pseudonym.clone();
+        w.append(rec).unwrap();
+        w.flush().unwrap();
+        let store = LocalDisk::new(dir.path());
+        let mut stored = Vec::new();
+        for b in committed_batches(&store).unwrap() {
+            for batch in
+                crate::reader::read_parquet(&store, &b.key, Some(&["patient_pseudonym"])).unwrap()
+            {
+                let col = batch.column(0).as_string_opt::<i32>().unwrap();
+                stored.extend(col.iter().flatten().map(str::to_string));
+            }
+        }
+        let expected = key.pseudonymise(device_pseudonym.as_bytes()).to_string();
+        assert_eq!(stored, vec![expected.clone()]);
+        assert!(expected.starts_with("k4-"));
+        assert_ne!(expected, device_pseudonym);
     }
 
     #[test]

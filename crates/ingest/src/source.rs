@@ -24,6 +24,7 @@ use std::time::Duration;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -31,13 +32,15 @@ use tokio::task::JoinHandle;
 use crate::assembly::{Assembler, AssemblyConfig, AssemblyEvent, VisitKey};
 use crate::spool::{Received, RecordId, Spool, SpoolConfig, SpoolError};
 
-/// Everything the ingest needs.
-#[derive(Debug, Clone)]
+/// Everything the ingest needs. Its `Debug` hides the password.
+#[derive(Clone)]
 pub struct IngestConfig {
     pub host: String,
     pub port: u16,
     /// MQTT user and password, if the broker wants them.
     pub credentials: Option<(String, String)>,
+    /// TLS to the broker (`mqtts://`); `None` is plain TCP.
+    pub tls: Option<TlsConfiguration>,
     /// Stable across restarts: the broker keeps the session under it.
     pub client_id: String,
     /// Subscription filter; `$share/<group>/ecg/v1/dev/+/visit/+/+` spreads
@@ -76,6 +79,7 @@ impl IngestConfig {
             host: host.into(),
             port,
             credentials: None,
+            tls: None,
             client_id: client_id.into(),
             filter: ecg_wire::topic::DEVICE_FILTER.to_owned(),
             session_expiry: Duration::from_secs(7 * 24 * 3600),
@@ -90,6 +94,33 @@ impl IngestConfig {
             spool: SpoolConfig::new(spool_dir),
             assembly: AssemblyConfig::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for IngestConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(u, _)| (u, "<redacted>")),
+            )
+            .field("tls", &self.tls.is_some())
+            .field("client_id", &self.client_id)
+            .field("filter", &self.filter)
+            .field("session_expiry", &self.session_expiry)
+            .field("receive_maximum", &self.receive_maximum)
+            .field("keep_alive", &self.keep_alive)
+            .field("max_packet_bytes", &self.max_packet_bytes)
+            .field("max_batch", &self.max_batch)
+            .field("tick_interval", &self.tick_interval)
+            .field("events_capacity", &self.events_capacity)
+            .field("backoff_min", &self.backoff_min)
+            .field("backoff_max", &self.backoff_max)
+            .field("spool", &self.spool)
+            .field("assembly", &self.assembly)
+            .finish()
     }
 }
 
@@ -237,6 +268,9 @@ pub async fn start(
         .set_request_channel_capacity(window);
     if let Some((u, p)) = &cfg.credentials {
         opts.set_credentials(u.clone(), p.clone());
+    }
+    if let Some(tls) = &cfg.tls {
+        opts.set_transport(Transport::tls_with_config(tls.clone()));
     }
     let (client, eventloop) = AsyncClient::new(opts, window);
 

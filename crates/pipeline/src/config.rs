@@ -1,13 +1,16 @@
 //! `ecgtriage run` settings: a TOML file, command-line flags over it, and
-//! the broker password from the environment so it stays out of files and
-//! process listings.
+//! the secrets (broker password, archive pseudonym key) from the environment
+//! so they stay out of files and process listings. No `Debug` here shows a
+//! secret, so settings can be logged.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ecg_wire::CentreId;
-use firmware_sim::broker::BrokerUrl;
+use ecg_wire::PseudonymKey;
+use firmware_sim::broker::{redact_url, BrokerUrl, TlsSettings};
+use rumqttc::TlsConfiguration;
 use serde::Deserialize;
 
 use crate::publish::BrokerAddr;
@@ -15,6 +18,45 @@ use crate::service::ServiceConfig;
 
 /// The environment variable holding the broker password.
 pub const PASSWORD_ENV: &str = "ECGTRIAGE_BROKER_PASSWORD";
+
+/// The environment variable holding the archive's pseudonym key (overrides
+/// `pseudonym_key` in the file).
+pub const PSEUDONYM_KEY_ENV: &str = "ECGTRIAGE_PSEUDONYM_KEY";
+
+/// The archive key of `ecgtriage demo` only: public, so a demo archive is
+/// no more private than its synthetic patients.
+pub const DEMO_PSEUDONYM_KEY: &str = "ecgtriage-demo-archive-key-NOT-SECRET";
+
+/// Secrets taken from the environment rather than the file.
+#[derive(Default, Clone, PartialEq)]
+pub struct EnvSecrets {
+    /// [`PASSWORD_ENV`].
+    pub password: Option<String>,
+    /// [`PSEUDONYM_KEY_ENV`].
+    pub pseudonym_key: Option<String>,
+}
+
+impl EnvSecrets {
+    /// Reads [`PASSWORD_ENV`] and [`PSEUDONYM_KEY_ENV`].
+    pub fn from_env() -> EnvSecrets {
+        EnvSecrets {
+            password: std::env::var(PASSWORD_ENV).ok(),
+            pseudonym_key: std::env::var(PSEUDONYM_KEY_ENV).ok(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EnvSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvSecrets")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "pseudonym_key",
+                &self.pseudonym_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
 
 /// Why the settings are unusable.
 #[derive(Debug, thiserror::Error)]
@@ -63,12 +105,23 @@ impl std::str::FromStr for LogFormat {
 }
 
 /// The TOML file; every field optional. Unknown keys are refused, so a
-/// misspelt setting is an error rather than silently ignored.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// misspelt setting is an error rather than silently ignored. Its `Debug`
+/// hides the password, the pseudonym key and a password inside the URL.
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// `mqtt://[user:pass@]host:port`.
+    /// `mqtt://[user:pass@]host:port` or `mqtts://...` (then `ca` is needed).
     pub broker: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate (TLS).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate and key, for brokers that want one (TLS).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// The archive's pseudonym key (at least 16 bytes of text); prefer the
+    /// environment variable. Required.
+    pub pseudonym_key: Option<String>,
+    /// Goes into every archived pseudonym (`k<version>-...`); default 1.
+    pub pseudonym_key_version: Option<u16>,
     /// MQTT user (overrides the URL's).
     pub username: Option<String>,
     /// MQTT password; prefer the environment variable.
@@ -96,6 +149,31 @@ pub struct Settings {
     pub accounts: Option<Vec<ecg_dashboard::Account>>,
 }
 
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Settings")
+            .field("broker", &self.broker.as_deref().map(redact_url))
+            .field("ca", &self.ca)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("pseudonym_key", &hidden(&self.pseudonym_key))
+            .field("pseudonym_key_version", &self.pseudonym_key_version)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("client_id", &self.client_id)
+            .field("archive", &self.archive)
+            .field("spool", &self.spool)
+            .field("centre", &self.centre)
+            .field("log_format", &self.log_format)
+            .field("metrics", &self.metrics)
+            .field("receive_maximum", &self.receive_maximum)
+            .field("visit_timeout_s", &self.visit_timeout_s)
+            .field("archive_flush_s", &self.archive_flush_s)
+            .finish()
+    }
+}
+
 impl Settings {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -118,6 +196,11 @@ impl Settings {
     pub fn overridden_by(self, over: Settings) -> Settings {
         Settings {
             broker: over.broker.or(self.broker),
+            ca: over.ca.or(self.ca),
+            client_cert: over.client_cert.or(self.client_cert),
+            client_key: over.client_key.or(self.client_key),
+            pseudonym_key: over.pseudonym_key.or(self.pseudonym_key),
+            pseudonym_key_version: over.pseudonym_key_version.or(self.pseudonym_key_version),
             username: over.username.or(self.username),
             password: over.password.or(self.password),
             client_id: over.client_id.or(self.client_id),
@@ -162,12 +245,42 @@ impl Settings {
         })
     }
 
-    /// The service configuration, with `env_password` (from
-    /// [`PASSWORD_ENV`]) taking precedence over any password in the file
-    /// or URL.
-    pub fn resolve(&self, env_password: Option<String>) -> Result<ServiceConfig, ConfigError> {
+    /// The service configuration, with the secrets from `env` taking
+    /// precedence over those in the file or URL. Reads the TLS files, so a
+    /// missing or unreadable CA fails here, before anything connects.
+    pub fn resolve(&self, env: EnvSecrets) -> Result<ServiceConfig, ConfigError> {
+        let env_password = env.password;
         let url = self.broker.as_deref().unwrap_or("mqtt://127.0.0.1:1883");
-        let broker = BrokerUrl::parse(url).map_err(|e| invalid("broker", e.to_string()))?;
+        let tls = TlsSettings::from_files(
+            self.ca.clone(),
+            self.client_cert.clone(),
+            self.client_key.clone(),
+        )
+        .map_err(|e| invalid("ca", e.to_string()))?;
+        let (broker, tls) =
+            BrokerUrl::parse_with_tls(url, tls).map_err(|e| invalid("broker", e.to_string()))?;
+        let tls = match tls {
+            Some(t) => Some(TlsConfiguration::Rustls(
+                t.client_config()
+                    .map_err(|e| invalid("ca", e.to_string()))?,
+            )),
+            None => None,
+        };
+        let key_text = env
+            .pseudonym_key
+            .or_else(|| self.pseudonym_key.clone())
+            .ok_or_else(|| {
+                invalid(
+                    "pseudonym_key",
+                    format!(
+                        "not set: the archive stores patients only under a keyed pseudonym; \
+                         set {PSEUDONYM_KEY_ENV} (or pseudonym_key in the file)"
+                    ),
+                )
+            })?;
+        let pseudonym_key =
+            PseudonymKey::new(self.pseudonym_key_version.unwrap_or(1), key_text.as_bytes())
+                .map_err(|e| invalid("pseudonym_key", e.to_string()))?;
         let mut credentials = broker.user.clone();
         if let Some(u) = &self.username {
             let pass = credentials.map(|(_, p)| p).unwrap_or_default();
@@ -210,6 +323,7 @@ impl Settings {
             spool_dir,
         );
         ingest.credentials = credentials.clone();
+        ingest.tls = tls.clone();
         if let Some(r) = self.receive_maximum {
             if r == 0 {
                 return Err(invalid("receive_maximum", "must be >= 1"));
@@ -228,6 +342,7 @@ impl Settings {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
         let mut archive = ecg_archive::WriterConfig::new(writer_id);
+        archive.pseudonym_key = Some(pseudonym_key);
         if let Some(s) = self.archive_flush_s {
             if !(s.is_finite() && s > 0.0 && s <= 3600.0) {
                 return Err(invalid("archive_flush_s", "must be in (0, 3600]"));
@@ -240,6 +355,7 @@ impl Settings {
                 host: broker.host,
                 port: broker.port,
                 credentials,
+                tls,
             },
             output_client_id: format!("{client_id}-out"),
             archive_dir,
@@ -258,6 +374,15 @@ fn argon2_phc(s: &str) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: &str = "archive-key-for-unit-tests";
+
+    fn env(password: Option<&str>) -> EnvSecrets {
+        EnvSecrets {
+            password: password.map(str::to_owned),
+            pseudonym_key: Some(KEY.into()),
+        }
+    }
 
     #[test]
     fn flags_override_file_and_env_overrides_password() {
@@ -284,7 +409,7 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFz
         };
         let s = file.overridden_by(flags);
         assert_eq!(s.log_format, Some(LogFormat::Json));
-        let cfg = s.resolve(Some("envpass".into())).unwrap();
+        let cfg = s.resolve(env(Some("envpass"))).unwrap();
         assert_eq!(cfg.archive_dir, PathBuf::from("/tmp/a"));
         assert_eq!(cfg.ingest.host, "broker.example");
         assert_eq!(cfg.ingest.port, 1884);
@@ -294,7 +419,7 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFz
         );
         assert_eq!(cfg.ingest.assembly.visit_timeout, Duration::from_secs(30));
         assert_eq!(cfg.centre.as_str(), "county-1");
-        let cfg = s.resolve(None).unwrap();
+        let cfg = s.resolve(env(None)).unwrap();
         assert_eq!(cfg.output.credentials.unwrap().1, "filepass");
         let side = s.cardiologist_side().unwrap();
         assert_eq!(side.lifecycle.escalate_after, Duration::from_secs(90));
@@ -319,16 +444,134 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFz
             broker: Some("http://x".into()),
             ..Default::default()
         };
-        assert!(s.resolve(None).unwrap_err().to_string().contains("broker"));
+        assert!(s
+            .resolve(env(None))
+            .unwrap_err()
+            .to_string()
+            .contains("broker"));
         let s = Settings {
             password: Some("p".into()),
             ..Default::default()
         };
-        assert!(s.resolve(None).is_err());
+        assert!(s.resolve(env(None)).is_err());
         let s = Settings {
             centre: Some("bad/centre".into()),
             ..Default::default()
         };
-        assert!(s.resolve(None).unwrap_err().to_string().contains("centre"));
+        assert!(s
+            .resolve(env(None))
+            .unwrap_err()
+            .to_string()
+            .contains("centre"));
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_pseudonym_key_is_required_env_wins_and_short_keys_fail() {
+        let s = Settings::default();
+        let e = s.resolve(EnvSecrets::default()).unwrap_err();
+        assert!(e.to_string().contains("pseudonym_key"), "{e}");
+        assert!(e.to_string().contains(PSEUDONYM_KEY_ENV), "{e}");
+        let s = Settings {
+            pseudonym_key: Some("file-key-0123456789".into()),
+            pseudonym_key_version: Some(3),
+            ..Default::default()
+        };
+        let from_file = s.resolve(EnvSecrets::default()).unwrap();
+        let k = from_file.archive.pseudonym_key.unwrap();
+        assert_eq!(k, PseudonymKey::new(3, b"file-key-0123456789").unwrap());
+        let from_env = s
+            .resolve(EnvSecrets {
+                pseudonym_key: Some("env-key-0123456789".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            from_env.archive.pseudonym_key.unwrap(),
+            PseudonymKey::new(3, b"env-key-0123456789").unwrap()
+        );
+        let short = Settings {
+            pseudonym_key: Some("short".into()),
+            ..Default::default()
+        };
+        let e = short.resolve(EnvSecrets::default()).unwrap_err();
+        assert!(e.to_string().contains("at least 16"), "{e}");
+    }
+
+    #[test]
+    fn no_debug_output_shows_a_secret() {
+        let file = Settings::parse(
+            r#"
+broker = "mqtt://pipeline:url-secret-pw@broker.example:1884"
+password = "file-secret-pw"
+pseudonym_key = "file-secret-pseudonym-key"
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let env = EnvSecrets {
+            password: Some("env-secret-pw".into()),
+            pseudonym_key: Some("env-secret-pseudonym-key".into()),
+        };
+        let cfg = file.resolve(env.clone()).unwrap();
+        let shown = format!("{file:?}\n{file:#?}\n{env:?}\n{cfg:?}\n{cfg:#?}");
+        for secret in [
+            "url-secret-pw",
+            "file-secret-pw",
+            "env-secret-pw",
+            "file-secret-pseudonym-key",
+            "env-secret-pseudonym-key",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+        }
+        // Still useful: the user and host are there.
+        assert!(shown.contains("pipeline") && shown.contains("broker.example"));
+    }
+
+    #[test]
+    fn tls_needs_mqtts_and_a_readable_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Settings {
+            pseudonym_key: Some("archive-key-for-unit-tests".into()),
+            ..Default::default()
+        };
+        let s = Settings {
+            broker: Some("mqtts://h:8883".into()),
+            ..base.clone()
+        };
+        let e = s.resolve(EnvSecrets::default()).unwrap_err();
+        assert!(e.to_string().contains("CA file"), "{e}");
+        let s = Settings {
+            broker: Some("mqtt://h:1883".into()),
+            ca: Some(write(dir.path(), "ca.pem", "x")),
+            ..base.clone()
+        };
+        let e = s.resolve(EnvSecrets::default()).unwrap_err();
+        assert!(e.to_string().contains("not mqtts"), "{e}");
+        let s = Settings {
+            broker: Some("mqtts://h:8883".into()),
+            ca: Some(write(dir.path(), "bad.pem", "not a certificate")),
+            ..base.clone()
+        };
+        let e = s.resolve(EnvSecrets::default()).unwrap_err();
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        let s = Settings {
+            broker: Some("mqtts://h:8883".into()),
+            ca: Some(dir.path().join("ca.pem")),
+            client_cert: Some(dir.path().join("c.pem")),
+            ..base
+        };
+        let e = s.resolve(EnvSecrets::default()).unwrap_err();
+        assert!(e.to_string().contains("together"), "{e}");
     }
 }

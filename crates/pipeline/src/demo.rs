@@ -243,6 +243,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     );
     ingest.assembly.visit_timeout = Duration::from_secs(10);
     let mut archive = ecg_archive::WriterConfig::new("demo");
+    archive.pseudonym_key = Some(
+        ecg_wire::PseudonymKey::new(1, crate::config::DEMO_PSEUDONYM_KEY.as_bytes())
+            .expect("the demo key is long enough"),
+    );
     archive.max_age = Duration::from_secs(1);
     let cfg = ServiceConfig {
         ingest,
@@ -250,6 +254,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
             host: "127.0.0.1".into(),
             port: v4_port,
             credentials: None,
+            tls: None,
         },
         output_client_id: "ecg-demo-pipeline-out".into(),
         archive_dir: opts.archive_dir.clone(),

@@ -10,6 +10,8 @@
 //!   completes on PUBACK.
 //! - [`service`]: the running pipeline ([`service::run`]): ingest, desk,
 //!   broker, archive, spool release, graceful shutdown.
+//! - [`tls_check`]: one TLS handshake before start, so an untrusted or
+//!   plaintext broker is refused with its reason instead of retried forever.
 //! - [`config`]: TOML settings with flag and environment overrides.
 //! - [`lifecycle`]: pending, acknowledged and escalated alerts, persisted;
 //!   [`acks`]: acknowledgements over MQTT.
@@ -27,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod publish;
 pub mod service;
+pub mod tls_check;
 pub mod triage_desk;
 
 pub use publish::{MemoryPublisher, MqttPublisher, Publisher};

@@ -14,7 +14,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::oneshot;
 
 /// Why a message could not be published.
@@ -35,12 +37,28 @@ pub trait Publisher: Send + Sync {
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
-/// Where to connect the output client.
-#[derive(Debug, Clone)]
+/// Where to connect the output client. Its `Debug` hides the password.
+#[derive(Clone)]
 pub struct BrokerAddr {
     pub host: String,
     pub port: u16,
     pub credentials: Option<(String, String)>,
+    /// TLS to the broker (`mqtts://`); `None` is plain TCP.
+    pub tls: Option<TlsConfiguration>,
+}
+
+impl std::fmt::Debug for BrokerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerAddr")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(u, _)| (u, "<redacted>")),
+            )
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 #[derive(Default)]
@@ -73,6 +91,9 @@ impl MqttPublisher {
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         if let Some((u, p)) = &addr.credentials {
             opts.set_credentials(u.clone(), p.clone());
+        }
+        if let Some(tls) = &addr.tls {
+            opts.set_transport(Transport::tls_with_config(tls.clone()));
         }
         let (client, eventloop) = AsyncClient::new(opts, 64);
         let waiters = Arc::new(Mutex::new(Waiters::default()));

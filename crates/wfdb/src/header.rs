@@ -93,12 +93,13 @@ impl Header {
             match &record {
                 None => record = Some(parse_record_line(content).map_err(err)?),
                 Some(rec) => {
+                    // Multi-segment headers list segments (`name length`)
+                    // after the record line, never signals: the signals are
+                    // in the segments' own headers.
+                    if rec.n_segments.is_some() {
+                        continue;
+                    }
                     if signals.len() >= rec.n_signals {
-                        // Multi-segment headers list segments after the record
-                        // line; single-segment headers never have extra lines.
-                        if rec.n_segments.is_some() {
-                            continue;
-                        }
                         return Err(err(format!(
                             "more signal lines than the {} declared",
                             rec.n_signals

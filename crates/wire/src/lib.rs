@@ -6,6 +6,7 @@
 //!   samples travel, are listed and are hashed in.
 //! - [`ids`]: validated identifiers (device, clinic, centre, visit, alert,
 //!   patient pseudonym).
+//! - [`pseudonym`]: the keyed pseudonym construction (HMAC-SHA256).
 //! - [`topic`]: parsing and building the MQTT topic names.
 //! - [`chunk`]: the binary sample chunk and its codec.
 //! - [`message`]: the JSON messages (meta, end, result, alert, ack, dead
@@ -15,6 +16,7 @@ pub mod chunk;
 pub mod ids;
 pub mod lead;
 pub mod message;
+pub mod pseudonym;
 pub mod topic;
 
 pub use chunk::{encode, Chunk, WireError};
@@ -24,4 +26,5 @@ pub use message::{
     Alert, AlertAck, DeadLetter, DeadLetterCode, LeadSt, Message, MessageError, ResultStatus,
     SamplesDigest, Sex, Territory, VisitEnd, VisitMeta, VisitResult,
 };
+pub use pseudonym::{PseudonymKey, PseudonymKeyError};
 pub use topic::{Topic, TopicError, VisitTopic};
