@@ -35,6 +35,8 @@ enum Command {
     Query(cmd::query::Args),
     /// Device and service credentials for the broker (provisioning).
     Devices(cmd::devices::Args),
+    /// Load harness: fleet -> Mosquitto -> pipeline -> archive, against the broker's ceiling.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Query(args) => cmd::query::run(args),
         Command::Devices(args) => cmd::devices::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
