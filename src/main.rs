@@ -37,6 +37,8 @@ enum Command {
     Devices(cmd::devices::Args),
     /// Argon2 hash of a dashboard password (read from stdin), as a config entry.
     HashPassword(cmd::hash_password::Args),
+    /// Load harness: fleet -> Mosquitto -> pipeline -> archive, against the broker's ceiling.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Query(args) => cmd::query::run(args),
         Command::Devices(args) => cmd::devices::run(args),
         Command::HashPassword(args) => cmd::hash_password::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

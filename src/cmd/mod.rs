@@ -1,4 +1,5 @@
 pub mod analyze;
+pub mod bench;
 pub mod demo;
 pub mod detect;
 pub mod devices;

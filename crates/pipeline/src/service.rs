@@ -11,11 +11,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ecg_archive::writer::Appended;
 use ecg_archive::{ArchiveWriter, WriterConfig};
-use ecg_ingest::{AssemblyEvent, IngestConfig, IngestHandle, VisitKey};
+use ecg_ingest::{AssemblyEvent, IngestConfig, IngestHandle, IngestStats, VisitKey};
 use ecg_wire::{CentreId, Message};
 use time::OffsetDateTime;
 
@@ -92,6 +93,19 @@ pub struct RunSummary {
     pub replayed_archived: u64,
 }
 
+/// Watches the pipeline from outside, for the load harness (`ecgtriage
+/// bench`), which measures latency where the work is done rather than
+/// guessing it from the broker. Called on the pipeline's task: keep it cheap.
+pub trait Probe: Send + Sync {
+    /// The ingest is running; its counters say when it is subscribed.
+    fn ingest_started(&self, _stats: Arc<IngestStats>) {}
+    /// Samples `first_sample..first_sample + n_samples` (per lead) of a
+    /// visit went through the analysis.
+    fn samples_processed(&self, _key: &VisitKey, _first_sample: u32, _n_samples: usize) {}
+    /// A visit ended (complete or not) and its outputs were handed on.
+    fn visit_finished(&self, _key: &VisitKey) {}
+}
+
 /// Runs until `shutdown` resolves, then stops taking messages, finishes the
 /// visits already received, commits the archive and returns.
 pub async fn run(
@@ -101,10 +115,28 @@ pub async fn run(
     run_with(cfg, CardiologistSide::default(), shutdown).await
 }
 
+/// [`run`] with a [`Probe`] watching.
+pub async fn run_probed(
+    cfg: ServiceConfig,
+    probe: Option<Arc<dyn Probe>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, ServiceError> {
+    run_full(cfg, CardiologistSide::default(), probe, shutdown).await
+}
+
 /// [`run`] with escalation settings and the dashboard.
 pub async fn run_with(
     cfg: ServiceConfig,
     side: CardiologistSide,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, ServiceError> {
+    run_full(cfg, side, None, shutdown).await
+}
+
+async fn run_full(
+    cfg: ServiceConfig,
+    side: CardiologistSide,
+    probe: Option<Arc<dyn Probe>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, ServiceError> {
     let book = crate::lifecycle::AlertBook::open(
@@ -164,6 +196,9 @@ pub async fn run_with(
             .expect("archive open does not panic")?;
     let publisher = MqttPublisher::connect(&cfg.output, &cfg.output_client_id);
     let (ingest, events) = ecg_ingest::start(cfg.ingest.clone()).await?;
+    if let Some(p) = &probe {
+        p.ingest_started(ingest.stats());
+    }
     tracing::info!(
         broker = %format!("{}:{}", cfg.ingest.host, cfg.ingest.port),
         archive = %cfg.archive_dir.display(),
@@ -186,6 +221,7 @@ pub async fn run_with(
         book,
         hub,
         centre: cfg.centre.to_string(),
+        probe,
     };
     let result = driver.run(events, acks_rx, shutdown).await;
     let summary = driver.summary;
@@ -226,6 +262,7 @@ struct Driver<'a, P: Publisher> {
     book: crate::lifecycle::AlertBook,
     hub: ecg_dashboard::Hub,
     centre: String,
+    probe: Option<Arc<dyn Probe>>,
 }
 
 const ARCHIVE_RETRY_MIN: Duration = Duration::from_millis(200);
@@ -437,10 +474,34 @@ impl<P: Publisher> Driver<'_, P> {
                 return Ok(());
             }
         }
+        let probed = match (&self.probe, &ev) {
+            (
+                Some(_),
+                AssemblyEvent::Samples {
+                    key,
+                    first_sample,
+                    leads,
+                },
+            ) => Some((
+                key.clone(),
+                Some((*first_sample, leads.first().map_or(0, Vec::len))),
+            )),
+            (
+                Some(_),
+                AssemblyEvent::Complete { key, .. } | AssemblyEvent::Incomplete { key, .. },
+            ) => Some((key.clone(), None)),
+            _ => None,
+        };
         let outputs =
             tokio::task::block_in_place(|| self.desk.handle(ev, OffsetDateTime::now_utc()));
         for out in outputs {
             self.output(out).await?;
+        }
+        if let (Some(probe), Some((key, what))) = (&self.probe, probed) {
+            match what {
+                Some((first, n)) => probe.samples_processed(&key, first, n),
+                None => probe.visit_finished(&key),
+            }
         }
         Ok(())
     }

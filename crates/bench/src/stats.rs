@@ -1,0 +1,68 @@
+//! Percentiles and the process's peak resident memory.
+
+use serde::Serialize;
+
+/// Latency summary in milliseconds; `null` when nothing was measured.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles.
+    pub fn of(mut values: Vec<f64>) -> Percentiles {
+        if values.is_empty() {
+            return Percentiles::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            let i = ((p / 100.0) * values.len() as f64).ceil() as usize;
+            round3(values[i.clamp(1, values.len()) - 1])
+        };
+        Percentiles {
+            p50: Some(rank(50.0)),
+            p95: Some(rank(95.0)),
+            p99: Some(rank(99.0)),
+            max: Some(round3(values[values.len() - 1])),
+        }
+    }
+}
+
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Resets the kernel's peak-RSS mark (VmHWM) of this process, so a later
+/// reading covers only what came after. Linux >= 4.0; false elsewhere.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// VmHWM of this process in MiB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(round3(kb / 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank() {
+        let p = Percentiles::of((1..=100).map(f64::from).collect());
+        assert_eq!(p.p50, Some(50.0));
+        assert_eq!(p.p95, Some(95.0));
+        assert_eq!(p.p99, Some(99.0));
+        assert_eq!(p.max, Some(100.0));
+        let one = Percentiles::of(vec![7.0]);
+        assert_eq!(one.p50, Some(7.0));
+        assert_eq!(one.max, Some(7.0));
+        assert_eq!(Percentiles::of(Vec::new()), Percentiles::default());
+    }
+}
