@@ -20,6 +20,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 enum Command {
     /// Detect QRS complexes in a WFDB record; writes CSV with one R-peak sample index per line.
     Detect(cmd::detect::Args),

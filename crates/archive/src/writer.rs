@@ -551,7 +551,7 @@ mod tests {
     }
 
     fn synth_samples(seed: u64) -> Vec<Vec<i16>> {
-        let cond = if seed % 2 == 0 {
+        let cond = if seed.is_multiple_of(2) {
             Condition::Normal
         } else {
             Condition::Stemi(StemiLocation::Anterior)

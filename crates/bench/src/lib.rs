@@ -326,6 +326,7 @@ pub async fn run(opts: BenchOptions, say: &dyn Fn(&str)) -> Result<Outcome, Benc
             host: broker.host.clone(),
             port: broker.port,
             credentials: broker.user.clone(),
+            tls: None,
         },
         output_client_id: "ecg-bench-pipeline-out".into(),
         archive_dir: archive_dir.clone(),

@@ -13,6 +13,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::BenchError;
 
+/// One waveform row: lead index, first sample, samples.
+type Segment = (u8, u32, Vec<i16>);
+
 /// What the archive holds compared with the truth.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Verdict {
@@ -126,7 +129,7 @@ pub fn check(root: &Path, truth: &HashMap<String, SamplesDigest>) -> Result<Verd
             .strip_prefix(root.join("visits"))
             .map_err(|e| corrupt(&visits_file, e))?;
         let wf_file = root.join("waveforms").join(rel);
-        let mut segments: HashMap<&str, Vec<(u8, u32, Vec<i16>)>> = HashMap::new();
+        let mut segments: HashMap<&str, Vec<Segment>> = HashMap::new();
         let batches = if wf_file.exists() {
             read(&wf_file)?
         } else {

@@ -165,6 +165,7 @@ pub fn render(tr: &Tracing, criteria: &HashSet<String>, caption: &str) -> String
         r##"<rect class="grid" x="0" y="0" width="{w}" height="{h}" fill="#fffafa"/><rect x="0" y="0" width="{w}" height="{h}" fill="url(#mm5)"/>"##
     );
     let x_trace = LEFT_MM + CAL_MM;
+    #[allow(clippy::needless_range_loop)] // row is also the y position
     for row in 0..4 {
         let y0 = TOP_MM + ROW_MM * (row as f64 + 0.5);
         // 1 mV calibration pulse, 0.2 s wide.

@@ -288,7 +288,7 @@ impl Hub {
     pub(crate) fn alerts(&self) -> Vec<AlertView> {
         let st = self.state();
         let mut v: Vec<AlertView> = st.alerts.values().cloned().collect();
-        v.sort_by(|a, b| b.alert.published_at.cmp(&a.alert.published_at));
+        v.sort_by_key(|a| std::cmp::Reverse(a.alert.published_at));
         v
     }
 

@@ -937,8 +937,10 @@ mod tests {
         let k = key("dev-1", 4);
         let mut msgs = visit(&k, 5, CHUNK);
         msgs.remove(3); // chunk seq 2
-        let mut cfg = AssemblyConfig::default();
-        cfg.visit_timeout = Duration::from_secs(30);
+        let cfg = AssemblyConfig {
+            visit_timeout: Duration::from_secs(30),
+            ..AssemblyConfig::default()
+        };
         let mut asm = Assembler::new(cfg);
         let ev = run(&mut asm, &msgs);
         assert!(completes(&ev).is_empty());

@@ -424,7 +424,7 @@ impl Spool {
         let now_ms = millis(now);
         self.done.insert(key.clone(), now_ms);
         let retention_ms = self.cfg.done_retention.as_millis() as i128;
-        if self.done.len() % 1024 == 0 {
+        if self.done.len().is_multiple_of(1024) {
             self.done.retain(|_, t| now_ms - *t < retention_ms);
         }
         for seg in self.segments.values_mut() {
@@ -556,7 +556,7 @@ mod tests {
             spool.writer.flush().unwrap();
             spool.rollback().unwrap();
             // b's only message is gone, so nothing pins it any more.
-            assert!(spool.segments[&spool.current_id].pins.get(&b).is_none());
+            assert!(!spool.segments[&spool.current_id].pins.contains_key(&b));
             assert_eq!(spool.segments[&spool.current_id].pins[&a], 2);
             // The retried batch.
             spool.append(&msg(&a, 2)).unwrap();

@@ -78,7 +78,10 @@ impl Pipeline {
             .arg("--spool")
             .arg(dir.join("spool"))
             .args(["--client-id", "dash-e2e", "--log-format", "json"])
-            .env(ecg_pipeline::config::PSEUDONYM_KEY_ENV, "dash-e2e-archive-key")
+            .env(
+                ecg_pipeline::config::PSEUDONYM_KEY_ENV,
+                "dash-e2e-archive-key",
+            )
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -211,7 +211,7 @@ impl Mosquitto {
             }
             let tls_up = self
                 .tls_port()
-                .map_or(true, |p| TcpStream::connect(("127.0.0.1", p)).is_ok());
+                .is_none_or(|p| TcpStream::connect(("127.0.0.1", p)).is_ok());
             if tls_up && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 break;
             }
