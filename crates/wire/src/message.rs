@@ -138,7 +138,7 @@ pub struct VisitMeta {
     pub gain_uv_per_lsb: f64,
     /// Device clock at the first sample; may be wrong, the pipeline also
     /// records when it received the meta.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "rfc3339_strict")]
     pub acquired_at: OffsetDateTime,
     /// Samples per lead in every chunk but the last, which may be shorter.
     pub chunk_samples: u16,
@@ -315,7 +315,7 @@ pub struct VisitResult {
     /// Set when `status` is `stemi_suspected`, for reference on the phone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_id: Option<AlertId>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "rfc3339_strict")]
     pub decided_at: OffsetDateTime,
 }
 
@@ -363,13 +363,13 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heart_rate_bpm: Option<f64>,
     /// Device clock at the first sample.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "rfc3339_strict")]
     pub acquired_at: OffsetDateTime,
     /// When the pipeline decided.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "rfc3339_strict")]
     pub detected_at: OffsetDateTime,
     /// When this copy was published (re-publications get a new time).
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "rfc3339_strict")]
     pub published_at: OffsetDateTime,
     /// Decided while the visit was still streaming, before its end.
     pub early: bool,
@@ -414,7 +414,7 @@ pub struct AlertAck {
     pub alert_id: AlertId,
     /// Who acknowledged (staff id or name as the dashboard knows them).
     pub by: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "rfc3339_strict")]
     pub at: OffsetDateTime,
 }
 
@@ -461,7 +461,7 @@ pub struct DeadLetter {
     pub topic: String,
     pub reason: String,
     pub reason_code: DeadLetterCode,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "rfc3339_strict")]
     pub received_at: OffsetDateTime,
     /// Standard base64 of the first [`DEADLETTER_PAYLOAD_MAX_BYTES`] bytes.
     pub payload_b64: String,
@@ -524,5 +524,33 @@ impl Message for DeadLetter {
             ));
         }
         Ok(())
+    }
+}
+
+/// RFC 3339 timestamps exactly as the JSON Schemas' `date-time` format
+/// takes them. The `time` crate's parser is more lenient about the
+/// separator between date and time, and a message that one reader takes
+/// and another refuses is worse than one refused by both.
+mod rfc3339_strict {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::serialize(t, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = String::deserialize(d)?;
+        let separator_ok = text
+            .as_bytes()
+            .get(10)
+            .is_some_and(|b| matches!(b, b'T' | b't'));
+        if !separator_ok {
+            return Err(serde::de::Error::custom(format!(
+                "{text:?} is not an RFC 3339 date-time (date and time are separated by 'T')"
+            )));
+        }
+        OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .map_err(serde::de::Error::custom)
     }
 }
