@@ -272,6 +272,7 @@ pub fn wait_for_archive(archive: &Path, n: usize, timeout: Duration) -> Vec<Stri
 }
 
 pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    wait_until_catching_sigterm(child);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -287,6 +288,33 @@ pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until the child has installed its SIGTERM handler (Linux: bit 15
+/// of `SigCgt` in /proc/PID/status), so a SIGTERM sent right after a start
+/// tests the graceful stop and not the default action. Returns at once
+/// where /proc is missing, or if the child has exited.
+fn wait_until_catching_sigterm(child: &mut Child) {
+    let status = format!("/proc/{}/status", child.id());
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(&status) else {
+            return;
+        };
+        let caught = text
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok());
+        match caught {
+            Some(mask) if mask & (1 << (15 - 1)) != 0 => return,
+            None => return,
+            Some(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    panic!("the child did not install a SIGTERM handler within 60 s");
 }
 
 /// Every truth visit archived exactly once, complete and bit-exact, and

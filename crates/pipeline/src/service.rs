@@ -590,25 +590,36 @@ impl<P: Publisher> Driver<'_, P> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).
-pub async fn termination() {
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: a supervisor may send SIGTERM while the pipeline is still
+/// connecting, and the default action would kill it without a clean stop.
+/// Must be called inside a Tokio runtime.
+pub fn termination() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -627,5 +638,6 @@ pub fn run_until_terminated_with(
         .enable_all()
         .build()
         .map_err(|source| ServiceError::Runtime { source })?;
-    rt.block_on(run_with(cfg, side, termination()))
+    let stop = rt.block_on(async { termination() });
+    rt.block_on(run_with(cfg, side, stop))
 }
