@@ -196,7 +196,7 @@ pub(crate) fn judge(
                 v.reasons.push(reason);
             } else if early_repol
                 && reciprocal.is_none()
-                && !anterior_occlusion_formula(a, &mut v.reasons)
+                && anterior_occlusion_formula(a, mimics, &mut v.reasons) != Some(true)
             {
                 v.reasons.push(
                     "ST elevation consistent with early repolarisation (no reciprocal depression)"
@@ -336,28 +336,87 @@ fn sgarbossa(a: &Analysis, v: &mut Verdict) {
     }
 }
 
-/// Driver/Smith 4-variable formula separating subtle LAD occlusion from early
-/// repolarisation: 0.052 QTc(Bazett) - 0.151 QRS-amplitude V2 - 0.268 R V4 + 1.062 STE60 V3
-/// (amplitudes in mm); > 18.2 favours occlusion. Returns true when it favours occlusion.
-fn anterior_occlusion_formula(a: &Analysis, reasons: &mut Vec<String>) -> bool {
-    let (Some(v2), Some(v3), Some(v4), Some(qt), Some(rr)) = (
-        a.get(LeadName::V2),
-        a.get(LeadName::V3),
-        a.get(LeadName::V4),
-        a.qt_ms(),
-        a.rr_s,
-    ) else {
-        return false;
+/// Driver/Smith 4-variable formula separating subtle LAD occlusion from normal-variant
+/// ST elevation ("early repolarisation") in V2-V4 (Driver et al., Am J Emerg Med 2017;
+/// externally validated by Bozbeyoglu et al., "A tale of two formulas", 2019):
+/// 0.052 QTc - 0.151 QRS-amplitude V2 - 0.268 R V4 + 1.062 STE60 V3, amplitudes in mm,
+/// QTc in ms; > 18.2 favours occlusion. Smith's instructions: QTc is the machine's Bazett
+/// value, but not corrected when the rate is under 60 bpm (Bazett shortens it there).
+pub(crate) fn four_variable_score(
+    qt_ms: f64,
+    rr_s: f64,
+    qrs_amplitude_v2_uv: f32,
+    r_v4_uv: f32,
+    ste60_v3_uv: f32,
+) -> f32 {
+    let qtc_ms = if rr_s > 1.0 {
+        qt_ms
+    } else {
+        qt_ms / rr_s.sqrt()
     };
-    let qtc = qt / rr.sqrt();
-    let score = 0.052 * qtc as f32 - 0.151 * mm(v2.qrs_pp_uv()) - 0.268 * mm(v4.r_uv)
-        + 1.062 * mm(v3.st_j60_uv);
-    let occlusion = score > 18.2;
+    0.052 * qtc_ms as f32 - 0.151 * mm(qrs_amplitude_v2_uv) - 0.268 * mm(r_v4_uv)
+        + 1.062 * mm(ste60_v3_uv)
+}
+
+/// Cut-off of the 4-variable formula (Driver et al. 2017).
+const FOUR_VARIABLE_CUTOFF: f32 = 18.2;
+
+/// The 4-variable formula where it applies; `None` (with the reason) where it does not.
+/// It was derived only on ECGs whose differential is normal-variant ST elevation versus
+/// subtle LAD occlusion: ST elevation >= 1 mm in at least one of V2-V4, and none of the
+/// excluded findings (Smith et al., Ann Emerg Med 2012;60:45-56; Driver et al. 2017):
+/// bundle-branch block or other wide QRS, LVH, ST elevation >= 5 mm, pathological Q waves
+/// in V2-V4. (Reciprocal ST depression, also excluded there, is tested by the caller.)
+fn anterior_occlusion_formula(
+    a: &Analysis,
+    mimics: &[Mimic],
+    reasons: &mut Vec<String>,
+) -> Option<bool> {
+    use LeadName::*;
+    let (Some(v2), Some(v3), Some(v4), Some(qt), Some(rr)) =
+        (a.get(V2), a.get(V3), a.get(V4), a.qt_ms(), a.rr_s)
+    else {
+        return None;
+    };
+    if [v2, v3, v4].iter().all(|m| m.st_j_uv < 100.0) {
+        return None;
+    }
+    let excluded = if a.qrs_ms() >= 120.0
+        || mimics.iter().any(|m| {
+            matches!(
+                m,
+                Mimic::LeftBundleBranchBlock
+                    | Mimic::RightBundleBranchBlock
+                    | Mimic::IntraventricularConductionDelay
+                    | Mimic::Paced
+            )
+        }) {
+        Some("a wide QRS")
+    } else if mimics.contains(&Mimic::LeftVentricularHypertrophy) {
+        Some("LVH")
+    } else if a.measurements.iter().any(|m| m.st_j_uv >= 500.0) {
+        Some("ST elevation >= 5 mm")
+    } else if [v2, v3, v4]
+        .iter()
+        .any(|m| m.q_ms >= 40.0 && m.q_uv >= 100.0)
+    {
+        Some("Q waves in V2-V4")
+    } else {
+        None
+    };
+    if let Some(why) = excluded {
+        reasons.push(format!(
+            "4-variable LAD-occlusion formula not applicable with {why} (outside its derivation)"
+        ));
+        return None;
+    }
+    let score = four_variable_score(qt, rr, v2.qrs_pp_uv(), v4.r_uv, v3.st_j60_uv);
+    let occlusion = score > FOUR_VARIABLE_CUTOFF;
     reasons.push(format!(
-        "4-variable LAD-occlusion formula {score:.1} ({} 18.2)",
+        "4-variable LAD-occlusion formula {score:.1} ({} {FOUR_VARIABLE_CUTOFF})",
         if occlusion { ">" } else { "<=" }
     ));
-    occlusion
+    Some(occlusion)
 }
 
 /// Signs of occlusion below the UDMI thresholds (Smith, Meyers: "occlusion MI").
@@ -493,5 +552,28 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
                 list(&leads_of(&post))
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-computed: QT 400 ms at RR 0.81 s (QTc 444.4 ms), QRS V2 15 mm, R V4 10 mm,
+    /// STE60 V3 2 mm: 23.11 - 2.265 - 2.68 + 2.124 = 20.29.
+    #[test]
+    fn four_variable_formula_uses_the_published_coefficients() {
+        let s = four_variable_score(400.0, 0.81, 1500.0, 1000.0, 200.0);
+        assert!((s - 20.29).abs() < 0.01, "{s}");
+        assert!(s > FOUR_VARIABLE_CUTOFF);
+    }
+
+    /// Below 60 bpm the QT is used uncorrected: QT 400 ms at RR 1.2 s gives 20.8 from the
+    /// QT term (Bazett would give 18.98), 17.98 in all, under the cut-off.
+    #[test]
+    fn four_variable_formula_does_not_correct_qt_below_60_bpm() {
+        let s = four_variable_score(400.0, 1.2, 1500.0, 1000.0, 200.0);
+        assert!((s - 17.979).abs() < 0.01, "{s}");
+        assert!(s <= FOUR_VARIABLE_CUTOFF);
     }
 }

@@ -372,3 +372,109 @@ fn st_on_real_beats_with_known_offset() {
     println!("  change measured - added, ST@J+60: {m6:6.1} +- {s6:5.1} uV");
     println!("  4th-UDMI criteria met after the shift: {detected}/{tried} (1.5 mm in V2-V3 is the threshold for women / unknown sex)");
 }
+
+/// Per-lead measurements and reasons for the records named in `$ECG_RECORDS`
+/// (comma-separated, relative to the data folder; default: the acute-MI records of
+/// `labels/stemi_dev.csv`), to see how a record is read rather than only the verdict.
+#[test]
+#[ignore = "reads the real records; run with --ignored"]
+fn explain_records() {
+    let data = data_dir();
+    let records: Vec<String> = match std::env::var("ECG_RECORDS") {
+        Ok(s) => s.split(',').map(str::to_string).collect(),
+        Err(_) => std::fs::read_to_string(data.join("labels/stemi_dev.csv"))
+            .expect("labels")
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(',').collect();
+                (f.len() >= 4 && f[2] == "1").then(|| f[1].to_string())
+            })
+            .collect(),
+    };
+    for rec in records {
+        let l = load(&data.join(&rec));
+        let i = run(&l);
+        println!(
+            "\n== {rec}: stemi {} criteria {} quality {} | HR {:.0} QRS {:.0} ms QT {:.0} ms | {:?}",
+            i.stemi,
+            i.stemi_criteria_met,
+            i.quality.ok,
+            i.heart_rate_bpm.unwrap_or(f64::NAN),
+            i.qrs_ms.unwrap_or(f64::NAN),
+            i.qt_ms.unwrap_or(f64::NAN),
+            i.patient
+        );
+        println!("lead     STj  STj60      R      S      Q   Qms   term      T");
+        for (name, m) in &i.leads {
+            println!(
+                "{name:<5} {:>6.0} {:>6.0} {:>6.0} {:>6.0} {:>6.0} {:>5.0} {:>6.0} {:>6.0}",
+                m.st_j_uv, m.st_j60_uv, m.r_uv, m.s_uv, m.q_uv, m.q_ms, m.terminal_uv, m.t_uv
+            );
+        }
+        for r in &i.reasons {
+            println!("  - {r}");
+        }
+        print_median_beats(&l, &i);
+        if rec.starts_with("ludb/") {
+            let fs = l.fs_hz;
+            let reference = ludb_reference(&data.join(&rec));
+            let d: Vec<String> = reference
+                .iter()
+                .filter_map(|&(on, p, off)| {
+                    let b = i.beats.iter().find(|b| (b.r as u64).abs_diff(p) <= 50)?;
+                    Some(format!(
+                        "{:+.0}/{:+.0}",
+                        (b.qrs_on as f64 - on as f64) / fs * 1000.0,
+                        (b.qrs_off as f64 - off as f64) / fs * 1000.0
+                    ))
+                })
+                .collect();
+            println!(
+                "  QRS onset/offset vs LUDB (ms, ours - reference): {}",
+                d.join(" ")
+            );
+        }
+    }
+}
+
+/// A coarse print of each lead's median beat (raw signal, relative to the mean over the
+/// 20 ms before QRS onset), every 20 ms from 100 ms before QRS onset, in uV.
+fn print_median_beats(l: &Loaded, i: &Interpretation) {
+    let fs = l.fs_hz;
+    let ms = |x: f64| (x * fs / 1000.0).round() as usize;
+    let beats: Vec<_> = i
+        .beats
+        .iter()
+        .filter(|b| b.qrs_on >= ms(140.0) && b.qrs_on + ms(620.0) < l.signals[0].len())
+        .collect();
+    if beats.is_empty() {
+        return;
+    }
+    let qrs = i
+        .beats
+        .iter()
+        .map(|b| b.qrs_off - b.qrs_on)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "  median beats, uV every 20 ms from QRS onset - 100 ms (QRS onset at column 5, offset ~ column {:.0})",
+        5.0 + (qrs as f64 / fs * 1000.0) / 20.0
+    );
+    for (name, x) in l.labels.iter().zip(&l.signals) {
+        let mut row = Vec::new();
+        for k in 0..36 {
+            let mut v: Vec<f32> = beats
+                .iter()
+                .map(|b| {
+                    let base: f32 =
+                        x[b.qrs_on - ms(20.0)..b.qrs_on].iter().sum::<f32>() / ms(20.0) as f32;
+                    x[b.qrs_on - ms(100.0) + ms(20.0 * k as f64)] - base
+                })
+                .collect();
+            v.sort_by(f32::total_cmp);
+            row.push(format!("{:5.0}", 1000.0 * v[v.len() / 2]));
+        }
+        println!("  {name:<4}{}", row.join(""));
+    }
+}
