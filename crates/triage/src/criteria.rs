@@ -151,6 +151,7 @@ pub(crate) fn judge(
         return v;
     }
     let lvh = mimics.contains(&Mimic::LeftVentricularHypertrophy);
+    let mut formula_tried = false;
     if v.criteria_met {
         let wide = a.qrs_ms() >= 120.0;
         let mut explained = Vec::new();
@@ -192,12 +193,15 @@ pub(crate) fn judge(
         if !confirmed_pairs.is_empty() {
             let leads = leads_of(&confirmed_pairs);
             let reciprocal = reciprocal_depression(a, &leads);
+            let normal_variant = |v: &mut Verdict, tried: &mut bool| {
+                early_repol && reciprocal.is_none() && {
+                    *tried = true;
+                    anterior_occlusion_formula(a, mimics, &mut v.reasons) != Some(true)
+                }
+            };
             if let Some(reason) = aneurysm_pattern(a, &leads) {
                 v.reasons.push(reason);
-            } else if early_repol
-                && reciprocal.is_none()
-                && anterior_occlusion_formula(a, mimics, &mut v.reasons) != Some(true)
-            {
+            } else if normal_variant(&mut v, &mut formula_tried) {
                 v.reasons.push(
                     "ST elevation consistent with early repolarisation (no reciprocal depression)"
                         .into(),
@@ -216,10 +220,40 @@ pub(crate) fn judge(
             }
         }
     }
+    if !v.stemi && !formula_tried {
+        subtle_anterior_occlusion(a, mimics, &mut v);
+    }
     if !v.stemi && !lvh && !early_repol {
         subtle_signs(a, mimics, &mut v);
     }
     v
+}
+
+/// ST elevation >= 1 mm in V2-V4 below (or above) the UDMI thresholds is the population the
+/// 4-variable formula was derived on: normal-variant elevation versus subtle LAD occlusion
+/// (Smith et al. 2012: 143 of 355 anterior STEMIs were "subtle", many under the
+/// thresholds). The findings that made an occlusion "obvious" there (reciprocal inferior or
+/// precordial ST depression) are left to the other rules, which read them directly.
+fn subtle_anterior_occlusion(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
+    use LeadName::*;
+    let obvious = [II, III, AVF, V2, V3, V4, V5, V6]
+        .into_iter()
+        .any(|l| st(a, l) <= -50.0);
+    if obvious {
+        return;
+    }
+    if anterior_occlusion_formula(a, mimics, &mut v.reasons) == Some(true) {
+        let leads: BTreeSet<LeadName> = [V2, V3, V4]
+            .into_iter()
+            .filter(|&l| st(a, l) >= 100.0)
+            .collect();
+        v.stemi = true;
+        v.territories.insert(Territory::Anterior);
+        v.reasons.push(format!(
+            "suspected subtle LAD occlusion: ST elevation in {} with the 4-variable formula above its cut-off",
+            list(&leads)
+        ));
+    }
 }
 
 /// Heart rate above which (RR below this) ST is not judged: 150 bpm.
