@@ -223,10 +223,38 @@ pub(crate) fn judge(
     if !v.stemi && !formula_tried {
         subtle_anterior_occlusion(a, mimics, &mut v);
     }
+    if !v.stemi && lvh && !v.criteria_met {
+        lvh_disproportionate_elevation(a, &mut v);
+    }
     if !v.stemi && !lvh && !early_repol {
         subtle_signs(a, mimics, &mut v);
     }
     v
+}
+
+/// With LVH, ST elevation in V1-V3 is secondary to the deep S wave and proportional to it;
+/// elevation >= 25% of the S-wave depth is not (Armstrong et al., Am J Cardiol
+/// 2012;110:977-83, the ratio that the UDMI path above uses once the thresholds are met).
+/// Below the thresholds the same ratio is read, with elevation of at least 1 mm so that a
+/// small S cannot make noise look proportionally large.
+fn lvh_disproportionate_elevation(a: &Analysis, v: &mut Verdict) {
+    use LeadName::*;
+    let leads: BTreeSet<LeadName> = [V1, V2, V3]
+        .into_iter()
+        .filter(|&l| {
+            a.get(l).is_some_and(|m| {
+                m.s_uv > m.r_uv && m.st_j_uv >= 100.0 && m.st_j_uv >= 0.25 * m.s_uv
+            })
+        })
+        .collect();
+    if !leads.is_empty() {
+        v.stemi = true;
+        v.territories.insert(Territory::Anterior);
+        v.reasons.push(format!(
+            "suspected acute coronary occlusion: with LVH, ST elevation >= 25% of the S-wave depth in {}",
+            list(&leads)
+        ));
+    }
 }
 
 /// ST elevation >= 1 mm in V2-V4 below (or above) the UDMI thresholds is the population the
