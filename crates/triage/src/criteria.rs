@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::analysis::Analysis;
 use crate::lead::{contiguous, LeadName, Territory};
-use crate::measurement::LeadMeasurement;
+use crate::measurement::{terminal_qrs_distortion, LeadMeasurement};
 use crate::mimic::Mimic;
 use crate::patient::{Patient, Sex};
 
@@ -220,6 +220,9 @@ pub(crate) fn judge(
             }
         }
     }
+    if !v.stemi && !mimics.contains(&Mimic::RightBundleBranchBlock) {
+        anterior_terminal_distortion(a, &mut v);
+    }
     if !v.stemi && !formula_tried {
         subtle_anterior_occlusion(a, mimics, &mut v);
     }
@@ -253,6 +256,35 @@ fn lvh_disproportionate_elevation(a: &Analysis, v: &mut Verdict) {
         v.reasons.push(format!(
             "suspected acute coronary occlusion: with LVH, ST elevation >= 25% of the S-wave depth in {}",
             list(&leads)
+        ));
+    }
+}
+
+/// Anterior ST elevation with terminal QRS distortion in V2 or V3: found in a fifth of
+/// anterior occlusions and in none of the early-repolarisation ECGs of Lee et al. (Am J
+/// Emerg Med 2016;34:2182-5), so it overrules an early-repolarisation reading. Elevation
+/// >= 1 mm at J and at J+60 ms in the distorted lead, so that a tall R running into a
+/// normal ST does not count. RBBB is left out (its R' in V1-V3 has no S by nature).
+fn anterior_terminal_distortion(a: &Analysis, v: &mut Verdict) {
+    use LeadName::*;
+    let distorted: BTreeSet<LeadName> = [V2, V3]
+        .into_iter()
+        .filter(|&l| {
+            let Some(i) = a.leads.iter().position(|&x| x == l) else {
+                return false;
+            };
+            let m = &a.measurements[i];
+            m.st_j_uv >= 100.0
+                && m.st_j60_uv >= 100.0
+                && terminal_qrs_distortion(a.median.row(i), &a.fid)
+        })
+        .collect();
+    if !distorted.is_empty() {
+        v.stemi = true;
+        v.territories.insert(Territory::Anterior);
+        v.reasons.push(format!(
+            "suspected acute coronary occlusion: anterior ST elevation with terminal QRS distortion (neither S nor J wave) in {}",
+            list(&distorted)
         ));
     }
 }

@@ -128,6 +128,35 @@ pub(crate) fn measure_lead(x: ArrayView1<f32>, f: &Fiducials, fs_hz: f64) -> Lea
     }
 }
 
+/// Terminal QRS distortion (Lee, Walsh, Smith, Am J Emerg Med 2016;34:2182-5): neither an
+/// S wave nor a J wave at the end of the QRS, because the injury current lifts the terminal
+/// QRS into the ST segment. Read on one lead: from the R peak to the J point the signal
+/// never goes below the PR level (no S) and falls without a rebound (no J-wave notch;
+/// rebounds under 20 uV are noise).
+pub(crate) fn terminal_qrs_distortion(x: ArrayView1<f32>, f: &Fiducials) -> bool {
+    let len = x.len();
+    let on = f.qrs_on.min(len - 1);
+    let off = f.qrs_off.clamp(on, len - 1);
+    let base = mean(x, f.pr.0, f.pr.1);
+    let r = (on..=off)
+        .max_by(|&a, &b| x[a].total_cmp(&x[b]))
+        .unwrap_or(on);
+    // A real R wave with a downstroke: when the QRS's highest point is its end (the J point
+    // of an rS or QS complex lifted by the ST), the deflection before it was the S.
+    if (x[r] - base) * 1000.0 <= 50.0 || (x[r] - x[off]) * 1000.0 < 100.0 {
+        return false;
+    }
+    let mut low = f32::MAX;
+    for t in r..=off {
+        let v = (x[t] - base) * 1000.0;
+        if v < 0.0 || v - low > 20.0 {
+            return false;
+        }
+        low = low.min(v);
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +186,66 @@ mod tests {
         assert!((m.st_j60_uv - 150.0).abs() < 1.0);
         assert!((m.r_uv - 1000.0).abs() < 1.0);
         assert_eq!(m.q_uv, 0.0);
+    }
+
+    fn beat(terminal: impl Fn(usize) -> f32) -> (Array1<f32>, Fiducials) {
+        // PR level 0; QRS 100..150 with R at 120 (1 mV); then `terminal` until J at 150; ST
+        // held at 0.2 mV.
+        let x: Array1<f32> = (0..400)
+            .map(|t| match t {
+                0..=99 => 0.0,
+                100..=119 => (t - 100) as f32 * 0.05,
+                120..=149 => terminal(t),
+                _ => 0.2,
+            })
+            .collect();
+        let f = Fiducials {
+            qrs_on: 100,
+            qrs_off: 150,
+            j: 150,
+            t_end: Some(300),
+            pr: (80, 95),
+        };
+        (x, f)
+    }
+
+    #[test]
+    fn terminal_qrs_distortion_needs_neither_s_nor_j_wave() {
+        // R falls straight into an elevated ST: distorted.
+        let (x, f) = beat(|t| 1.0 - (t - 120) as f32 * 0.8 / 30.0);
+        assert!(terminal_qrs_distortion(x.view(), &f));
+        // An S wave dipping to -0.3 mV before the ST: not distorted.
+        let (x, f) = beat(|t| {
+            if t < 135 {
+                1.0 - (t - 120) as f32 * 1.3 / 15.0
+            } else {
+                -0.3 + (t - 135) as f32 * 0.5 / 15.0
+            }
+        });
+        assert!(!terminal_qrs_distortion(x.view(), &f));
+        // A J-wave notch (0.1 mV rebound) at the end of the QRS: not distorted.
+        let (x, f) = beat(|t| {
+            if t < 140 {
+                1.0 - (t - 120) as f32 * 0.9 / 20.0
+            } else if t < 145 {
+                0.1 + (t - 140) as f32 * 0.02
+            } else {
+                0.2
+            }
+        });
+        assert!(!terminal_qrs_distortion(x.view(), &f));
+        // An rS complex whose deep S returns into a high ST: the J point is the QRS's
+        // highest point, and the deflection before it an S wave.
+        let (_, f) = beat(|_| 0.0);
+        let x: Array1<f32> = (0..400)
+            .map(|t| match t {
+                0..=99 => 0.0,
+                100..=109 => (t - 100) as f32 * 0.01,
+                110..=129 => 0.1 - (t - 110) as f32 * 0.1,
+                130..=150 => -1.9 + (t - 130) as f32 * 0.12,
+                _ => 0.4,
+            })
+            .collect();
+        assert!(!terminal_qrs_distortion(x.view(), &f));
     }
 }
