@@ -260,11 +260,12 @@ fn lvh_disproportionate_elevation(a: &Analysis, v: &mut Verdict) {
     }
 }
 
-/// Anterior ST elevation with terminal QRS distortion in V2 or V3: found in a fifth of
-/// anterior occlusions and in none of the early-repolarisation ECGs of Lee et al. (Am J
-/// Emerg Med 2016;34:2182-5), so it overrules an early-repolarisation reading. Elevation
-/// >= 1 mm at J and at J+60 ms in the distorted lead, so that a tall R running into a
-/// normal ST does not count. RBBB is left out (its R' in V1-V3 has no S by nature).
+/// Anterior ST elevation with terminal QRS distortion in V2 or V3: often present in
+/// anterior occlusion, and in none of 171 ECGs read as benign early repolarisation (Lee,
+/// Walsh, Smith, Am J Emerg Med 2016;34:2182-5), so it overrules an early-repolarisation
+/// reading. The distorted lead needs elevation of at least 1 mm at J and at J+60 ms, so
+/// that a tall R running into a normal ST does not count. RBBB is left out: its R' in
+/// V1-V3 has no S by nature.
 fn anterior_terminal_distortion(a: &Analysis, v: &mut Verdict) {
     use LeadName::*;
     let distorted: BTreeSet<LeadName> = [V2, V3]
