@@ -13,6 +13,8 @@
 //!   ST shift of known size added after the reference QRS end; kept apart from the real
 //!   results.
 //! - `every_record_answers`: every record in the data folder gets an answer, no panic.
+//! - `explain_records`: per-lead measurements, median beats and reasons of the acute-MI
+//!   records (or of `$ECG_RECORDS`, comma-separated), to see how a record is read.
 //!
 //! They assert nothing about the figures (they are measured, not fitted); they fail only
 //! if a record cannot be read or interpreted.
