@@ -7,7 +7,7 @@ use ndarray::Array2;
 use crate::beat::{
     self, median_beat, remove_baseline, samples, sort_beats, BeatSet, POST_R_S, PRE_R_S,
 };
-use crate::delineation::{delineate, Fiducials};
+use crate::delineation::{clinical_qrs, delineate, Fiducials};
 use crate::lead::LeadName;
 use crate::measurement::{measure_lead, LeadMeasurement};
 
@@ -34,6 +34,8 @@ pub(crate) struct Analysis {
     pub median: Array2<f32>,
     pub origin: usize,
     pub fid: Fiducials,
+    /// Clinical QRS onset and offset on the representative beat (see `clinical_qrs`).
+    pub clinical_qrs: (usize, usize),
     pub measurements: Vec<LeadMeasurement>,
     pub rr_s: Option<f64>,
 }
@@ -46,8 +48,14 @@ impl Analysis {
             .map(|i| &self.measurements[i])
     }
 
-    pub fn qrs_ms(&self) -> f64 {
+    /// Global QRS duration (earliest onset to latest offset, LUDB-calibrated).
+    pub fn qrs_global_ms(&self) -> f64 {
         (self.fid.qrs_off - self.fid.qrs_on) as f64 / self.fs_hz * 1000.0
+    }
+
+    /// Clinical QRS duration, the one the width rules read.
+    pub fn qrs_ms(&self) -> f64 {
+        (self.clinical_qrs.1 - self.clinical_qrs.0) as f64 / self.fs_hz * 1000.0
     }
 
     pub fn qt_ms(&self) -> Option<f64> {
@@ -103,6 +111,7 @@ pub(crate) fn analyse(
     let views: Vec<&[f32]> = corrected.iter().map(|v| v.as_slice()).collect();
     let median = median_beat(&views, &dom, pre, post);
     let fid = delineate(&median, pre, fs_hz, rr_for_t);
+    let clinical_qrs = clinical_qrs(&median, &fid, fs_hz);
     let measurements = (0..leads.len())
         .map(|li| measure_lead(median.row(li), &fid, fs_hz))
         .collect();
@@ -153,6 +162,7 @@ pub(crate) fn analyse(
         median,
         origin: pre,
         fid,
+        clinical_qrs,
         measurements,
         rr_s,
     })

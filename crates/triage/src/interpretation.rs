@@ -32,7 +32,12 @@ pub struct Interpretation {
     /// Per lead label, the representative beat's measurements.
     pub leads: BTreeMap<String, LeadMeasurement>,
     pub heart_rate_bpm: Option<f64>,
+    /// Clinical QRS duration (as interpretation programs report it); the width rules
+    /// (bundle-branch blocks, conduction delay, narrow-QRS rules) read this one.
     pub qrs_ms: Option<f64>,
+    /// Global QRS duration: earliest onset to latest offset over all leads, the span of
+    /// `beats`' `qrs_on`..`qrs_off`, where J and ST are measured.
+    pub qrs_global_ms: Option<f64>,
     pub qt_ms: Option<f64>,
     pub quality: Quality,
     pub mimics: Vec<Mimic>,
@@ -120,6 +125,7 @@ fn interpret_inner(
         leads: BTreeMap::new(),
         heart_rate_bpm: None,
         qrs_ms: None,
+        qrs_global_ms: None,
         qt_ms: None,
         quality,
         mimics: Vec::new(),
@@ -137,6 +143,7 @@ fn interpret_inner(
     };
     out.heart_rate_bpm = a.rr_s.map(|rr| 60.0 / rr);
     out.qrs_ms = Some(a.qrs_ms());
+    out.qrs_global_ms = Some(a.qrs_global_ms());
     out.qt_ms = a.qt_ms();
     for (l, m) in a.leads.iter().zip(&a.measurements) {
         out.leads.insert(l.label().to_string(), *m);

@@ -44,14 +44,15 @@ const PACING_SPIKE_MIN_MV: f32 = 0.4;
 pub(crate) fn detect(a: &Analysis, patient: &Patient, reasons: &mut Vec<String>) -> Vec<Mimic> {
     let mut found = Vec::new();
     let m = |l| a.get(l);
+    // Every width decision reads the clinical duration: the 120 ms cut-offs come from it.
     let qrs_ms = a.qrs_ms();
     if paced(a) {
         reasons.push("pacing spikes precede the QRS: paced rhythm".to_string());
         found.push(Mimic::Paced);
     }
-    // Strauss criteria for complete LBBB ask for 140 ms (men) / 130 ms (women); a global
-    // QRS (earliest onset to latest offset over 12 leads) runs longer than a single lead's,
-    // so the stricter bound keeps incomplete blocks on the UDMI path. Unknown sex: 130 ms.
+    // Strauss criteria for complete LBBB: 140 ms (men) / 130 ms (women), on the clinical
+    // QRS duration they were set on (not the wider global span used for J). Unknown sex:
+    // 130 ms.
     let lbbb_ms = match patient.sex {
         Some(Sex::Male) => 140.0,
         _ => 130.0,

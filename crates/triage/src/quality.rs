@@ -71,10 +71,10 @@ pub(crate) fn assess(
             a.dominant_count()
         ));
     }
-    if a.qrs_ms() > MAX_QRS_MS {
+    if a.qrs_global_ms() > MAX_QRS_MS {
         issues.push(format!(
             "QRS of {:.0} ms: the QRS end cannot be placed reliably",
-            a.qrs_ms()
+            a.qrs_global_ms()
         ));
     }
     noise(a, fs_hz, &mut issues);

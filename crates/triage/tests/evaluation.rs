@@ -260,6 +260,69 @@ fn triage_vs_labels() {
     }
 }
 
+/// `# QRSDuration: N` in a Chapman header: GE MUSE's measured QRS duration.
+fn muse_qrs_ms(path: &Path) -> Option<f64> {
+    let hea = std::fs::read_to_string(path.with_extension("hea")).ok()?;
+    hea.lines()
+        .find_map(|l| l.strip_prefix("# QRSDuration:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+#[ignore = "reads the real records; run with --ignored"]
+fn qrs_duration_vs_muse() {
+    let dir = data_dir().join("chapman");
+    let (mut d_clin, mut d_glob) = (Vec::new(), Vec::new());
+    let (mut d_clin_n, mut d_glob_n) = (Vec::new(), Vec::new());
+    println!("record                          MUSE  clinical  global  (ms)");
+    for path in records_in(&dir) {
+        let Some(muse) = muse_qrs_ms(&path) else {
+            continue;
+        };
+        let l = load(&path);
+        let i = run(&l);
+        let (Some(c), Some(g)) = (i.qrs_ms, i.qrs_global_ms) else {
+            println!(
+                "{:<30} {muse:>5}  not measured",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            continue;
+        };
+        println!(
+            "{:<30} {muse:>5.0}  {c:>8.0}  {g:>6.0}   {}",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            i.mimics
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        d_clin.push(c - muse);
+        d_glob.push(g - muse);
+        if muse < 110.0 {
+            d_clin_n.push(c - muse);
+            d_glob_n.push(g - muse);
+        }
+    }
+    let show = |name: &str, v: &[f64]| {
+        let (m, s) = mean_sd(v);
+        let mut sorted = v.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let med = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+        println!(
+            "{name:<34} n {:>3}  mean {m:>6.1} +- {s:>5.1}  median {med:>6.1}  range {:.0}..{:.0}",
+            v.len(),
+            sorted.first().copied().unwrap_or(f64::NAN),
+            sorted.last().copied().unwrap_or(f64::NAN)
+        );
+    };
+    println!("\nQRS duration - GE MUSE's (ms):");
+    show("clinical, all records", &d_clin);
+    show("global (J point), all records", &d_glob);
+    show("clinical, MUSE QRS < 110 ms", &d_clin_n);
+    show("global (J point), MUSE QRS < 110 ms", &d_glob_n);
+}
+
 fn records_in(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
