@@ -191,6 +191,9 @@ fn triage_vs_labels() {
     let csv = std::fs::read_to_string(data.join("labels/stemi_dev.csv")).expect("labels");
     let (mut tp, mut fn_, mut tn) = (0, 0, 0);
     let mut fp: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    // Per category: QRS >= 120 ms by the clinical and by the global duration, and the
+    // records called intraventricular conduction delay.
+    let mut wide: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
     let mut repeat = 0;
     println!("record                                     label  stemi  criteria  quality  mimics / reasons");
     for line in csv.lines().skip(1) {
@@ -229,6 +232,13 @@ fn triage_vs_labels() {
                 }
             }
             "0" => {
+                let w = wide.entry(cat.to_string()).or_default();
+                w.0 += usize::from(i.qrs_ms.is_some_and(|q| q >= 120.0));
+                w.1 += usize::from(i.qrs_global_ms.is_some_and(|q| q >= 120.0));
+                w.2 += usize::from(
+                    i.mimics
+                        .contains(&ecg_triage::Mimic::IntraventricularConductionDelay),
+                );
                 let e = fp.entry(cat.to_string()).or_default();
                 e.1 += 1;
                 if i.stemi {
@@ -254,17 +264,19 @@ fn triage_vs_labels() {
         100.0 * tn as f64 / (tn + n_fp).max(1) as f64
     );
     println!("answered 'repeat the ECG' (quality gate): {repeat}");
-    println!("false alarms by category:");
+    println!("false alarms by category (and QRS >= 120 ms: clinical / global; called IVCD):");
     for (cat, (n_fp, n)) in &fp {
-        println!("  {cat:<12} {n_fp:>3} / {n:>3}");
+        let (c, g, ivcd) = wide.get(cat).copied().unwrap_or_default();
+        println!("  {cat:<12} {n_fp:>3} / {n:>3}    wide {c:>3} / {g:>3}   IVCD {ivcd:>3}");
     }
 }
 
-/// `# QRSDuration: N` in a Chapman header: GE MUSE's measured QRS duration.
-fn muse_qrs_ms(path: &Path) -> Option<f64> {
+/// `# KEY: N` in a Chapman header: GE MUSE's measurements (`QRSDuration`, `QTInterval`).
+fn muse_ms(path: &Path, key: &str) -> Option<f64> {
     let hea = std::fs::read_to_string(path.with_extension("hea")).ok()?;
+    let prefix = format!("# {key}:");
     hea.lines()
-        .find_map(|l| l.strip_prefix("# QRSDuration:"))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
 }
 
@@ -274,9 +286,10 @@ fn qrs_duration_vs_muse() {
     let dir = data_dir().join("chapman");
     let (mut d_clin, mut d_glob) = (Vec::new(), Vec::new());
     let (mut d_clin_n, mut d_glob_n) = (Vec::new(), Vec::new());
+    let mut d_qt = Vec::new();
     println!("record                          MUSE  clinical  global  (ms)");
     for path in records_in(&dir) {
-        let Some(muse) = muse_qrs_ms(&path) else {
+        let Some(muse) = muse_ms(&path, "QRSDuration") else {
             continue;
         };
         let l = load(&path);
@@ -297,6 +310,9 @@ fn qrs_duration_vs_muse() {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if let (Some(q), Some(mq)) = (i.qt_ms, muse_ms(&path, "QTInterval")) {
+            d_qt.push(q - mq);
+        }
         d_clin.push(c - muse);
         d_glob.push(g - muse);
         if muse < 110.0 {
@@ -321,6 +337,8 @@ fn qrs_duration_vs_muse() {
     show("global (J point), all records", &d_glob);
     show("clinical, MUSE QRS < 110 ms", &d_clin_n);
     show("global (J point), MUSE QRS < 110 ms", &d_glob_n);
+    println!("QT interval - GE MUSE's (ms):");
+    show("QT, all records", &d_qt);
 }
 
 fn records_in(dir: &Path) -> Vec<PathBuf> {
