@@ -479,12 +479,13 @@ fn explain_records() {
         let l = load(&data.join(&rec));
         let i = run(&l);
         println!(
-            "\n== {rec}: stemi {} criteria {} quality {} | HR {:.0} QRS {:.0} ms QT {:.0} ms | {:?}",
+            "\n== {rec}: stemi {} criteria {} quality {} | HR {:.0} QRS {:.0} ms (global {:.0}) QT {:.0} ms | {:?}",
             i.stemi,
             i.stemi_criteria_met,
             i.quality.ok,
             i.heart_rate_bpm.unwrap_or(f64::NAN),
             i.qrs_ms.unwrap_or(f64::NAN),
+            i.qrs_global_ms.unwrap_or(f64::NAN),
             i.qt_ms.unwrap_or(f64::NAN),
             i.patient
         );
