@@ -629,8 +629,18 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
             list(&leads)
         ));
     }
-    // Posterior: ST depression maximal in V1-V4, not explained by RBBB.
-    if !rbbb {
+    // Posterior: ST depression maximal in V1-V4, not explained by RBBB or by the strain
+    // pattern of right-ventricular hypertrophy.
+    let rv_strain = match (a.get(V1), a.get(I), a.get(AVF)) {
+        (Some(v1), Some(i), Some(avf)) => rvh_with_right_axis(v1, i, avf),
+        _ => false,
+    };
+    if rv_strain {
+        v.reasons.push(
+            "dominant R in V1 (>= 0.7 mV) with right axis deviation: right-ventricular hypertrophy, so ST depression in V1-V3 is not read as posterior occlusion".into(),
+        );
+    }
+    if !rbbb && !rv_strain {
         let post = pairs_meeting(a, |l, m| {
             matches!(l, V1 | V2 | V3 | V4) && m.st_j_uv <= -100.0
         });
@@ -650,9 +660,42 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
     }
 }
 
+/// Right-ventricular hypertrophy by voltage and axis (AHA/ACCF/HRS 2009 recommendations,
+/// Hancock et al.): R/S in V1 > 1 with R in V1 >= 0.7 mV, and a frontal axis beyond
+/// +90 degrees (net QRS negative in I, positive in aVF). Its strain pattern depresses ST
+/// and inverts T in V1-V3, the posterior-MI mimic; a posterior infarct's tall R in V1
+/// does not bring right axis deviation with it.
+fn rvh_with_right_axis(v1: &LeadMeasurement, i: &LeadMeasurement, avf: &LeadMeasurement) -> bool {
+    v1.r_uv >= 700.0 && v1.r_uv > v1.s_uv && i.r_uv < i.s_uv && avf.r_uv > avf.s_uv
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lead(r_uv: f32, s_uv: f32) -> LeadMeasurement {
+        LeadMeasurement {
+            st_j_uv: 0.0,
+            st_j60_uv: 0.0,
+            r_uv,
+            s_uv,
+            q_uv: 0.0,
+            q_ms: 0.0,
+            terminal_uv: 0.0,
+            t_uv: 0.0,
+        }
+    }
+
+    #[test]
+    fn rvh_needs_a_dominant_tall_r_in_v1_and_right_axis() {
+        let (v1, i, avf) = (lead(1100.0, 100.0), lead(250.0, 450.0), lead(750.0, 20.0));
+        assert!(rvh_with_right_axis(&v1, &i, &avf));
+        // Normal axis (I positive): a tall R in V1 alone may be posterior.
+        assert!(!rvh_with_right_axis(&v1, &lead(800.0, 100.0), &avf));
+        // R in V1 under 0.7 mV, or not dominant.
+        assert!(!rvh_with_right_axis(&lead(600.0, 100.0), &i, &avf));
+        assert!(!rvh_with_right_axis(&lead(900.0, 1200.0), &i, &avf));
+    }
 
     /// Hand-computed: QT 400 ms at RR 0.81 s (QTc 444.4 ms), QRS V2 15 mm, R V4 10 mm,
     /// STE60 V3 2 mm: 23.11 - 2.265 - 2.68 + 2.124 = 20.29.
