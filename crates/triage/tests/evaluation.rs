@@ -12,6 +12,8 @@
 //! - `st_on_real_beats_with_known_offset`: semi-synthetic, real LUDB "normal" records with an
 //!   ST shift of known size added after the reference QRS end; kept apart from the real
 //!   results.
+//! - `qrs_duration_vs_muse`: clinical and global QRS duration (and QT) against GE MUSE's
+//!   measurements in the Chapman headers.
 //! - `every_record_answers`: every record in the data folder gets an answer, no panic.
 //! - `explain_records`: per-lead measurements, median beats and reasons of the acute-MI
 //!   records (or of `$ECG_RECORDS`, comma-separated), to see how a record is read.
