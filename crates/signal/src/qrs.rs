@@ -121,57 +121,6 @@ impl Ring {
     }
 }
 
-/// Monotone queue of internal indices for the sliding maximum: a ring
-/// rather than a `VecDeque`, whose general wrap-around logic showed in the
-/// profile of this per-sample path.
-#[derive(Clone, Debug)]
-struct IndexQueue {
-    slots: Vec<u64>,
-    mask: usize,
-    head: usize,
-    len: usize,
-}
-
-impl IndexQueue {
-    fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(2).next_power_of_two();
-        IndexQueue {
-            slots: vec![0; capacity],
-            mask: capacity - 1,
-            head: 0,
-            len: 0,
-        }
-    }
-    #[inline]
-    fn front(&self) -> Option<u64> {
-        (self.len > 0).then(|| self.slots[self.head])
-    }
-    #[inline]
-    fn back(&self) -> Option<u64> {
-        (self.len > 0).then(|| self.slots[(self.head + self.len - 1) & self.mask])
-    }
-    #[inline]
-    fn pop_front(&mut self) {
-        self.head = (self.head + 1) & self.mask;
-        self.len -= 1;
-    }
-    #[inline]
-    fn pop_back(&mut self) {
-        self.len -= 1;
-    }
-    /// The queue never holds more than the window's length, which the
-    /// capacity covers.
-    #[inline]
-    fn push_back(&mut self, v: u64) {
-        debug_assert!(self.len < self.slots.len());
-        self.slots[(self.head + self.len) & self.mask] = v;
-        self.len += 1;
-    }
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-}
-
 /// One-second statistics of a lead's envelope, kept for the last few seconds.
 const SCALE_BLOCKS: usize = 5;
 
@@ -202,83 +151,119 @@ struct Lead {
     scale: f32,
     floor: f32,
     weight: f32,
-    /// Last derivative magnitude and envelope (internal rate).
-    slope: f32,
-    envelope: f32,
-    /// This chunk's decimated input, envelope and slope (scratch space).
+    /// This piece's input with gaps held (used only when it has gaps),
+    /// decimated input, envelope and slope: scratch space kept between
+    /// pieces so that the per-sample path never allocates.
+    held: Vec<f32>,
     x_buf: Vec<f64>,
     env_buf: Vec<f32>,
     slope_buf: Vec<f32>,
 }
 
+/// Appends the mean of each whole block of `K` samples to `out` and returns
+/// the samples after the last whole block. `K` is a constant so that the
+/// common decimation factors compile to straight-line sums; the summation
+/// order is the same as [`boxcar_blocks_dyn`]'s.
+#[inline]
+fn boxcar_blocks<'a, const K: usize>(samples: &'a [f32], inv_k: f64, out: &mut Vec<f64>) -> &'a [f32] {
+    let (blocks, rest) = samples.as_chunks::<K>();
+    out.extend(
+        blocks
+            .iter()
+            .map(|b| b.iter().fold(0.0f64, |s, &v| s + f64::from(v)) * inv_k),
+    );
+    rest
+}
+
+fn boxcar_blocks_dyn<'a>(samples: &'a [f32], k: usize, inv_k: f64, out: &mut Vec<f64>) -> &'a [f32] {
+    let blocks = samples.chunks_exact(k);
+    let rest = blocks.remainder();
+    out.extend(blocks.map(|b| b.iter().fold(0.0f64, |s, &v| s + f64::from(v)) * inv_k));
+    rest
+}
+
 impl Lead {
     /// Holds gaps, keeps the full-rate history and decimates `samples` into
     /// `x_buf`; `phase` is how many samples of the current decimation block
-    /// came before this chunk.
+    /// came before this piece.
     fn front_end(&mut self, samples: &[f32], first_index: u64, phase: u64, k: u64, inv_k: f64) {
         self.x_buf.clear();
-        if samples.iter().all(|v| v.is_finite()) {
-            self.raw.put_slice(first_index, samples);
+        // Gaps are rare: only then is the piece copied with the gaps held.
+        let mut held = std::mem::take(&mut self.held);
+        let clean: &[f32] = if samples.iter().all(|v| v.is_finite()) {
             if let Some(&v) = samples.last() {
                 self.last_valid = v;
             }
+            samples
         } else {
+            held.clear();
             let mut last = self.last_valid;
-            for (i, &v) in samples.iter().enumerate() {
+            held.extend(samples.iter().map(|&v| {
                 if v.is_finite() {
                     last = v;
                 }
-                self.raw.put(first_index + i as u64, last);
-            }
+                last
+            }));
             self.last_valid = last;
-        }
-        // Sum each decimation block from the (gap-held) history: first the
-        // rest of the block the previous piece started, then whole blocks.
+            &held
+        };
+        self.raw.put_slice(first_index, clean);
+        // First the rest of the block the previous piece started, then
+        // whole blocks straight from the slice, then the start of the next.
         let mut acc = self.acc;
-        let head = ((k - phase) as usize).min(samples.len());
-        for i in 0..head as u64 {
-            acc += f64::from(self.raw.get(first_index + i));
+        let head = ((k - phase) as usize).min(clean.len());
+        for &v in &clean[..head] {
+            acc += f64::from(v);
         }
         if phase + head as u64 == k {
             self.x_buf.push(acc * inv_k);
-            acc = 0.0;
-            let k = k as usize;
-            let mut i = head;
-            while i + k <= samples.len() {
-                let mut block = 0.0f64;
-                for j in 0..k as u64 {
-                    block += f64::from(self.raw.get(first_index + (i as u64) + j));
-                }
-                self.x_buf.push(block * inv_k);
-                i += k;
-            }
-            for j in i..samples.len() {
-                acc += f64::from(self.raw.get(first_index + j as u64));
-            }
+            let body = &clean[head..];
+            let rest = match k {
+                1 => boxcar_blocks::<1>(body, inv_k, &mut self.x_buf),
+                2 => boxcar_blocks::<2>(body, inv_k, &mut self.x_buf),
+                3 => boxcar_blocks::<3>(body, inv_k, &mut self.x_buf),
+                4 => boxcar_blocks::<4>(body, inv_k, &mut self.x_buf),
+                8 => boxcar_blocks::<8>(body, inv_k, &mut self.x_buf),
+                _ => boxcar_blocks_dyn(body, k as usize, inv_k, &mut self.x_buf),
+            };
+            acc = rest.iter().fold(0.0f64, |s, &v| s + f64::from(v));
         }
         self.acc = acc;
+        self.held = held;
     }
 
     /// Band-pass, derivative and RMS envelope of the decimated samples,
     /// the first of which has internal index `first`.
     fn envelope_of_decimated(&mut self, first: u64, inv_len: f64, half_rate: f64) {
-        self.env_buf.clear();
-        self.slope_buf.clear();
-        for (i, &x) in self.x_buf.iter().enumerate() {
-            let n = first + i as u64;
-            let offset = *self.offset.get_or_insert(x);
+        let n = self.x_buf.len();
+        self.env_buf.resize(n, 0.0);
+        self.slope_buf.resize(n, 0.0);
+        let Some(&x0) = self.x_buf.first() else {
+            return;
+        };
+        let offset = *self.offset.get_or_insert(x0);
+        // The recurrences run alone in this loop; the square root, which
+        // does not feed them, is taken afterwards over the whole piece,
+        // several values per instruction.
+        let (mut y1, mut y2, mut sum) = (self.y1, self.y2, self.energy_sum);
+        let samples = self.x_buf.iter().zip(self.env_buf.iter_mut().zip(self.slope_buf.iter_mut()));
+        for (i, (&x, (env, slope))) in samples.enumerate() {
+            let idx = first + i as u64;
             let y = self.bandpass.step(x - offset);
             // Derivative in mV/s so that envelopes compare across rates.
-            let d = (y - self.y2) * half_rate;
-            self.y2 = self.y1;
-            self.y1 = y;
+            let d = (y - y2) * half_rate;
+            y2 = y1;
+            y1 = y;
             let e = (d * d) as f32;
-            self.energy_sum += f64::from(e) - f64::from(self.energy.get(n));
-            self.energy.put(n, e);
+            sum += f64::from(e) - f64::from(self.energy.get(idx));
+            self.energy.put(idx, e);
             // Rounding can leave a tiny negative sum after a flat stretch.
-            let env = ((self.energy_sum.max(0.0) * inv_len) as f32).sqrt();
-            self.env_buf.push(env);
-            self.slope_buf.push(d.abs() as f32);
+            *env = (sum.max(0.0) * inv_len) as f32;
+            *slope = d.abs() as f32;
+        }
+        (self.y1, self.y2, self.energy_sum) = (y1, y2, sum);
+        for v in &mut self.env_buf {
+            *v = v.sqrt();
         }
     }
 }
@@ -313,12 +298,11 @@ pub struct QrsDetector {
     /// Band-pass + derivative delay, in internal samples.
     front_delay: f64,
     block_len: u64,
-    // Fused signal history and the sliding-maximum candidate finder.
+    // Fused signal history, for candidates and R-peak location.
     fused: Ring,
     fused_slope: Ring,
     best_lead: Vec<u8>,
     half_window: u64,
-    max_deque: IndexQueue,
     // Decision state.
     spk: f32,
     npk: f32,
@@ -334,6 +318,13 @@ pub struct QrsDetector {
     searched_until: u64,
     /// Per-lead (envelope, slope) of the first second, until it has a scale.
     warmup: Option<Vec<(f32, f32)>>,
+    /// Per-lead fusion coefficients and the lead that weighs most, set
+    /// once a second by [`QrsDetector::update_fusion`].
+    fuse_coef: Vec<f32>,
+    fuse_best: u8,
+    /// This run's fused envelope and slope (scratch space).
+    fused_buf: Vec<f32>,
+    fused_slope_buf: Vec<f32>,
     refractory: u64,
     t_wave_window: u64,
     search_back_max: u64,
@@ -383,8 +374,7 @@ impl QrsDetector {
                 scale: 0.0,
                 floor: 0.0,
                 weight: 0.0,
-                slope: 0.0,
-                envelope: 0.0,
+                held: Vec::new(),
                 x_buf: Vec::new(),
                 env_buf: Vec::new(),
                 slope_buf: Vec::new(),
@@ -412,7 +402,6 @@ impl QrsDetector {
             fused: Ring::new(history),
             fused_slope: Ring::new(history),
             best_lead: vec![0; history.next_power_of_two()],
-            max_deque: IndexQueue::new(2 * half_window as usize + 2),
             spk: 1.0,
             npk: 0.1,
             rr_hist: VecDeque::with_capacity(8),
@@ -424,6 +413,10 @@ impl QrsDetector {
             pending: Vec::new(),
             searched_until: 0,
             warmup: Some(Vec::new()),
+            fuse_coef: vec![0.0; n_leads],
+            fuse_best: 0,
+            fused_buf: Vec::new(),
+            fused_slope_buf: Vec::new(),
         })
     }
 
@@ -505,9 +498,14 @@ impl QrsDetector {
         }
         self.n_in += len;
         self.phase = (self.phase + len) % k;
-        // Stage 2, in time order: fusion and decisions.
-        for j in 0..n_new {
-            self.internal_step(j, sink);
+        // Stage 2: block statistics and fusion over runs that end at
+        // one-second block boundaries (where the fusion weights change),
+        // then decisions in time order.
+        let mut j = 0;
+        while j < n_new {
+            let run = ((self.block_len - self.block_fill) as usize).min(n_new - j);
+            self.fusion_run(j..j + run, sink);
+            j += run;
         }
     }
 
@@ -530,40 +528,69 @@ impl QrsDetector {
                 self.consider(c, sink);
             }
         }
-        self.max_deque.clear();
         self.search_back(end, true, sink);
     }
 
-    /// Fusion and decision for the `j`-th internal sample of this chunk.
-    fn internal_step<S: DetectionSink + ?Sized>(&mut self, j: usize, sink: &mut S) {
-        let n = self.n_int;
-        self.block_fill += 1;
+    /// Fusion and decisions for the internal samples `range` of this
+    /// piece, which all lie in one one-second block.
+    fn fusion_run<S: DetectionSink + ?Sized>(
+        &mut self,
+        range: std::ops::Range<usize>,
+        sink: &mut S,
+    ) {
+        let run = range.len() as u64;
+        for lead in self.leads.iter_mut() {
+            let env = &lead.env_buf[range.clone()];
+            lead.block_max = env.iter().fold(lead.block_max, |m, &v| m.max(v));
+            lead.block_values
+                .extend(env.iter().map(|v| v.max(0.0).to_bits()));
+        }
+        self.block_fill += run;
         let block_done = self.block_fill == self.block_len;
         if block_done {
             self.block_fill = 0;
         }
-        for lead in self.leads.iter_mut() {
-            let env = lead.env_buf[j];
-            lead.envelope = env;
-            lead.slope = lead.slope_buf[j];
-            lead.block_max = lead.block_max.max(env);
-            lead.block_values.push(env.max(0.0).to_bits());
-        }
+        let first = self.n_int;
+        let last = first + run - 1;
+        self.n_int += run;
         if let Some(warmup) = self.warmup.as_mut() {
             // The first second has no scale yet: keep its envelopes and fuse
             // them once the second is over (a one-off start-up delay).
-            warmup.extend(self.leads.iter().map(|l| (l.envelope, l.slope)));
-            if block_done {
-                self.end_warmup(n, sink);
+            for i in range {
+                warmup.extend(self.leads.iter().map(|l| (l.env_buf[i], l.slope_buf[i])));
             }
-        } else {
-            let (g, h, best) = self.fuse(self.leads.iter().map(|l| (l.envelope, l.slope)));
-            self.candidate_step(n, g, h, best, sink);
             if block_done {
-                self.close_block(n, self.block_len, sink);
+                self.end_warmup(last, sink);
+            }
+            return;
+        }
+        let mut fused = std::mem::take(&mut self.fused_buf);
+        let mut fused_slope = std::mem::take(&mut self.fused_slope_buf);
+        fused.clear();
+        fused.resize(range.len(), 0.0);
+        fused_slope.clear();
+        fused_slope.resize(range.len(), 0.0);
+        for (lead, &c) in self.leads.iter().zip(&self.fuse_coef) {
+            if c > 0.0 {
+                let env = &lead.env_buf[range.clone()];
+                let slope = &lead.slope_buf[range.clone()];
+                for (g, &e) in fused.iter_mut().zip(env) {
+                    *g += c * e;
+                }
+                for (h, &s) in fused_slope.iter_mut().zip(slope) {
+                    *h += c * s;
+                }
             }
         }
-        self.n_int += 1;
+        let best = self.fuse_best;
+        for (i, (&g, &h)) in fused.iter().zip(&fused_slope).enumerate() {
+            self.candidate_step(first + i as u64, g, h, best, sink);
+        }
+        self.fused_buf = fused;
+        self.fused_slope_buf = fused_slope;
+        if block_done {
+            self.close_block(last, self.block_len, sink);
+        }
     }
 
     fn end_warmup<S: DetectionSink + ?Sized>(&mut self, n: u64, sink: &mut S) {
@@ -573,36 +600,43 @@ impl QrsDetector {
         self.close_block(n, n + 1, sink);
         let n_leads = self.leads.len();
         for (j, values) in warmup.chunks(n_leads).enumerate() {
-            let (g, h, best) = self.fuse(values.iter().copied());
-            self.candidate_step(j as u64, g, h, best, sink);
+            let mut g = 0.0f32;
+            let mut h = 0.0f32;
+            for (&c, &(env, slope)) in self.fuse_coef.iter().zip(values) {
+                if c > 0.0 {
+                    g += c * env;
+                    h += c * slope;
+                }
+            }
+            self.candidate_step(j as u64, g, h, self.fuse_best, sink);
         }
     }
 
-    /// Weighted mean of the leads' normalised envelopes and slopes, and the
-    /// lead that weighs most.
-    fn fuse(&self, values: impl Iterator<Item = (f32, f32)>) -> (f32, f32, u8) {
-        let mut num = 0.0f32;
-        let mut num_slope = 0.0f32;
+    /// The fusion is a weighted mean of the leads' envelopes, each divided
+    /// by its QRS height: one coefficient per lead, fixed for a second, so
+    /// that the per-sample path has no division.
+    fn update_fusion(&mut self) {
         let mut den = 0.0f32;
         let mut best = (0usize, 0.0f32);
-        for (li, (lead, (env, slope))) in self.leads.iter().zip(values).enumerate() {
+        for (li, lead) in self.leads.iter().enumerate() {
             if lead.weight > 0.0 {
-                let w = lead.weight / lead.scale;
-                num += w * env;
-                num_slope += w * slope;
                 den += lead.weight;
                 if lead.weight > best.1 {
                     best = (li, lead.weight);
                 }
             }
         }
-        if den > 0.0 {
-            (num / den, num_slope / den, best.0 as u8)
-        } else {
-            (0.0, 0.0, 0)
+        for (c, lead) in self.fuse_coef.iter_mut().zip(&self.leads) {
+            *c = if lead.weight > 0.0 && den > 0.0 {
+                lead.weight / lead.scale / den
+            } else {
+                0.0
+            };
         }
+        self.fuse_best = best.0 as u8;
     }
 
+    #[inline]
     fn candidate_step<S: DetectionSink + ?Sized>(
         &mut self,
         n: u64,
@@ -616,34 +650,32 @@ impl QrsDetector {
         let mask = self.best_lead.len() as u64 - 1;
         self.best_lead[(n & mask) as usize] = best;
 
-        // Sliding maximum over [n - 2H, n]; the centre n - H is a candidate
-        // when it is the earliest maximum of its window.
-        while let Some(back) = self.max_deque.back() {
-            if self.fused.get(back) < g {
-                self.max_deque.pop_back();
-            } else {
-                break;
+        // The centre c = n - H is a candidate when it is the earliest
+        // maximum of [c - H, c + H]. Such a point is first of all a local
+        // maximum, which is rare in a smooth envelope and costs two
+        // comparisons to rule out; only then is the whole window checked.
+        let hw = self.half_window;
+        if n >= hw {
+            let c = n - hw;
+            let v = self.fused.get(c);
+            if (c == 0 || self.fused.get(c - 1) < v)
+                && self.fused.get(c + 1) <= v
+                && self.is_window_peak(c, v, n)
+            {
+                self.consider(c, sink);
             }
         }
-        self.max_deque.push_back(n);
-        let w = 2 * self.half_window;
-        while let Some(front) = self.max_deque.front() {
-            if front + w < n {
-                self.max_deque.pop_front();
-            } else {
-                break;
-            }
-        }
-        if n >= self.half_window {
-            let centre = n - self.half_window;
-            if self.max_deque.front() == Some(centre) {
-                self.consider(centre, sink);
-            }
-        }
-        let decided_until = n.saturating_sub(self.half_window);
+        let decided_until = n.saturating_sub(hw);
         if decided_until >= self.search_back_due && self.last_beat_at.is_some() {
             self.search_back(decided_until, false, sink);
         }
+    }
+
+    /// Whether `v`, the fused value at `c`, is the earliest maximum of
+    /// `[c - H, last]`.
+    fn is_window_peak(&self, c: u64, v: f32, last: u64) -> bool {
+        (c.saturating_sub(self.half_window)..c).all(|j| self.fused.get(j) < v)
+            && (c + 1..=last).all(|j| self.fused.get(j) <= v)
     }
 
     /// Ends the one-second block that ends at internal index `n` and holds
@@ -665,6 +697,7 @@ impl QrsDetector {
             lead.weight = lead_weight(lead.scale, lead.floor, self.cfg.min_lead_snr);
             usable |= lead.weight > 0.0;
         }
+        self.update_fusion();
         if !sink.wants_quality() {
             return;
         }
