@@ -37,6 +37,8 @@ use crate::SignalError;
 
 /// The internal rate the detector decimates to, approximately.
 const INTERNAL_RATE_HZ: f64 = 125.0;
+/// Internal samples per piece of a chunk (about a quarter second).
+const PIECE_INTERNAL: usize = 32;
 /// Leads beyond this are ignored by fusion (15 covers 12 leads + Frank XYZ).
 pub const MAX_LEADS: usize = 16;
 
@@ -325,6 +327,9 @@ pub struct QrsDetector {
     /// This run's fused envelope and slope (scratch space).
     fused_buf: Vec<f32>,
     fused_slope_buf: Vec<f32>,
+    /// The last H + 1 fused values and the decision window (scratch space).
+    fused_tail: Vec<f32>,
+    win_buf: Vec<f32>,
     refractory: u64,
     t_wave_window: u64,
     search_back_max: u64,
@@ -354,7 +359,9 @@ impl QrsDetector {
         let ms = |v: f64| ((v / 1000.0) * internal_hz).round().max(1.0) as u64;
         let integration_len = ms(cfg.integration_ms);
         let raw_len = ((cfg.search_back_max_ms / 1000.0 + 1.5) * fs_hz) as usize;
-        let history = ms(cfg.search_back_max_ms + 1000.0) as usize;
+        // Plus room for one piece: a piece's fused values are stored before
+        // its decisions, and must not overwrite what those decisions read.
+        let history = ms(cfg.search_back_max_ms + 1000.0) as usize + PIECE_INTERNAL;
         let mut leads = Vec::with_capacity(n_leads);
         for _ in 0..n_leads {
             leads.push(Lead {
@@ -417,6 +424,8 @@ impl QrsDetector {
             fuse_best: 0,
             fused_buf: Vec::new(),
             fused_slope_buf: Vec::new(),
+            fused_tail: Vec::new(),
+            win_buf: Vec::new(),
         })
     }
 
@@ -468,7 +477,7 @@ impl QrsDetector {
         // Pieces of about a quarter second: long enough for tight per-lead
         // loops, short enough that the full-rate history still holds every
         // R peak that stage 2 may need to locate, whatever the chunk size.
-        let piece = (self.decimation * 32) as usize;
+        let piece = (self.decimation * PIECE_INTERNAL as u64) as usize;
         let mut at = 0;
         while at < len {
             let end = (at + piece).min(len);
@@ -582,10 +591,13 @@ impl QrsDetector {
                 }
             }
         }
-        let best = self.fuse_best;
-        for (i, (&g, &h)) in fused.iter().zip(&fused_slope).enumerate() {
-            self.candidate_step(first + i as u64, g, h, best, sink);
+        self.fused.put_slice(first, &fused);
+        self.fused_slope.put_slice(first, &fused_slope);
+        let mask = self.best_lead.len() as u64 - 1;
+        for n in first..=last {
+            self.best_lead[(n & mask) as usize] = self.fuse_best;
         }
+        self.decide_run(first, &fused, sink);
         self.fused_buf = fused;
         self.fused_slope_buf = fused_slope;
         if block_done {
@@ -610,6 +622,11 @@ impl QrsDetector {
             }
             self.candidate_step(j as u64, g, h, self.fuse_best, sink);
         }
+        let keep = self.half_window + 1;
+        self.fused_tail.clear();
+        let fused = &self.fused;
+        self.fused_tail
+            .extend(((n + 1).saturating_sub(keep)..=n).map(|j| fused.get(j)));
     }
 
     /// The fusion is a weighted mean of the leads' envelopes, each divided
@@ -636,7 +653,7 @@ impl QrsDetector {
         self.fuse_best = best.0 as u8;
     }
 
-    #[inline]
+    /// Stores the fused values of internal sample `n`, then decides.
     fn candidate_step<S: DetectionSink + ?Sized>(
         &mut self,
         n: u64,
@@ -649,11 +666,16 @@ impl QrsDetector {
         self.fused_slope.put(n, h);
         let mask = self.best_lead.len() as u64 - 1;
         self.best_lead[(n & mask) as usize] = best;
+        self.decide(n, sink);
+    }
 
-        // The centre c = n - H is a candidate when it is the earliest
-        // maximum of [c - H, c + H]. Such a point is first of all a local
-        // maximum, which is rare in a smooth envelope and costs two
-        // comparisons to rule out; only then is the whole window checked.
+    /// The decisions due once internal sample `n` is known: whether the
+    /// centre c = n - H is a candidate, and search-back.
+    fn decide<S: DetectionSink + ?Sized>(&mut self, n: u64, sink: &mut S) {
+        // The centre is a candidate when it is the earliest maximum of
+        // [c - H, c + H]. Such a point is first of all a local maximum,
+        // which is rare in a smooth envelope and costs two comparisons to
+        // rule out; only then is the whole window checked.
         let hw = self.half_window;
         if n >= hw {
             let c = n - hw;
@@ -669,6 +691,42 @@ impl QrsDetector {
         if decided_until >= self.search_back_due && self.last_beat_at.is_some() {
             self.search_back(decided_until, false, sink);
         }
+    }
+
+    /// [`QrsDetector::decide`] for the internal samples from `first` on,
+    /// whose fused values `run` are already in the history: the local-maximum
+    /// screen runs over a contiguous copy (the last H + 1 values before the
+    /// run, then the run) rather than through the history's index masks.
+    fn decide_run<S: DetectionSink + ?Sized>(&mut self, first: u64, run: &[f32], sink: &mut S) {
+        let hw = self.half_window;
+        let keep = hw as usize + 1;
+        let mut win = std::mem::take(&mut self.win_buf);
+        win.clear();
+        win.extend_from_slice(&self.fused_tail);
+        win.extend_from_slice(run);
+        if self.fused_tail.len() == keep {
+            // For n = first + i, the centre n - H is win[i + 1].
+            for (i, w) in win.windows(3).take(run.len()).enumerate() {
+                let n = first + i as u64;
+                let c = n - hw;
+                let v = w[1];
+                if w[0] < v && w[2] <= v && self.is_window_peak(c, v, n) {
+                    self.consider(c, sink);
+                }
+                if c >= self.search_back_due && self.last_beat_at.is_some() {
+                    self.search_back(c, false, sink);
+                }
+            }
+        } else {
+            // The record's first H + 1 samples.
+            for i in 0..run.len() as u64 {
+                self.decide(first + i, sink);
+            }
+        }
+        let from = win.len().saturating_sub(keep);
+        self.fused_tail.clear();
+        self.fused_tail.extend_from_slice(&win[from..]);
+        self.win_buf = win;
     }
 
     /// Whether `v`, the fused value at `c`, is the earliest maximum of
