@@ -4,11 +4,15 @@
 //! so that a record pushed in chunks of any size gives exactly the beats of
 //! the record pushed at once:
 //!
-//! 1. **Front end, per lead.** A boxcar average decimates every lead to an
-//!    internal rate of about 125 Hz (all QRS energy lies below 40 Hz), so the
-//!    rest costs the same at 250 Hz or 1 kHz and behaves the same at every
-//!    rate. Then the detection band-pass (5-20 Hz), a derivative, and the
-//!    root-mean-square over a 120 ms window: a QRS-energy envelope.
+//! 1. **Front end, per lead.** A boxcar average decimates every lead to
+//!    about 125 Hz (all QRS energy lies below 40 Hz), so the rest costs the
+//!    same at 250 Hz or 1 kHz and behaves the same at every rate. Then the
+//!    detection band-pass (5-20 Hz) and a derivative at that rate; each pair
+//!    of samples gives one internal sample at about 62.5 Hz (mean square and
+//!    steepest slope of the pair: the envelope of a 5-20 Hz signal varies
+//!    far slower than that), and the root-mean-square over a 120 ms window
+//!    makes a QRS-energy envelope. Everything after the band-pass runs at
+//!    the internal rate, which halves its cost.
 //! 2. **Fusion.** Each lead's envelope is divided by its own recent QRS
 //!    height (the median of the last five one-second maxima, robust to one
 //!    artefact) and the leads are averaged with weights that grow with their
@@ -35,9 +39,10 @@ use crate::filter::DetectionBandpass;
 use crate::sink::{Beat, DetectionSink, QualitySegment};
 use crate::SignalError;
 
-/// The internal rate the detector decimates to, approximately.
-const INTERNAL_RATE_HZ: f64 = 125.0;
-/// Internal samples per piece of a chunk (about a quarter second).
+/// The rate the detection band-pass runs at, approximately: its 20 Hz
+/// corner needs room below Nyquist.
+const BANDPASS_RATE_HZ: f64 = 125.0;
+/// Internal samples per piece of a chunk (about half a second).
 const PIECE_INTERNAL: usize = 32;
 /// Leads beyond this are ignored by fusion (15 covers 12 leads + Frank XYZ).
 pub const MAX_LEADS: usize = 16;
@@ -135,6 +140,7 @@ struct Lead {
     /// Last valid input: a NaN sample (a gap) repeats it.
     last_valid: f32,
     bandpass: DetectionBandpass,
+    /// The last two band-pass outputs, for the derivative.
     y1: f64,
     y2: f64,
     /// Squared derivatives of the last window's samples, oldest first.
@@ -158,6 +164,7 @@ struct Lead {
     /// pieces so that the per-sample path never allocates.
     held: Vec<f32>,
     x_buf: Vec<f64>,
+    d_buf: Vec<f64>,
     e_buf: Vec<f32>,
     env_buf: Vec<f32>,
     slope_buf: Vec<f32>,
@@ -168,7 +175,11 @@ struct Lead {
 /// common decimation factors compile to straight-line sums; the summation
 /// order is the same as [`boxcar_blocks_dyn`]'s.
 #[inline]
-fn boxcar_blocks<'a, const K: usize>(samples: &'a [f32], inv_k: f64, out: &mut Vec<f64>) -> &'a [f32] {
+fn boxcar_blocks<'a, const K: usize>(
+    samples: &'a [f32],
+    inv_k: f64,
+    out: &mut Vec<f64>,
+) -> &'a [f32] {
     let (blocks, rest) = samples.as_chunks::<K>();
     out.extend(
         blocks
@@ -178,7 +189,12 @@ fn boxcar_blocks<'a, const K: usize>(samples: &'a [f32], inv_k: f64, out: &mut V
     rest
 }
 
-fn boxcar_blocks_dyn<'a>(samples: &'a [f32], k: usize, inv_k: f64, out: &mut Vec<f64>) -> &'a [f32] {
+fn boxcar_blocks_dyn<'a>(
+    samples: &'a [f32],
+    k: usize,
+    inv_k: f64,
+    out: &mut Vec<f64>,
+) -> &'a [f32] {
     let blocks = samples.chunks_exact(k);
     let rest = blocks.remainder();
     out.extend(blocks.map(|b| b.iter().fold(0.0f64, |s, &v| s + f64::from(v)) * inv_k));
@@ -245,36 +261,49 @@ impl Lead {
         self.held = held;
     }
 
-    /// Band-pass, derivative and RMS envelope of the decimated samples.
-    fn envelope_of_decimated(&mut self, inv_len: f64, half_rate: f64) {
-        let n = self.x_buf.len();
+    /// Band-pass and derivative at the band-pass rate; squared derivative
+    /// and slope of each pair of band-pass samples at the decision rate;
+    /// then the RMS envelope.
+    fn envelope_of_decimated(&mut self, inv_len: f64, decision_hz: f64) {
         let w = self.energy_tail.len();
+        let Some(&x0) = self.x_buf.first() else {
+            self.env_buf.clear();
+            self.slope_buf.clear();
+            return;
+        };
+        let offset = *self.offset.get_or_insert(x0);
+        // Four passes, each a tight loop: the filter recurrences, the pairs,
+        // the running sum of squares over the window (the squares of the
+        // window before this piece lead `e_buf`), then the square roots,
+        // several per instruction.
+        let mut bandpass = self.bandpass.clone();
+        let (mut y1, mut y2) = (self.y1, self.y2);
+        // `d_buf` starts with the unpaired derivative the last piece left.
+        self.d_buf.extend(self.x_buf.iter().map(|&x| {
+            let y = bandpass.step(x - offset);
+            // Derivative in mV/s over two band-pass samples (16 ms), so
+            // that envelopes compare across rates.
+            let d = (y - y2) * decision_hz;
+            y2 = y1;
+            y1 = y;
+            d
+        }));
+        (self.bandpass, self.y1, self.y2) = (bandpass, y1, y2);
+        let (pairs, _) = self.d_buf.as_chunks::<2>();
+        let n = pairs.len();
         self.env_buf.resize(n, 0.0);
         self.slope_buf.resize(n, 0.0);
         self.e_buf.clear();
         self.e_buf.extend_from_slice(&self.energy_tail);
         self.e_buf.resize(w + n, 0.0);
-        let Some(&x0) = self.x_buf.first() else {
-            return;
-        };
-        let offset = *self.offset.get_or_insert(x0);
-        // Three passes, each a tight loop: the filter recurrences alone,
-        // then the running sum of squares over the window (the squares of
-        // the window before this piece lead `e_buf`), then the square roots,
-        // several per instruction.
-        let mut bandpass = self.bandpass.clone();
-        let (mut y1, mut y2) = (self.y1, self.y2);
+        // A pair's mean square keeps the energy of both samples (no
+        // aliasing of the envelope), its larger slope keeps the steepest.
         let out = self.e_buf[w..].iter_mut().zip(self.slope_buf.iter_mut());
-        for (&x, (e, slope)) in self.x_buf.iter().zip(out) {
-            let y = bandpass.step(x - offset);
-            // Derivative in mV/s so that envelopes compare across rates.
-            let d = (y - y2) * half_rate;
-            y2 = y1;
-            y1 = y;
-            *e = (d * d) as f32;
-            *slope = d.abs() as f32;
+        for (&[a, b], (e, slope)) in pairs.iter().zip(out) {
+            *e = ((a * a + b * b) * 0.5) as f32;
+            *slope = a.abs().max(b.abs()) as f32;
         }
-        (self.bandpass, self.y1, self.y2) = (bandpass, y1, y2);
+        self.d_buf.drain(..2 * n);
         let mut sum = self.energy_sum;
         let pairs = self.e_buf[w..].iter().zip(&self.e_buf[..n]);
         for ((&new, &old), env) in pairs.zip(self.env_buf.iter_mut()) {
@@ -304,12 +333,16 @@ struct Candidate {
 pub struct QrsDetector {
     cfg: DetectorConfig,
     fs_hz: f64,
+    /// Input samples per decision sample, and per band-pass sample (half).
     decimation: u64,
+    front_k: u64,
+    bp_hz: f64,
+    /// The decision rate (internal samples).
     internal_hz: f64,
     leads: Vec<Lead>,
     /// Input samples seen (per lead).
     n_in: u64,
-    /// Input samples in the current decimation block (a counter, because
+    /// Input samples in the current band-pass block (a counter, because
     /// a division per sample costs more than the rest of the front end).
     phase: u64,
     /// Internal samples in the current one-second block.
@@ -374,7 +407,11 @@ impl QrsDetector {
                 max: MAX_LEADS,
             });
         }
-        let decimation = (fs_hz / INTERNAL_RATE_HZ).round().max(1.0) as u64;
+        // Decisions run at half the band-pass rate: the QRS envelope changes
+        // little within 16 ms, and everything after the band-pass costs half.
+        let front_k = (fs_hz / BANDPASS_RATE_HZ).round().max(1.0) as u64;
+        let bp_hz = fs_hz / front_k as f64;
+        let decimation = 2 * front_k;
         let internal_hz = fs_hz / decimation as f64;
         let ms = |v: f64| ((v / 1000.0) * internal_hz).round().max(1.0) as u64;
         let integration_len = ms(cfg.integration_ms);
@@ -392,7 +429,7 @@ impl QrsDetector {
                 acc: 0.0,
                 offset: None,
                 last_valid: 0.0,
-                bandpass: DetectionBandpass::new(internal_hz)?,
+                bandpass: DetectionBandpass::new(bp_hz)?,
                 y1: 0.0,
                 y2: 0.0,
                 energy_tail: vec![0.0; energy_window],
@@ -407,12 +444,13 @@ impl QrsDetector {
                 weight: 0.0,
                 held: Vec::new(),
                 x_buf: Vec::new(),
+                d_buf: Vec::new(),
                 e_buf: Vec::new(),
                 env_buf: Vec::new(),
                 slope_buf: Vec::new(),
             });
         }
-        let front_delay = bandpass_delay(internal_hz)? + 1.0;
+        let front_delay = bandpass_delay(bp_hz)? + 1.0;
         let half_window = ms(cfg.refractory_ms);
         Ok(QrsDetector {
             half_window,
@@ -422,6 +460,8 @@ impl QrsDetector {
             cfg,
             fs_hz,
             decimation,
+            front_k,
+            bp_hz,
             internal_hz,
             leads,
             n_in: 0,
@@ -465,15 +505,16 @@ impl QrsDetector {
     /// Upper bound of the time between an R peak and its report, in ms.
     pub fn delay_bound_ms(&self) -> f64 {
         let to_ms = |n: f64| n / self.internal_hz * 1000.0;
-        to_ms(self.front_delay + self.half_window as f64 + 1.0)
+        self.front_delay / self.bp_hz * 1000.0
+            + to_ms(self.half_window as f64 + 1.0)
             + self.decimation as f64 / self.fs_hz * 1000.0
             + self.cfg.search_back_max_ms
     }
 
     /// Typical delay of a beat found on the first pass, in ms.
     pub fn first_pass_delay_ms(&self) -> f64 {
-        (self.front_delay + self.integration_len as f64 / 2.0 + self.half_window as f64)
-            / self.internal_hz
+        (self.front_delay / self.bp_hz
+            + (self.integration_len as f64 / 2.0 + self.half_window as f64) / self.internal_hz)
             * 1000.0
     }
 
@@ -499,7 +540,7 @@ impl QrsDetector {
                 got: c.len(),
             });
         }
-        // Pieces of about a quarter second: long enough for tight per-lead
+        // Pieces of about half a second: long enough for tight per-lead
         // loops, short enough that the full-rate history still holds every
         // R peak that stage 2 may need to locate, whatever the chunk size.
         let piece = (self.decimation * PIECE_INTERNAL as u64) as usize;
@@ -521,14 +562,14 @@ impl QrsDetector {
         // Stage 1, lead by lead: decimation and the per-lead envelope, each
         // lead's recurrences in one tight loop.
         let len = range.len() as u64;
-        let k = self.decimation;
-        let n_new = ((self.phase + len) / k) as usize;
+        let k = self.front_k;
+        let n_new = ((self.n_in + len) / self.decimation - self.n_in / self.decimation) as usize;
         let inv_k = 1.0 / k as f64;
         let inv_len = 1.0 / self.integration_len as f64;
-        let half_rate = self.internal_hz / 2.0;
         for (lead, samples) in self.leads.iter_mut().zip(chunk) {
             lead.front_end(&samples[range.clone()], self.n_in, self.phase, k, inv_k);
-            lead.envelope_of_decimated(inv_len, half_rate);
+            lead.envelope_of_decimated(inv_len, self.internal_hz);
+            debug_assert_eq!(lead.env_buf.len(), n_new);
         }
         self.n_in += len;
         self.phase = (self.phase + len) % k;
@@ -957,7 +998,6 @@ impl QrsDetector {
     /// Maps a fused-envelope peak to the R peak in the full-rate signal of
     /// the lead that weighed most there.
     fn locate_r_peak(&self, at: u64) -> u64 {
-        let k = self.decimation;
         let mask = self.best_lead.len() as u64 - 1;
         let lead = &self.leads[self.best_lead[(at & mask) as usize] as usize];
         // The envelope peaks about half a window after the steepest slope;
@@ -966,8 +1006,10 @@ impl QrsDetector {
         let steepest = (from..=at)
             .max_by(|&a, &b| self.fused_slope.get(a).total_cmp(&self.fused_slope.get(b)))
             .unwrap_or(at);
-        let centre_int = (steepest as f64 - self.front_delay).max(0.0);
-        let centre = (centre_int * k as f64 + k as f64 / 2.0) as u64;
+        // Decision sample n holds band-pass samples 2n and 2n + 1.
+        let kb = self.front_k as f64;
+        let centre_bp = ((2 * steepest) as f64 + 0.5 - self.front_delay).max(0.0);
+        let centre = (centre_bp * kb + kb / 2.0) as u64;
         let half = (0.075 * self.fs_hz) as u64;
         let oldest = self.n_in.saturating_sub(lead.raw.capacity() - 1);
         let lo = centre.saturating_sub(half).max(oldest);
