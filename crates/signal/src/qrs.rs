@@ -42,8 +42,8 @@ use crate::SignalError;
 /// The rate the detection band-pass runs at, approximately: its 20 Hz
 /// corner needs room below Nyquist.
 const BANDPASS_RATE_HZ: f64 = 125.0;
-/// Internal samples per piece of a chunk (about half a second).
-const PIECE_INTERNAL: usize = 32;
+/// Internal samples per piece of a chunk (about a second).
+const PIECE_INTERNAL: usize = 64;
 /// Leads beyond this are ignored by fusion (15 covers 12 leads + Frank XYZ).
 pub const MAX_LEADS: usize = 16;
 
@@ -419,7 +419,10 @@ impl QrsDetector {
         // integration length (it was a power-of-two ring, and the accuracy
         // figures were measured so), while the mean divides by the length.
         let energy_window = (integration_len as usize).next_power_of_two();
-        let raw_len = ((cfg.search_back_max_ms / 1000.0 + 1.5) * fs_hz) as usize;
+        // The longest search-back, plus the candidate look-ahead, one piece
+        // (written before its decisions), the R-peak search and the filter
+        // delay, with room to spare.
+        let raw_len = ((cfg.search_back_max_ms / 1000.0 + 2.0) * fs_hz) as usize;
         // Plus room for one piece: a piece's fused values are stored before
         // its decisions, and must not overwrite what those decisions read.
         let history = ms(cfg.search_back_max_ms + 1000.0) as usize + PIECE_INTERNAL;
@@ -540,7 +543,7 @@ impl QrsDetector {
                 got: c.len(),
             });
         }
-        // Pieces of about half a second: long enough for tight per-lead
+        // Pieces of about a second: long enough for tight per-lead
         // loops, short enough that the full-rate history still holds every
         // R peak that stage 2 may need to locate, whatever the chunk size.
         let piece = (self.decimation * PIECE_INTERNAL as u64) as usize;
