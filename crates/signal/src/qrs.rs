@@ -115,6 +115,15 @@ impl Ring {
     fn capacity(&self) -> u64 {
         self.data.len() as u64
     }
+    /// The values at `from..to` (at most the capacity), oldest first, as
+    /// at most two contiguous slices.
+    fn slices(&self, from: u64, to: u64) -> [&[f32]; 2] {
+        let n = self.data.len();
+        let len = ((to - from) as usize).min(n);
+        let start = (from & self.mask) as usize;
+        let head = len.min(n - start);
+        [&self.data[start..start + head], &self.data[..len - head]]
+    }
     /// Stores `values` at `first..first + len`, in at most two copies.
     fn put_slice(&mut self, first: u64, values: &[f32]) {
         let n = self.data.len();
@@ -1023,11 +1032,15 @@ impl QrsDetector {
         let (a, b) = (lead.raw.get(lo), lead.raw.get(hi));
         let span = (hi - lo) as f32;
         let mut best = (lo, -1.0f32);
-        for t in lo..=hi {
-            let base = a + (b - a) * ((t - lo) as f32 / span);
-            let dev = (lead.raw.get(t) - base).abs();
-            if dev > best.1 {
-                best = (t, dev);
+        let mut t = lo;
+        for part in lead.raw.slices(lo, hi + 1) {
+            for &v in part {
+                let base = a + (b - a) * ((t - lo) as f32 / span);
+                let dev = (v - base).abs();
+                if dev > best.1 {
+                    best = (t, dev);
+                }
+                t += 1;
             }
         }
         best.0
