@@ -815,8 +815,15 @@ impl QrsDetector {
     /// Whether `v`, the fused value at `c`, is the earliest maximum of
     /// `[c - H, last]`.
     fn is_window_peak(&self, c: u64, v: f32, last: u64) -> bool {
-        (c.saturating_sub(self.half_window)..c).all(|j| self.fused.get(j) < v)
-            && (c + 1..=last).all(|j| self.fused.get(j) <= v)
+        // Over contiguous slices and without an early exit, so that the
+        // comparisons run several at a time: local maxima of noise are
+        // common enough for this to show in the profile.
+        let before = self.fused.slices(c.saturating_sub(self.half_window), c);
+        let after = self.fused.slices(c + 1, last + 1);
+        let below = |ok: bool, x: &f32| ok & (*x < v);
+        let not_above = |ok: bool, x: &f32| ok & (*x <= v);
+        before.iter().all(|s| s.iter().fold(true, below))
+            && after.iter().all(|s| s.iter().fold(true, not_above))
     }
 
     /// Ends the one-second block that ends at internal index `n` and holds
