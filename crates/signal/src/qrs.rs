@@ -4,11 +4,15 @@
 //! so that a record pushed in chunks of any size gives exactly the beats of
 //! the record pushed at once:
 //!
-//! 1. **Front end, per lead.** A boxcar average decimates every lead to an
-//!    internal rate of about 125 Hz (all QRS energy lies below 40 Hz), so the
-//!    rest costs the same at 250 Hz or 1 kHz and behaves the same at every
-//!    rate. Then the detection band-pass (5-20 Hz), a derivative, and the
-//!    root-mean-square over a 120 ms window: a QRS-energy envelope.
+//! 1. **Front end, per lead.** A boxcar average decimates every lead to
+//!    about 125 Hz (all QRS energy lies below 40 Hz), so the rest costs the
+//!    same at 250 Hz or 1 kHz and behaves the same at every rate. Then the
+//!    detection band-pass (5-20 Hz) and a derivative at that rate; each pair
+//!    of samples gives one internal sample at about 62.5 Hz (mean square and
+//!    steepest slope of the pair: the envelope of a 5-20 Hz signal varies
+//!    far slower than that), and the root-mean-square over a 120 ms window
+//!    makes a QRS-energy envelope. Everything after the band-pass runs at
+//!    the internal rate, which halves its cost.
 //! 2. **Fusion.** Each lead's envelope is divided by its own recent QRS
 //!    height (the median of the last five one-second maxima, robust to one
 //!    artefact) and the leads are averaged with weights that grow with their
@@ -35,8 +39,11 @@ use crate::filter::DetectionBandpass;
 use crate::sink::{Beat, DetectionSink, QualitySegment};
 use crate::SignalError;
 
-/// The internal rate the detector decimates to, approximately.
-const INTERNAL_RATE_HZ: f64 = 125.0;
+/// The rate the detection band-pass runs at, approximately: its 20 Hz
+/// corner needs room below Nyquist.
+const BANDPASS_RATE_HZ: f64 = 125.0;
+/// Internal samples per piece of a chunk (about a second).
+const PIECE_INTERNAL: usize = 64;
 /// Leads beyond this are ignored by fusion (15 covers 12 leads + Frank XYZ).
 pub const MAX_LEADS: usize = 16;
 
@@ -108,6 +115,15 @@ impl Ring {
     fn capacity(&self) -> u64 {
         self.data.len() as u64
     }
+    /// The values at `from..to` (at most the capacity), oldest first, as
+    /// at most two contiguous slices.
+    fn slices(&self, from: u64, to: u64) -> [&[f32]; 2] {
+        let n = self.data.len();
+        let len = ((to - from) as usize).min(n);
+        let start = (from & self.mask) as usize;
+        let head = len.min(n - start);
+        [&self.data[start..start + head], &self.data[..len - head]]
+    }
     /// Stores `values` at `first..first + len`, in at most two copies.
     fn put_slice(&mut self, first: u64, values: &[f32]) {
         let n = self.data.len();
@@ -118,57 +134,6 @@ impl Ring {
         let head = values.len().min(n - start);
         self.data[start..start + head].copy_from_slice(&values[..head]);
         self.data[..values.len() - head].copy_from_slice(&values[head..]);
-    }
-}
-
-/// Monotone queue of internal indices for the sliding maximum: a ring
-/// rather than a `VecDeque`, whose general wrap-around logic showed in the
-/// profile of this per-sample path.
-#[derive(Clone, Debug)]
-struct IndexQueue {
-    slots: Vec<u64>,
-    mask: usize,
-    head: usize,
-    len: usize,
-}
-
-impl IndexQueue {
-    fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(2).next_power_of_two();
-        IndexQueue {
-            slots: vec![0; capacity],
-            mask: capacity - 1,
-            head: 0,
-            len: 0,
-        }
-    }
-    #[inline]
-    fn front(&self) -> Option<u64> {
-        (self.len > 0).then(|| self.slots[self.head])
-    }
-    #[inline]
-    fn back(&self) -> Option<u64> {
-        (self.len > 0).then(|| self.slots[(self.head + self.len - 1) & self.mask])
-    }
-    #[inline]
-    fn pop_front(&mut self) {
-        self.head = (self.head + 1) & self.mask;
-        self.len -= 1;
-    }
-    #[inline]
-    fn pop_back(&mut self) {
-        self.len -= 1;
-    }
-    /// The queue never holds more than the window's length, which the
-    /// capacity covers.
-    #[inline]
-    fn push_back(&mut self, v: u64) {
-        debug_assert!(self.len < self.slots.len());
-        self.slots[(self.head + self.len) & self.mask] = v;
-        self.len += 1;
-    }
-    fn clear(&mut self) {
-        self.len = 0;
     }
 }
 
@@ -184,10 +149,11 @@ struct Lead {
     /// Last valid input: a NaN sample (a gap) repeats it.
     last_valid: f32,
     bandpass: DetectionBandpass,
+    /// The last two band-pass outputs, for the derivative.
     y1: f64,
     y2: f64,
-    /// Squared derivatives over the integration window.
-    energy: Ring,
+    /// Squared derivatives of the last window's samples, oldest first.
+    energy_tail: Vec<f32>,
     energy_sum: f64,
     /// Full-rate input, for locating the R peak.
     raw: Ring,
@@ -202,84 +168,163 @@ struct Lead {
     scale: f32,
     floor: f32,
     weight: f32,
-    /// Last derivative magnitude and envelope (internal rate).
-    slope: f32,
-    envelope: f32,
-    /// This chunk's decimated input, envelope and slope (scratch space).
+    /// This piece's input with gaps held (used only when it has gaps),
+    /// decimated input, envelope and slope: scratch space kept between
+    /// pieces so that the per-sample path never allocates.
+    held: Vec<f32>,
     x_buf: Vec<f64>,
+    d_buf: Vec<f64>,
+    e_buf: Vec<f32>,
     env_buf: Vec<f32>,
     slope_buf: Vec<f32>,
+}
+
+/// Appends the mean of each whole block of `K` samples to `out` and returns
+/// the samples after the last whole block. `K` is a constant so that the
+/// common decimation factors compile to straight-line sums; the summation
+/// order is the same as [`boxcar_blocks_dyn`]'s.
+#[inline]
+fn boxcar_blocks<'a, const K: usize>(
+    samples: &'a [f32],
+    inv_k: f64,
+    out: &mut Vec<f64>,
+) -> &'a [f32] {
+    let (blocks, rest) = samples.as_chunks::<K>();
+    out.extend(
+        blocks
+            .iter()
+            .map(|b| b.iter().fold(0.0f64, |s, &v| s + f64::from(v)) * inv_k),
+    );
+    rest
+}
+
+fn boxcar_blocks_dyn<'a>(
+    samples: &'a [f32],
+    k: usize,
+    inv_k: f64,
+    out: &mut Vec<f64>,
+) -> &'a [f32] {
+    let blocks = samples.chunks_exact(k);
+    let rest = blocks.remainder();
+    out.extend(blocks.map(|b| b.iter().fold(0.0f64, |s, &v| s + f64::from(v)) * inv_k));
+    rest
+}
+
+/// Whether no sample is NaN or infinite; without an early exit inside
+/// blocks of 16, so that the check compiles to vector compares.
+fn all_finite(samples: &[f32]) -> bool {
+    let (blocks, rest) = samples.as_chunks::<16>();
+    blocks
+        .iter()
+        .all(|b| b.iter().fold(true, |ok, v| ok & v.is_finite()))
+        && rest.iter().all(|v| v.is_finite())
 }
 
 impl Lead {
     /// Holds gaps, keeps the full-rate history and decimates `samples` into
     /// `x_buf`; `phase` is how many samples of the current decimation block
-    /// came before this chunk.
+    /// came before this piece.
     fn front_end(&mut self, samples: &[f32], first_index: u64, phase: u64, k: u64, inv_k: f64) {
         self.x_buf.clear();
-        if samples.iter().all(|v| v.is_finite()) {
-            self.raw.put_slice(first_index, samples);
+        // Gaps are rare: only then is the piece copied with the gaps held.
+        let mut held = std::mem::take(&mut self.held);
+        let clean: &[f32] = if all_finite(samples) {
             if let Some(&v) = samples.last() {
                 self.last_valid = v;
             }
+            samples
         } else {
+            held.clear();
             let mut last = self.last_valid;
-            for (i, &v) in samples.iter().enumerate() {
+            held.extend(samples.iter().map(|&v| {
                 if v.is_finite() {
                     last = v;
                 }
-                self.raw.put(first_index + i as u64, last);
-            }
+                last
+            }));
             self.last_valid = last;
-        }
-        // Sum each decimation block from the (gap-held) history: first the
-        // rest of the block the previous piece started, then whole blocks.
+            &held
+        };
+        self.raw.put_slice(first_index, clean);
+        // First the rest of the block the previous piece started, then
+        // whole blocks straight from the slice, then the start of the next.
         let mut acc = self.acc;
-        let head = ((k - phase) as usize).min(samples.len());
-        for i in 0..head as u64 {
-            acc += f64::from(self.raw.get(first_index + i));
+        let head = ((k - phase) as usize).min(clean.len());
+        for &v in &clean[..head] {
+            acc += f64::from(v);
         }
         if phase + head as u64 == k {
             self.x_buf.push(acc * inv_k);
-            acc = 0.0;
-            let k = k as usize;
-            let mut i = head;
-            while i + k <= samples.len() {
-                let mut block = 0.0f64;
-                for j in 0..k as u64 {
-                    block += f64::from(self.raw.get(first_index + (i as u64) + j));
-                }
-                self.x_buf.push(block * inv_k);
-                i += k;
-            }
-            for j in i..samples.len() {
-                acc += f64::from(self.raw.get(first_index + j as u64));
-            }
+            let body = &clean[head..];
+            let rest = match k {
+                1 => boxcar_blocks::<1>(body, inv_k, &mut self.x_buf),
+                2 => boxcar_blocks::<2>(body, inv_k, &mut self.x_buf),
+                3 => boxcar_blocks::<3>(body, inv_k, &mut self.x_buf),
+                4 => boxcar_blocks::<4>(body, inv_k, &mut self.x_buf),
+                8 => boxcar_blocks::<8>(body, inv_k, &mut self.x_buf),
+                _ => boxcar_blocks_dyn(body, k as usize, inv_k, &mut self.x_buf),
+            };
+            acc = rest.iter().fold(0.0f64, |s, &v| s + f64::from(v));
         }
         self.acc = acc;
+        self.held = held;
     }
 
-    /// Band-pass, derivative and RMS envelope of the decimated samples,
-    /// the first of which has internal index `first`.
-    fn envelope_of_decimated(&mut self, first: u64, inv_len: f64, half_rate: f64) {
-        self.env_buf.clear();
-        self.slope_buf.clear();
-        for (i, &x) in self.x_buf.iter().enumerate() {
-            let n = first + i as u64;
-            let offset = *self.offset.get_or_insert(x);
-            let y = self.bandpass.step(x - offset);
-            // Derivative in mV/s so that envelopes compare across rates.
-            let d = (y - self.y2) * half_rate;
-            self.y2 = self.y1;
-            self.y1 = y;
-            let e = (d * d) as f32;
-            self.energy_sum += f64::from(e) - f64::from(self.energy.get(n));
-            self.energy.put(n, e);
-            // Rounding can leave a tiny negative sum after a flat stretch.
-            let env = ((self.energy_sum.max(0.0) * inv_len) as f32).sqrt();
-            self.env_buf.push(env);
-            self.slope_buf.push(d.abs() as f32);
+    /// Band-pass and derivative at the band-pass rate; squared derivative
+    /// and slope of each pair of band-pass samples at the decision rate;
+    /// then the RMS envelope.
+    fn envelope_of_decimated(&mut self, inv_len: f64, decision_hz: f64) {
+        let w = self.energy_tail.len();
+        let Some(&x0) = self.x_buf.first() else {
+            self.env_buf.clear();
+            self.slope_buf.clear();
+            return;
+        };
+        let offset = *self.offset.get_or_insert(x0);
+        // Four passes, each a tight loop: the filter recurrences, the pairs,
+        // the running sum of squares over the window (the squares of the
+        // window before this piece lead `e_buf`), then the square roots,
+        // several per instruction.
+        let mut bandpass = self.bandpass.clone();
+        let (mut y1, mut y2) = (self.y1, self.y2);
+        // `d_buf` starts with the unpaired derivative the last piece left.
+        self.d_buf.extend(self.x_buf.iter().map(|&x| {
+            let y = bandpass.step(x - offset);
+            // Derivative in mV/s over two band-pass samples (16 ms), so
+            // that envelopes compare across rates.
+            let d = (y - y2) * decision_hz;
+            y2 = y1;
+            y1 = y;
+            d
+        }));
+        (self.bandpass, self.y1, self.y2) = (bandpass, y1, y2);
+        let (pairs, _) = self.d_buf.as_chunks::<2>();
+        let n = pairs.len();
+        self.env_buf.resize(n, 0.0);
+        self.slope_buf.resize(n, 0.0);
+        self.e_buf.clear();
+        self.e_buf.extend_from_slice(&self.energy_tail);
+        self.e_buf.resize(w + n, 0.0);
+        // A pair's mean square keeps the energy of both samples (no
+        // aliasing of the envelope), its larger slope keeps the steepest.
+        let out = self.e_buf[w..].iter_mut().zip(self.slope_buf.iter_mut());
+        for (&[a, b], (e, slope)) in pairs.iter().zip(out) {
+            *e = ((a * a + b * b) * 0.5) as f32;
+            *slope = a.abs().max(b.abs()) as f32;
         }
+        self.d_buf.drain(..2 * n);
+        let mut sum = self.energy_sum;
+        let pairs = self.e_buf[w..].iter().zip(&self.e_buf[..n]);
+        for ((&new, &old), env) in pairs.zip(self.env_buf.iter_mut()) {
+            sum += f64::from(new) - f64::from(old);
+            // Rounding can leave a tiny negative sum after a flat stretch.
+            *env = (sum.max(0.0) * inv_len) as f32;
+        }
+        self.energy_sum = sum;
+        for v in &mut self.env_buf {
+            *v = v.sqrt();
+        }
+        self.energy_tail.copy_from_slice(&self.e_buf[n..]);
     }
 }
 
@@ -297,12 +342,16 @@ struct Candidate {
 pub struct QrsDetector {
     cfg: DetectorConfig,
     fs_hz: f64,
+    /// Input samples per decision sample, and per band-pass sample (half).
     decimation: u64,
+    front_k: u64,
+    bp_hz: f64,
+    /// The decision rate (internal samples).
     internal_hz: f64,
     leads: Vec<Lead>,
     /// Input samples seen (per lead).
     n_in: u64,
-    /// Input samples in the current decimation block (a counter, because
+    /// Input samples in the current band-pass block (a counter, because
     /// a division per sample costs more than the rest of the front end).
     phase: u64,
     /// Internal samples in the current one-second block.
@@ -313,12 +362,11 @@ pub struct QrsDetector {
     /// Band-pass + derivative delay, in internal samples.
     front_delay: f64,
     block_len: u64,
-    // Fused signal history and the sliding-maximum candidate finder.
+    // Fused signal history, for candidates and R-peak location.
     fused: Ring,
     fused_slope: Ring,
     best_lead: Vec<u8>,
     half_window: u64,
-    max_deque: IndexQueue,
     // Decision state.
     spk: f32,
     npk: f32,
@@ -334,6 +382,16 @@ pub struct QrsDetector {
     searched_until: u64,
     /// Per-lead (envelope, slope) of the first second, until it has a scale.
     warmup: Option<Vec<(f32, f32)>>,
+    /// Per-lead fusion coefficients and the lead that weighs most, set
+    /// once a second by [`QrsDetector::update_fusion`].
+    fuse_coef: Vec<f32>,
+    fuse_best: u8,
+    /// This run's fused envelope and slope (scratch space).
+    fused_buf: Vec<f32>,
+    fused_slope_buf: Vec<f32>,
+    /// The last H + 1 fused values and the decision window (scratch space).
+    fused_tail: Vec<f32>,
+    win_buf: Vec<f32>,
     refractory: u64,
     t_wave_window: u64,
     search_back_max: u64,
@@ -358,22 +416,35 @@ impl QrsDetector {
                 max: MAX_LEADS,
             });
         }
-        let decimation = (fs_hz / INTERNAL_RATE_HZ).round().max(1.0) as u64;
+        // Decisions run at half the band-pass rate: the QRS envelope changes
+        // little within 16 ms, and everything after the band-pass costs half.
+        let front_k = (fs_hz / BANDPASS_RATE_HZ).round().max(1.0) as u64;
+        let bp_hz = fs_hz / front_k as f64;
+        let decimation = 2 * front_k;
         let internal_hz = fs_hz / decimation as f64;
         let ms = |v: f64| ((v / 1000.0) * internal_hz).round().max(1.0) as u64;
         let integration_len = ms(cfg.integration_ms);
-        let raw_len = ((cfg.search_back_max_ms / 1000.0 + 1.5) * fs_hz) as usize;
-        let history = ms(cfg.search_back_max_ms + 1000.0) as usize;
+        // The running sum of squares spans the power of two at or above the
+        // integration length (it was a power-of-two ring, and the accuracy
+        // figures were measured so), while the mean divides by the length.
+        let energy_window = (integration_len as usize).next_power_of_two();
+        // The longest search-back, plus the candidate look-ahead, one piece
+        // (written before its decisions), the R-peak search and the filter
+        // delay, with room to spare.
+        let raw_len = ((cfg.search_back_max_ms / 1000.0 + 2.0) * fs_hz) as usize;
+        // Plus room for one piece: a piece's fused values are stored before
+        // its decisions, and must not overwrite what those decisions read.
+        let history = ms(cfg.search_back_max_ms + 1000.0) as usize + PIECE_INTERNAL;
         let mut leads = Vec::with_capacity(n_leads);
         for _ in 0..n_leads {
             leads.push(Lead {
                 acc: 0.0,
                 offset: None,
                 last_valid: 0.0,
-                bandpass: DetectionBandpass::new(internal_hz)?,
+                bandpass: DetectionBandpass::new(bp_hz)?,
                 y1: 0.0,
                 y2: 0.0,
-                energy: Ring::new(integration_len as usize),
+                energy_tail: vec![0.0; energy_window],
                 energy_sum: 0.0,
                 raw: Ring::new(raw_len),
                 block_max: 0.0,
@@ -383,14 +454,15 @@ impl QrsDetector {
                 scale: 0.0,
                 floor: 0.0,
                 weight: 0.0,
-                slope: 0.0,
-                envelope: 0.0,
+                held: Vec::new(),
                 x_buf: Vec::new(),
+                d_buf: Vec::new(),
+                e_buf: Vec::new(),
                 env_buf: Vec::new(),
                 slope_buf: Vec::new(),
             });
         }
-        let front_delay = bandpass_delay(internal_hz)? + 1.0;
+        let front_delay = bandpass_delay(bp_hz)? + 1.0;
         let half_window = ms(cfg.refractory_ms);
         Ok(QrsDetector {
             half_window,
@@ -400,6 +472,8 @@ impl QrsDetector {
             cfg,
             fs_hz,
             decimation,
+            front_k,
+            bp_hz,
             internal_hz,
             leads,
             n_in: 0,
@@ -412,7 +486,6 @@ impl QrsDetector {
             fused: Ring::new(history),
             fused_slope: Ring::new(history),
             best_lead: vec![0; history.next_power_of_two()],
-            max_deque: IndexQueue::new(2 * half_window as usize + 2),
             spk: 1.0,
             npk: 0.1,
             rr_hist: VecDeque::with_capacity(8),
@@ -424,6 +497,12 @@ impl QrsDetector {
             pending: Vec::new(),
             searched_until: 0,
             warmup: Some(Vec::new()),
+            fuse_coef: vec![0.0; n_leads],
+            fuse_best: 0,
+            fused_buf: Vec::new(),
+            fused_slope_buf: Vec::new(),
+            fused_tail: Vec::new(),
+            win_buf: Vec::new(),
         })
     }
 
@@ -438,15 +517,16 @@ impl QrsDetector {
     /// Upper bound of the time between an R peak and its report, in ms.
     pub fn delay_bound_ms(&self) -> f64 {
         let to_ms = |n: f64| n / self.internal_hz * 1000.0;
-        to_ms(self.front_delay + self.half_window as f64 + 1.0)
+        self.front_delay / self.bp_hz * 1000.0
+            + to_ms(self.half_window as f64 + 1.0)
             + self.decimation as f64 / self.fs_hz * 1000.0
             + self.cfg.search_back_max_ms
     }
 
     /// Typical delay of a beat found on the first pass, in ms.
     pub fn first_pass_delay_ms(&self) -> f64 {
-        (self.front_delay + self.integration_len as f64 / 2.0 + self.half_window as f64)
-            / self.internal_hz
+        (self.front_delay / self.bp_hz
+            + (self.integration_len as f64 / 2.0 + self.half_window as f64) / self.internal_hz)
             * 1000.0
     }
 
@@ -472,10 +552,10 @@ impl QrsDetector {
                 got: c.len(),
             });
         }
-        // Pieces of about a quarter second: long enough for tight per-lead
+        // Pieces of about a second: long enough for tight per-lead
         // loops, short enough that the full-rate history still holds every
         // R peak that stage 2 may need to locate, whatever the chunk size.
-        let piece = (self.decimation * 32) as usize;
+        let piece = (self.decimation * PIECE_INTERNAL as u64) as usize;
         let mut at = 0;
         while at < len {
             let end = (at + piece).min(len);
@@ -494,20 +574,25 @@ impl QrsDetector {
         // Stage 1, lead by lead: decimation and the per-lead envelope, each
         // lead's recurrences in one tight loop.
         let len = range.len() as u64;
-        let k = self.decimation;
-        let n_new = ((self.phase + len) / k) as usize;
+        let k = self.front_k;
+        let n_new = ((self.n_in + len) / self.decimation - self.n_in / self.decimation) as usize;
         let inv_k = 1.0 / k as f64;
         let inv_len = 1.0 / self.integration_len as f64;
-        let half_rate = self.internal_hz / 2.0;
         for (lead, samples) in self.leads.iter_mut().zip(chunk) {
             lead.front_end(&samples[range.clone()], self.n_in, self.phase, k, inv_k);
-            lead.envelope_of_decimated(self.n_int, inv_len, half_rate);
+            lead.envelope_of_decimated(inv_len, self.internal_hz);
+            debug_assert_eq!(lead.env_buf.len(), n_new);
         }
         self.n_in += len;
         self.phase = (self.phase + len) % k;
-        // Stage 2, in time order: fusion and decisions.
-        for j in 0..n_new {
-            self.internal_step(j, sink);
+        // Stage 2: block statistics and fusion over runs that end at
+        // one-second block boundaries (where the fusion weights change),
+        // then decisions in time order.
+        let mut j = 0;
+        while j < n_new {
+            let run = ((self.block_len - self.block_fill) as usize).min(n_new - j);
+            self.fusion_run(j..j + run, sink);
+            j += run;
         }
     }
 
@@ -530,40 +615,77 @@ impl QrsDetector {
                 self.consider(c, sink);
             }
         }
-        self.max_deque.clear();
         self.search_back(end, true, sink);
     }
 
-    /// Fusion and decision for the `j`-th internal sample of this chunk.
-    fn internal_step<S: DetectionSink + ?Sized>(&mut self, j: usize, sink: &mut S) {
-        let n = self.n_int;
-        self.block_fill += 1;
+    /// Fusion and decisions for the internal samples `range` of this
+    /// piece, which all lie in one one-second block.
+    fn fusion_run<S: DetectionSink + ?Sized>(
+        &mut self,
+        range: std::ops::Range<usize>,
+        sink: &mut S,
+    ) {
+        let run = range.len() as u64;
+        for lead in self.leads.iter_mut() {
+            let env = &lead.env_buf[range.clone()];
+            let from = lead.block_values.len();
+            lead.block_values
+                .extend(env.iter().map(|v| v.max(0.0).to_bits()));
+            // Envelopes are non-negative, so their bit patterns order like
+            // their values, and an integer maximum vectorises.
+            let max_bits = lead.block_values[from..].iter().copied().max();
+            lead.block_max = lead.block_max.max(f32::from_bits(max_bits.unwrap_or(0)));
+        }
+        self.block_fill += run;
         let block_done = self.block_fill == self.block_len;
         if block_done {
             self.block_fill = 0;
         }
-        for lead in self.leads.iter_mut() {
-            let env = lead.env_buf[j];
-            lead.envelope = env;
-            lead.slope = lead.slope_buf[j];
-            lead.block_max = lead.block_max.max(env);
-            lead.block_values.push(env.max(0.0).to_bits());
-        }
+        let first = self.n_int;
+        let last = first + run - 1;
+        self.n_int += run;
         if let Some(warmup) = self.warmup.as_mut() {
             // The first second has no scale yet: keep its envelopes and fuse
             // them once the second is over (a one-off start-up delay).
-            warmup.extend(self.leads.iter().map(|l| (l.envelope, l.slope)));
-            if block_done {
-                self.end_warmup(n, sink);
+            for i in range {
+                warmup.extend(self.leads.iter().map(|l| (l.env_buf[i], l.slope_buf[i])));
             }
-        } else {
-            let (g, h, best) = self.fuse(self.leads.iter().map(|l| (l.envelope, l.slope)));
-            self.candidate_step(n, g, h, best, sink);
             if block_done {
-                self.close_block(n, self.block_len, sink);
+                self.end_warmup(last, sink);
+            }
+            return;
+        }
+        let mut fused = std::mem::take(&mut self.fused_buf);
+        let mut fused_slope = std::mem::take(&mut self.fused_slope_buf);
+        fused.clear();
+        fused.resize(range.len(), 0.0);
+        fused_slope.clear();
+        fused_slope.resize(range.len(), 0.0);
+        for (lead, &c) in self.leads.iter().zip(&self.fuse_coef) {
+            if c > 0.0 {
+                let env = &lead.env_buf[range.clone()];
+                let slope = &lead.slope_buf[range.clone()];
+                for (g, &e) in fused.iter_mut().zip(env) {
+                    *g += c * e;
+                }
+                for (h, &s) in fused_slope.iter_mut().zip(slope) {
+                    *h += c * s;
+                }
             }
         }
-        self.n_int += 1;
+        self.fused.put_slice(first, &fused);
+        self.fused_slope.put_slice(first, &fused_slope);
+        let cap = self.best_lead.len();
+        let start = (first & (cap as u64 - 1)) as usize;
+        let head = fused.len().min(cap - start);
+        self.best_lead[start..start + head].fill(self.fuse_best);
+        self.best_lead[..fused.len() - head].fill(self.fuse_best);
+        self.decide_run(first, &fused, sink);
+        self.fused_buf = fused;
+        self.fused_slope_buf = fused_slope;
+        if block_done {
+            self.close_block(last, self.block_len, sink);
+        }
     }
 
     fn end_warmup<S: DetectionSink + ?Sized>(&mut self, n: u64, sink: &mut S) {
@@ -573,36 +695,48 @@ impl QrsDetector {
         self.close_block(n, n + 1, sink);
         let n_leads = self.leads.len();
         for (j, values) in warmup.chunks(n_leads).enumerate() {
-            let (g, h, best) = self.fuse(values.iter().copied());
-            self.candidate_step(j as u64, g, h, best, sink);
+            let mut g = 0.0f32;
+            let mut h = 0.0f32;
+            for (&c, &(env, slope)) in self.fuse_coef.iter().zip(values) {
+                if c > 0.0 {
+                    g += c * env;
+                    h += c * slope;
+                }
+            }
+            self.candidate_step(j as u64, g, h, self.fuse_best, sink);
         }
+        let keep = self.half_window + 1;
+        self.fused_tail.clear();
+        let fused = &self.fused;
+        self.fused_tail
+            .extend(((n + 1).saturating_sub(keep)..=n).map(|j| fused.get(j)));
     }
 
-    /// Weighted mean of the leads' normalised envelopes and slopes, and the
-    /// lead that weighs most.
-    fn fuse(&self, values: impl Iterator<Item = (f32, f32)>) -> (f32, f32, u8) {
-        let mut num = 0.0f32;
-        let mut num_slope = 0.0f32;
+    /// The fusion is a weighted mean of the leads' envelopes, each divided
+    /// by its QRS height: one coefficient per lead, fixed for a second, so
+    /// that the per-sample path has no division.
+    fn update_fusion(&mut self) {
         let mut den = 0.0f32;
         let mut best = (0usize, 0.0f32);
-        for (li, (lead, (env, slope))) in self.leads.iter().zip(values).enumerate() {
+        for (li, lead) in self.leads.iter().enumerate() {
             if lead.weight > 0.0 {
-                let w = lead.weight / lead.scale;
-                num += w * env;
-                num_slope += w * slope;
                 den += lead.weight;
                 if lead.weight > best.1 {
                     best = (li, lead.weight);
                 }
             }
         }
-        if den > 0.0 {
-            (num / den, num_slope / den, best.0 as u8)
-        } else {
-            (0.0, 0.0, 0)
+        for (c, lead) in self.fuse_coef.iter_mut().zip(&self.leads) {
+            *c = if lead.weight > 0.0 && den > 0.0 {
+                lead.weight / lead.scale / den
+            } else {
+                0.0
+            };
         }
+        self.fuse_best = best.0 as u8;
     }
 
+    /// Stores the fused values of internal sample `n`, then decides.
     fn candidate_step<S: DetectionSink + ?Sized>(
         &mut self,
         n: u64,
@@ -615,35 +749,81 @@ impl QrsDetector {
         self.fused_slope.put(n, h);
         let mask = self.best_lead.len() as u64 - 1;
         self.best_lead[(n & mask) as usize] = best;
+        self.decide(n, sink);
+    }
 
-        // Sliding maximum over [n - 2H, n]; the centre n - H is a candidate
-        // when it is the earliest maximum of its window.
-        while let Some(back) = self.max_deque.back() {
-            if self.fused.get(back) < g {
-                self.max_deque.pop_back();
-            } else {
-                break;
+    /// The decisions due once internal sample `n` is known: whether the
+    /// centre c = n - H is a candidate, and search-back.
+    fn decide<S: DetectionSink + ?Sized>(&mut self, n: u64, sink: &mut S) {
+        // The centre is a candidate when it is the earliest maximum of
+        // [c - H, c + H]. Such a point is first of all a local maximum,
+        // which is rare in a smooth envelope and costs two comparisons to
+        // rule out; only then is the whole window checked.
+        let hw = self.half_window;
+        if n >= hw {
+            let c = n - hw;
+            let v = self.fused.get(c);
+            if (c == 0 || self.fused.get(c - 1) < v)
+                && self.fused.get(c + 1) <= v
+                && self.is_window_peak(c, v, n)
+            {
+                self.consider(c, sink);
             }
         }
-        self.max_deque.push_back(n);
-        let w = 2 * self.half_window;
-        while let Some(front) = self.max_deque.front() {
-            if front + w < n {
-                self.max_deque.pop_front();
-            } else {
-                break;
-            }
-        }
-        if n >= self.half_window {
-            let centre = n - self.half_window;
-            if self.max_deque.front() == Some(centre) {
-                self.consider(centre, sink);
-            }
-        }
-        let decided_until = n.saturating_sub(self.half_window);
+        let decided_until = n.saturating_sub(hw);
         if decided_until >= self.search_back_due && self.last_beat_at.is_some() {
             self.search_back(decided_until, false, sink);
         }
+    }
+
+    /// [`QrsDetector::decide`] for the internal samples from `first` on,
+    /// whose fused values `run` are already in the history: the local-maximum
+    /// screen runs over a contiguous copy (the last H + 1 values before the
+    /// run, then the run) rather than through the history's index masks.
+    fn decide_run<S: DetectionSink + ?Sized>(&mut self, first: u64, run: &[f32], sink: &mut S) {
+        let hw = self.half_window;
+        let keep = hw as usize + 1;
+        let mut win = std::mem::take(&mut self.win_buf);
+        win.clear();
+        win.extend_from_slice(&self.fused_tail);
+        win.extend_from_slice(run);
+        if self.fused_tail.len() == keep {
+            // For n = first + i, the centre n - H is win[i + 1].
+            for (i, w) in win.windows(3).take(run.len()).enumerate() {
+                let n = first + i as u64;
+                let c = n - hw;
+                let v = w[1];
+                if w[0] < v && w[2] <= v && self.is_window_peak(c, v, n) {
+                    self.consider(c, sink);
+                }
+                if c >= self.search_back_due && self.last_beat_at.is_some() {
+                    self.search_back(c, false, sink);
+                }
+            }
+        } else {
+            // The record's first H + 1 samples.
+            for i in 0..run.len() as u64 {
+                self.decide(first + i, sink);
+            }
+        }
+        let from = win.len().saturating_sub(keep);
+        self.fused_tail.clear();
+        self.fused_tail.extend_from_slice(&win[from..]);
+        self.win_buf = win;
+    }
+
+    /// Whether `v`, the fused value at `c`, is the earliest maximum of
+    /// `[c - H, last]`.
+    fn is_window_peak(&self, c: u64, v: f32, last: u64) -> bool {
+        // Over contiguous slices and without an early exit, so that the
+        // comparisons run several at a time: local maxima of noise are
+        // common enough for this to show in the profile.
+        let before = self.fused.slices(c.saturating_sub(self.half_window), c);
+        let after = self.fused.slices(c + 1, last + 1);
+        let below = |ok: bool, x: &f32| ok & (*x < v);
+        let not_above = |ok: bool, x: &f32| ok & (*x <= v);
+        before.iter().all(|s| s.iter().fold(true, below))
+            && after.iter().all(|s| s.iter().fold(true, not_above))
     }
 
     /// Ends the one-second block that ends at internal index `n` and holds
@@ -665,6 +845,7 @@ impl QrsDetector {
             lead.weight = lead_weight(lead.scale, lead.floor, self.cfg.min_lead_snr);
             usable |= lead.weight > 0.0;
         }
+        self.update_fusion();
         if !sink.wants_quality() {
             return;
         }
@@ -836,7 +1017,6 @@ impl QrsDetector {
     /// Maps a fused-envelope peak to the R peak in the full-rate signal of
     /// the lead that weighed most there.
     fn locate_r_peak(&self, at: u64) -> u64 {
-        let k = self.decimation;
         let mask = self.best_lead.len() as u64 - 1;
         let lead = &self.leads[self.best_lead[(at & mask) as usize] as usize];
         // The envelope peaks about half a window after the steepest slope;
@@ -845,8 +1025,10 @@ impl QrsDetector {
         let steepest = (from..=at)
             .max_by(|&a, &b| self.fused_slope.get(a).total_cmp(&self.fused_slope.get(b)))
             .unwrap_or(at);
-        let centre_int = (steepest as f64 - self.front_delay).max(0.0);
-        let centre = (centre_int * k as f64 + k as f64 / 2.0) as u64;
+        // Decision sample n holds band-pass samples 2n and 2n + 1.
+        let kb = self.front_k as f64;
+        let centre_bp = ((2 * steepest) as f64 + 0.5 - self.front_delay).max(0.0);
+        let centre = (centre_bp * kb + kb / 2.0) as u64;
         let half = (0.075 * self.fs_hz) as u64;
         let oldest = self.n_in.saturating_sub(lead.raw.capacity() - 1);
         let lo = centre.saturating_sub(half).max(oldest);
@@ -857,11 +1039,15 @@ impl QrsDetector {
         let (a, b) = (lead.raw.get(lo), lead.raw.get(hi));
         let span = (hi - lo) as f32;
         let mut best = (lo, -1.0f32);
-        for t in lo..=hi {
-            let base = a + (b - a) * ((t - lo) as f32 / span);
-            let dev = (lead.raw.get(t) - base).abs();
-            if dev > best.1 {
-                best = (t, dev);
+        let mut t = lo;
+        for part in lead.raw.slices(lo, hi + 1) {
+            for &v in part {
+                let base = a + (b - a) * ((t - lo) as f32 / span);
+                let dev = (v - base).abs();
+                if dev > best.1 {
+                    best = (t, dev);
+                }
+                t += 1;
             }
         }
         best.0

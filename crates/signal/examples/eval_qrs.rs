@@ -1,0 +1,82 @@
+//! EC57 evaluation of the detector without the `ecgtriage` binary (whose
+//! build pulls DataFusion): the same steps as `ecgtriage eval-qrs` (every
+//! voltage lead fused, ventricular flutter/fibrillation episodes between `[`
+//! and `]` left out, the EC57 match window), so that detector work can be
+//! checked in seconds.
+//!
+//! `cargo run --release -p ecg-signal --example eval_qrs -- RECORD...`
+//! (records with or without extension; a shell glob's repeats are dropped).
+
+use std::path::PathBuf;
+
+use ecg_ec57::Comparison;
+
+fn main() -> anyhow::Result<()> {
+    let mut records: Vec<PathBuf> = Vec::new();
+    for a in std::env::args().skip(1) {
+        let p = PathBuf::from(a);
+        let record = match p.extension().and_then(|e| e.to_str()) {
+            Some("dat" | "hea" | "atr" | "xws" | "mat" | "qrs") => p.with_extension(""),
+            _ => p,
+        };
+        if !records.contains(&record) {
+            records.push(record);
+        }
+    }
+    println!(
+        "{:<12} {:>7} {:>7} {:>5} {:>5} {:>8} {:>8}",
+        "record", "beats", "TP", "FN", "FP", "Se%", "+P%"
+    );
+    let mut rows = Vec::new();
+    for record in &records {
+        let rec = ecg_wfdb::Record::read(record)?;
+        let ann = ecg_wfdb::read_annotations(record, "atr")?;
+        // As `ecgtriage detect`: every signal that converts to millivolts.
+        let leads: Vec<Vec<f32>> = (0..rec.n_signals())
+            .filter_map(|i| rec.millivolts(i).ok())
+            .take(ecg_signal::qrs::MAX_LEADS)
+            .collect();
+        let views: Vec<&[f32]> = leads.iter().map(Vec::as_slice).collect();
+        let detected = ecg_signal::detect_qrs(&views, rec.fs_hz())?;
+        let reference: Vec<u64> = ann
+            .iter()
+            .filter(|a| a.is_beat())
+            .map(|a| a.sample)
+            .collect();
+        let markers = ann.iter().filter_map(|a| match a.symbol() {
+            "[" => Some((a.sample, true)),
+            "]" => Some((a.sample, false)),
+            _ => None,
+        });
+        let excluded = ecg_ec57::episodes(markers, rec.n_samples() as u64);
+        let window = ecg_ec57::match_window(rec.fs_hz());
+        let (result, _) = ecg_ec57::compare_detailed(&reference, &detected, window, &excluded);
+        let name = record.file_name().map_or_else(
+            || record.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        print_row(&name, &result);
+        rows.push(result);
+    }
+    let gross: Comparison = rows.iter().copied().sum();
+    print_row("gross", &gross);
+    let worst = rows
+        .iter()
+        .map(|r| r.sensitivity_pct().min(r.positive_predictivity_pct()))
+        .fold(f64::INFINITY, f64::min);
+    println!("worst record (min of Se, +P): {worst:.3}");
+    Ok(())
+}
+
+fn print_row(name: &str, c: &Comparison) {
+    println!(
+        "{:<12} {:>7} {:>7} {:>5} {:>5} {:>8.3} {:>8.3}",
+        name,
+        c.reference_beats(),
+        c.true_positives,
+        c.false_negatives,
+        c.false_positives,
+        c.sensitivity_pct(),
+        c.positive_predictivity_pct()
+    );
+}
