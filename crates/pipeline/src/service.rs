@@ -405,27 +405,12 @@ impl<P: Publisher> Driver<'_, P> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut workers = Vec::new();
         loop {
+            // Biased, in this order: acknowledgements, the timer (archive
+            // age flush, escalations) and the stop request are never
+            // starved; outputs go before new events, so finished work
+            // leaves memory before more is taken in.
             tokio::select! {
-                ev = events.recv(), if events_open && self.archive_retry_at.is_none() => match ev {
-                    Some(ev) => {
-                        self.metrics.event_queue_depth.set(events.len() as i64);
-                        self.event(ev).await?;
-                    }
-                    None => {
-                        // The workers finish what they hold; their outputs
-                        // still come below, then their channel closes.
-                        events_open = false;
-                        if let Some(a) = self.analysts.take() {
-                            workers = a.close();
-                        }
-                    }
-                },
-                // Outputs wait, like events, while the archive cannot be
-                // written: nothing more is buffered or released meanwhile.
-                done = results.recv(), if self.archive_retry_at.is_none() => match done {
-                    Some(done) => self.analysed(done).await?,
-                    None => break,
-                },
+                biased;
                 Some(req) = acks.recv() => self.acknowledge(req)?,
                 _ = tick.tick() => {
                     self.tick()?;
@@ -436,6 +421,26 @@ impl<P: Publisher> Driver<'_, P> {
                     stopping = true;
                     self.ingest.stop_intake();
                 }
+                // Outputs wait, like events, while the archive cannot be
+                // written: nothing more is buffered or released meanwhile.
+                done = results.recv(), if self.archive_retry_at.is_none() => match done {
+                    Some(done) => self.analysed(done).await?,
+                    None => break,
+                },
+                ev = events.recv(), if events_open && self.archive_retry_at.is_none() => match ev {
+                    Some(ev) => {
+                        self.metrics.event_queue_depth.set(events.len() as i64);
+                        self.event(ev).await?;
+                    }
+                    None => {
+                        // The workers finish what they hold; their outputs
+                        // still come on `results`, which then closes.
+                        events_open = false;
+                        if let Some(a) = self.analysts.take() {
+                            workers = a.close();
+                        }
+                    }
+                },
             }
         }
         for w in workers {
