@@ -780,6 +780,11 @@ pub fn run_until_terminated_with(
         .enable_all()
         .build()
         .map_err(|source| ServiceError::Runtime { source })?;
-    let stop = rt.block_on(async { termination() });
+    // Inside the runtime's context (signal handlers need its driver), but
+    // installed now, not when first polled.
+    let stop = {
+        let _context = rt.enter();
+        termination()
+    };
     rt.block_on(run_with(cfg, side, stop))
 }
