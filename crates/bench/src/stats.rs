@@ -49,6 +49,20 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(round3(kb / 1024.0))
 }
 
+/// CPU time (user + system) this process used so far, in seconds, from
+/// `/proc/self/stat`: on a shared machine, CPU per visit is steadier than
+/// wall time, which depends on what else runs.
+pub fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux ABI Rust supports.
+    Some(ticks / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,8 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("an analysis worker stopped unexpectedly")]
+    AnalysisWorker,
 }
 
 /// Everything a pipeline process needs.
@@ -205,8 +207,10 @@ async fn run_full(
         centre = %cfg.centre,
         "pipeline running"
     );
+    let (analysts, results) = Analysts::start(&cfg.centre, analysis_workers());
     let mut driver = Driver {
-        desk: TriageDesk::new(cfg.centre.clone()),
+        analysts: Some(analysts),
+        open: HashMap::new(),
         writer,
         publisher: &publisher,
         ingest: &ingest,
@@ -223,7 +227,7 @@ async fn run_full(
         centre: cfg.centre.to_string(),
         probe,
     };
-    let result = driver.run(events, acks_rx, shutdown).await;
+    let result = driver.run(events, results, acks_rx, shutdown).await;
     let summary = driver.summary;
     drop(driver);
     let finished = ingest.finish().await;
@@ -240,8 +244,119 @@ async fn run_full(
     Ok(summary)
 }
 
+/// Analysis workers: the CPU-bound [`TriageDesk`] work (detection,
+/// interpretation, the early decision) sharded by visit over threads of
+/// their own, so it uses every core and never holds the async runtime.
+/// A visit always goes to the same worker, which sees its events in order
+/// and returns its outputs in order; the driver alone does the I/O.
+struct Analysts {
+    inputs: Vec<tokio::sync::mpsc::Sender<AssemblyEvent>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// One event's outputs, from a worker back to the driver.
+struct Analysed {
+    outputs: Vec<Output>,
+    probed: Option<Probed>,
+}
+
+/// What the probe hears once an event's outputs are handed on.
+enum Probed {
+    Samples {
+        key: VisitKey,
+        first_sample: u32,
+        n: usize,
+    },
+    Finished(VisitKey),
+}
+
+/// Events queued per worker: a few visits' worth of chunks, so a busy
+/// worker holds the driver (and through it the ingest's acks) back.
+const WORKER_QUEUE: usize = 64;
+
+/// One worker per core, which the analysis of concurrent visits fills.
+fn analysis_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8))
+}
+
+impl Analysts {
+    fn start(
+        centre: &CentreId,
+        n: usize,
+    ) -> (Analysts, tokio::sync::mpsc::UnboundedReceiver<Analysed>) {
+        // Unbounded back to the driver: the driver may be waiting on a
+        // worker's full queue, and a worker must never wait on the driver.
+        // Bounded in practice by the workers' input queues.
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut inputs = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<AssemblyEvent>(WORKER_QUEUE);
+            let done_tx = done_tx.clone();
+            let mut desk = TriageDesk::new(centre.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("ecg-analysis-{i}"))
+                .spawn(move || {
+                    while let Some(ev) = rx.blocking_recv() {
+                        let probed = match &ev {
+                            AssemblyEvent::Samples {
+                                key,
+                                first_sample,
+                                leads,
+                            } => Some(Probed::Samples {
+                                key: key.clone(),
+                                first_sample: *first_sample,
+                                n: leads.first().map_or(0, Vec::len),
+                            }),
+                            AssemblyEvent::Complete { key, .. }
+                            | AssemblyEvent::Incomplete { key, .. } => {
+                                Some(Probed::Finished(key.clone()))
+                            }
+                            _ => None,
+                        };
+                        let outputs = desk.handle(ev, OffsetDateTime::now_utc());
+                        if done_tx.send(Analysed { outputs, probed }).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawning an analysis thread");
+            inputs.push(tx);
+            threads.push(thread);
+        }
+        (Analysts { inputs, threads }, done_rx)
+    }
+
+    /// Queues an event on the worker that owns its visit.
+    async fn dispatch(&self, ev: AssemblyEvent) -> Result<(), ServiceError> {
+        use std::hash::{Hash, Hasher};
+        let shard = match ev.key() {
+            Some(key) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut h);
+                (h.finish() % self.inputs.len() as u64) as usize
+            }
+            None => 0,
+        };
+        self.inputs[shard]
+            .send(ev)
+            .await
+            .map_err(|_| ServiceError::AnalysisWorker)
+    }
+
+    /// Closes the queues; the workers finish what they hold and stop.
+    fn close(self) -> Vec<std::thread::JoinHandle<()>> {
+        drop(self.inputs);
+        self.threads
+    }
+}
+
 struct Driver<'a, P: Publisher> {
-    desk: TriageDesk,
+    /// `None` once the event stream ended and the workers are draining.
+    analysts: Option<Analysts>,
+    /// Visits being analysed: their acquisition time and rate (the
+    /// analysis-lag metric).
+    open: HashMap<VisitKey, (OffsetDateTime, u32)>,
     writer: ArchiveWriter,
     publisher: &'a P,
     ingest: &'a IngestHandle,
@@ -279,22 +394,23 @@ impl<P: Publisher> Driver<'_, P> {
     async fn run(
         &mut self,
         mut events: tokio::sync::mpsc::Receiver<AssemblyEvent>,
+        mut results: tokio::sync::mpsc::UnboundedReceiver<Analysed>,
         mut acks: tokio::sync::mpsc::Receiver<ecg_dashboard::AckRequest>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServiceError> {
         tokio::pin!(shutdown);
         let mut stopping = false;
+        let mut events_open = true;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut workers = Vec::new();
         loop {
+            // Biased, in this order: acknowledgements, the timer (archive
+            // age flush, escalations) and the stop request are never
+            // starved; outputs go before new events, so finished work
+            // leaves memory before more is taken in.
             tokio::select! {
-                ev = events.recv(), if self.archive_retry_at.is_none() => match ev {
-                    Some(ev) => {
-                        self.metrics.event_queue_depth.set(events.len() as i64);
-                        self.event(ev).await?;
-                    }
-                    None => break,
-                },
+                biased;
                 Some(req) = acks.recv() => self.acknowledge(req)?,
                 _ = tick.tick() => {
                     self.tick()?;
@@ -305,6 +421,31 @@ impl<P: Publisher> Driver<'_, P> {
                     stopping = true;
                     self.ingest.stop_intake();
                 }
+                // Outputs wait, like events, while the archive cannot be
+                // written: nothing more is buffered or released meanwhile.
+                done = results.recv(), if self.archive_retry_at.is_none() => match done {
+                    Some(done) => self.analysed(done).await?,
+                    None => break,
+                },
+                ev = events.recv(), if events_open && self.archive_retry_at.is_none() => match ev {
+                    Some(ev) => {
+                        self.metrics.event_queue_depth.set(events.len() as i64);
+                        self.event(ev).await?;
+                    }
+                    None => {
+                        // The workers finish what they hold; their outputs
+                        // still come on `results`, which then closes.
+                        events_open = false;
+                        if let Some(a) = self.analysts.take() {
+                            workers = a.close();
+                        }
+                    }
+                },
+            }
+        }
+        for w in workers {
+            if w.join().is_err() {
+                return Err(ServiceError::AnalysisWorker);
             }
         }
         // Visits still open have not ended; they stay in the spool and the
@@ -315,7 +456,7 @@ impl<P: Publisher> Driver<'_, P> {
         tracing::info!(
             archived = self.summary.visits_archived,
             alerts = self.summary.alerts,
-            open = self.desk.in_flight(),
+            open = self.open.len(),
             "pipeline stopped"
         );
         Ok(())
@@ -348,9 +489,7 @@ impl<P: Publisher> Driver<'_, P> {
         self.metrics
             .ingest_visits_in_flight
             .set(stats.visits_in_flight.load(Ordering::Relaxed) as i64);
-        self.metrics
-            .visits_in_flight
-            .set(self.desk.in_flight() as i64);
+        self.metrics.visits_in_flight.set(self.open.len() as i64);
         self.metrics
             .archive_buffered
             .set(self.writer.buffered() as i64);
@@ -445,20 +584,29 @@ impl<P: Publisher> Driver<'_, P> {
                 self.started_at.insert(key.clone(), Instant::now());
             }
         }
-        if let AssemblyEvent::Samples {
-            first_sample,
-            leads,
-            ..
-        } = &ev
-        {
-            if let Some(meta) = self.desk.meta(ev.key().expect("samples have a visit")) {
-                let n = first_sample + leads.first().map_or(0, |l| l.len() as u32);
-                let newest = meta.acquired_at
-                    + Duration::from_secs_f64(f64::from(n) / f64::from(meta.fs_hz.max(1)));
-                self.metrics
-                    .analysis_lag_s
-                    .set((OffsetDateTime::now_utc() - newest).as_seconds_f64());
+        match &ev {
+            AssemblyEvent::Started { key, meta } => {
+                self.open
+                    .insert(key.clone(), (meta.acquired_at, meta.fs_hz));
             }
+            AssemblyEvent::Samples {
+                key,
+                first_sample,
+                leads,
+            } => {
+                if let Some(&(acquired_at, fs_hz)) = self.open.get(key) {
+                    let n = first_sample + leads.first().map_or(0, |l| l.len() as u32);
+                    let newest = acquired_at
+                        + Duration::from_secs_f64(f64::from(n) / f64::from(fs_hz.max(1)));
+                    self.metrics
+                        .analysis_lag_s
+                        .set((OffsetDateTime::now_utc() - newest).as_seconds_f64());
+                }
+            }
+            AssemblyEvent::Complete { key, .. } | AssemblyEvent::Incomplete { key, .. } => {
+                self.open.remove(key);
+            }
+            AssemblyEvent::Rejected(_) => {}
         }
         if let Some(key) = ev.key() {
             if self.skip.contains(key) {
@@ -474,34 +622,28 @@ impl<P: Publisher> Driver<'_, P> {
                 return Ok(());
             }
         }
-        let probed = match (&self.probe, &ev) {
-            (
-                Some(_),
-                AssemblyEvent::Samples {
-                    key,
-                    first_sample,
-                    leads,
-                },
-            ) => Some((
-                key.clone(),
-                Some((*first_sample, leads.first().map_or(0, Vec::len))),
-            )),
-            (
-                Some(_),
-                AssemblyEvent::Complete { key, .. } | AssemblyEvent::Incomplete { key, .. },
-            ) => Some((key.clone(), None)),
-            _ => None,
-        };
-        let outputs =
-            tokio::task::block_in_place(|| self.desk.handle(ev, OffsetDateTime::now_utc()));
-        for out in outputs {
+        match &self.analysts {
+            Some(a) => a.dispatch(ev).await,
+            None => Err(ServiceError::AnalysisWorker),
+        }
+    }
+
+    /// A worker's outputs for one event, in order.
+    async fn analysed(&mut self, done: Analysed) -> Result<(), ServiceError> {
+        for out in done.outputs {
             self.output(out).await?;
         }
-        if let (Some(probe), Some((key, what))) = (&self.probe, probed) {
-            match what {
-                Some((first, n)) => probe.samples_processed(&key, first, n),
-                None => probe.visit_finished(&key),
-            }
+        match (&self.probe, done.probed) {
+            (
+                Some(probe),
+                Some(Probed::Samples {
+                    key,
+                    first_sample,
+                    n,
+                }),
+            ) => probe.samples_processed(&key, first_sample, n),
+            (Some(probe), Some(Probed::Finished(key))) => probe.visit_finished(&key),
+            _ => {}
         }
         Ok(())
     }
@@ -638,6 +780,11 @@ pub fn run_until_terminated_with(
         .enable_all()
         .build()
         .map_err(|source| ServiceError::Runtime { source })?;
-    let stop = rt.block_on(async { termination() });
+    // Inside the runtime's context (signal handlers need its driver), but
+    // installed now, not when first polled.
+    let stop = {
+        let _context = rt.enter();
+        termination()
+    };
     rt.block_on(run_with(cfg, side, stop))
 }

@@ -87,7 +87,7 @@ pub(crate) fn analyse(
 ) -> Option<Analysis> {
     let pre = samples(fs_hz, PRE_R_S);
     let post = samples(fs_hz, POST_R_S);
-    let sorted = sort_beats(signals, r_peaks, fs_hz);
+    let mut sorted = sort_beats(signals, r_peaks, fs_hz);
     let dom = sorted.dominant_r();
     if dom.is_empty() {
         return None;
@@ -95,7 +95,10 @@ pub(crate) fn analyse(
     let rr_s = median_rr_s(r_peaks, fs_hz);
     let rr_for_t = rr_s.unwrap_or(1.0);
     // First pass on raw signals: only to find where the PR segment sits relative to R.
-    let raw_median = median_beat(signals, &dom, pre, post);
+    let raw_median = match sorted.dominant_median.take() {
+        Some(m) => m,
+        None => median_beat(signals, &dom, pre, post),
+    };
     let fid0 = delineate(&raw_median, pre, fs_hz, rr_for_t);
     let pr_centre = (fid0.pr.0 + fid0.pr.1) / 2;
     let half = (fid0.pr.1 - fid0.pr.0) / 2;

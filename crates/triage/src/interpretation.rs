@@ -258,6 +258,24 @@ impl Interpreter {
         }
         let total = self.signals[0].len();
         let start = total.saturating_sub(samples(self.fs_hz, STREAM_WINDOW_S));
+        // The decision needs CONSISTENT_BEATS dominant beats, and only beats with a full
+        // window can be dominant: until there are that many, interpreting the window (the
+        // streaming analysis' main cost) cannot decide anything.
+        let mut in_window: Vec<usize> = self
+            .r_peaks
+            .iter()
+            .filter(|&&x| x >= start && x < total)
+            .map(|&x| x - start)
+            .collect();
+        in_window.sort_unstable();
+        in_window.dedup();
+        let room = in_window
+            .iter()
+            .filter(|&&x| crate::beat::usable(x, total - start, self.fs_hz))
+            .count();
+        if room < CONSISTENT_BEATS {
+            return Ok(None);
+        }
         let leads: Vec<LeadSignal<'_>> = self
             .labels
             .iter()
