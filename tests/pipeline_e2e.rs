@@ -47,6 +47,19 @@ fn demo_prints_an_alert_and_leaves_a_queryable_archive() {
         stdout.contains("dashboard: http://127.0.0.1:") && stdout.contains("/?token="),
         "no dashboard URL with a one-time token:\n{stdout}"
     );
-    let n = query(&archive, "SELECT count(*) AS n FROM visits");
-    assert!(n[0]["n"].as_u64().unwrap() >= 1, "{n:?}");
+    // Every visit the fleet started is streamed to its end at the stop
+    // and archived whole.
+    let sent: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo done: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no visit count in the summary:\n{stdout}"));
+    assert!(sent >= 1, "{stdout}");
+    let n = query(
+        &archive,
+        "SELECT count(*) AS n, count(*) FILTER (WHERE complete) AS whole FROM visits",
+    );
+    assert_eq!(n[0]["n"].as_u64(), Some(sent), "{n:?}\n{stdout}");
+    assert_eq!(n[0]["whole"].as_u64(), Some(sent), "{n:?}\n{stdout}");
 }

@@ -10,44 +10,21 @@
 //! Needs Python with DuckDB (`$ECG_PYTHON`, default `.venv/bin/python`, as
 //! run-tests.sh prepares).
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use ecg_testkit::{Mosquitto, MosquittoOpts};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
 use ecg_wire::PseudonymKey;
-use firmware_sim::broker::BrokerUrl;
-use firmware_sim::fleet::{self, FleetConfig, FleetOptions};
-use firmware_sim::visit::StreamOpts;
+use firmware_sim::fleet::FleetOptions;
 use serde_json::Value;
 
 const CLINIC_KEY: &str = "clinic-key-of-the-pseudonym-test";
-const ARCHIVE_KEY: &str = "archive-key-of-the-pseudonym-test";
 const ARCHIVE_KEY_VERSION: u16 = 2;
-const PIPELINE_PASSWORD: &str = "pseudonym-test-broker-password";
 const VISITS: u64 = 30;
-
-fn ecgtriage() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ecgtriage"))
-}
-
-fn python() -> PathBuf {
-    let py: PathBuf = std::env::var_os("ECG_PYTHON")
-        .map(Into::into)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").into());
-    let ok = Command::new(&py)
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "Python with duckdb not found at {} (run ./run-tests.sh, which creates .venv, \
-         or set ECG_PYTHON)",
-        py.display()
-    );
-    py
-}
 
 /// Lists every table folder, casts every column of every table to text in
 /// DuckDB and searches it, and searches the raw bytes of every file, for
@@ -102,7 +79,7 @@ fn scan(archive: &Path, needles: &[(String, String)], work: &Path) -> Value {
         .map(|(kind, text)| serde_json::json!({"kind": kind, "text": text}))
         .collect();
     std::fs::write(&needles_path, serde_json::to_vec(&list).unwrap()).unwrap();
-    let out = Command::new(python())
+    let out = Command::new(python("duckdb"))
         .args(["-c", SCAN])
         .arg(archive)
         .arg(&needles_path)
@@ -116,127 +93,40 @@ fn scan(archive: &Path, needles: &[(String, String)], work: &Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("scan prints JSON")
 }
 
-fn archived_count(archive: &Path) -> usize {
-    if !archive.join("visits").exists() {
-        return 0;
-    }
-    let out = Command::new(ecgtriage())
-        .args([
-            "query",
-            "SELECT count(*) AS n FROM visits",
-            "--format",
-            "json",
-        ])
-        .arg("--archive")
-        .arg(archive)
-        .output()
-        .expect("ecgtriage query runs");
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    rows.first()
-        .and_then(|r| r["n"].as_u64())
-        .unwrap_or_default() as usize
-}
-
 #[test]
 fn no_patient_identifier_or_device_pseudonym_reaches_the_archive() {
-    let mut devices = fleet::numbered_devices(6, 3);
-    let mut users = vec![("pipeline".to_owned(), PIPELINE_PASSWORD.to_owned())];
-    for (i, d) in devices.iter_mut().enumerate() {
-        let p = format!("pseudo-dev-{i}");
-        d.password = Some(p.clone());
-        users.push((d.device_id.to_string(), p));
-    }
-    let broker = Mosquitto::start(MosquittoOpts {
-        users,
-        ..Default::default()
-    })
-    .expect("mosquitto starts (install mosquitto to run this test)");
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("archive");
-    let log = dir.path().join("pipeline.log");
+    let s = Setup::new(6, &[]);
+    let dir = s.dir.path();
+    let archive = s.archive();
+    let log = dir.join("pipeline.log");
     // The key version comes from the file, the key itself from the env.
-    let config = dir.path().join("pipeline.toml");
+    let config = dir.join("pipeline.toml");
     std::fs::write(
         &config,
-        format!("pseudonym_key_version = {ARCHIVE_KEY_VERSION}\ncentre = \"centre-p\"\n"),
+        format!("pseudonym_key_version = {ARCHIVE_KEY_VERSION}\n"),
     )
     .unwrap();
-    let mut run = Command::new(ecgtriage())
-        .arg("run")
+    let mut run = pipeline_command(&s.broker.url_with("pipeline", "from-env"), dir)
         .arg("--config")
         .arg(&config)
-        .arg("--broker")
-        .arg(format!(
-            "mqtt://pipeline:from-env@127.0.0.1:{}",
-            broker.port()
-        ))
-        .arg("--archive")
-        .arg(&archive)
-        .arg("--spool")
-        .arg(dir.path().join("spool"))
-        .args(["--client-id", "pseudonym-test", "--visit-timeout-s", "30"])
-        .env(ecg_pipeline::config::PASSWORD_ENV, PIPELINE_PASSWORD)
-        .env(ecg_pipeline::config::PSEUDONYM_KEY_ENV, ARCHIVE_KEY)
+        .args(["--visit-timeout-s", "30"])
         .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("ecgtriage run starts");
 
-    let truth_path = dir.path().join("truth.jsonl");
     let clinic_key = PseudonymKey::new(1, CLINIC_KEY.as_bytes()).unwrap();
-    let cfg = FleetConfig {
-        broker: BrokerUrl::parse(&broker.url()).unwrap(),
-        devices,
-        visits: Some(VISITS),
-        annual_visits: fleet::DEFAULT_ANNUAL_VISITS,
-        speed: 12.0 * 365.25 * 24.0 * 3600.0 / fleet::DEFAULT_ANNUAL_VISITS,
-        stemi_fraction: 0.3,
-        seed: 77,
-        truth: Some(truth_path.clone()),
-        spool_root: dir.path().join("devices"),
-        stream: StreamOpts {
-            speed: 20.0,
-            ..StreamOpts::default()
-        },
-        progress: false,
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(fleet::run_with(
+    let mut cfg = s.fleet(VISITS, 77);
+    cfg.stemi_fraction = 0.3;
+    let truth = run_fleet_with(
         cfg,
         FleetOptions {
-            tls: None,
             pseudonym_key: clinic_key.clone(),
+            ..FleetOptions::default()
         },
-    ))
-    .expect("fleet runs");
-    let truth: Vec<Value> = std::fs::read_to_string(&truth_path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(truth.len() as u64, VISITS);
-
-    let t0 = Instant::now();
-    while archived_count(&archive) < truth.len() && t0.elapsed() < Duration::from_secs(180) {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()
-        .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = run.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    );
+    wait_for_archive(&archive, truth.len(), Duration::from_secs(180));
+    let status = sigterm(&mut run);
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "ecgtriage run: {status}\n{log_text}");
 
@@ -279,7 +169,7 @@ fn no_patient_identifier_or_device_pseudonym_reaches_the_archive() {
     ];
     let mut all = needles.clone();
     all.extend(controls);
-    let report = scan(&archive, &all, dir.path());
+    let report = scan(&archive, &all, dir);
 
     let tables = report["tables"].as_object().unwrap();
     for t in ["visits", "waveforms", "beats", "measurements", "alerts"] {

@@ -177,6 +177,10 @@ pub struct FleetOptions {
     /// The clinics' key: each visit's `patient_pseudonym` is the keyed HMAC
     /// of the simulated patient's resident id.
     pub pseudonym_key: PseudonymKey,
+    /// When it turns true, no new visit starts; the visits already given to
+    /// a device are streamed to their end and the fleet returns. (Ctrl-C
+    /// does the same.)
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Default for FleetOptions {
@@ -185,13 +189,30 @@ impl Default for FleetOptions {
         FleetOptions {
             tls: None,
             pseudonym_key: patient::demo_clinic_key(),
+            stop: None,
         }
     }
 }
 
+/// Resolves once `stop` turns true; never without a stop signal (or once
+/// its sender is gone without having fired).
+async fn stop_requested(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    if let Some(rx) = stop {
+        if rx.wait_for(|stopped| *stopped).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
 /// [`run`] with the given [`FleetOptions`].
 pub async fn run_with(cfg: FleetConfig, opts: FleetOptions) -> Result<Summary, FleetError> {
-    let FleetOptions { tls, pseudonym_key } = opts;
+    let FleetOptions {
+        tls,
+        pseudonym_key,
+        stop,
+    } = opts;
+    let mut stop = stop;
     if cfg.devices.is_empty() {
         return Err(FleetError::Config("no devices".into()));
     }
@@ -246,6 +267,7 @@ pub async fn run_with(cfg: FleetConfig, opts: FleetOptions) -> Result<Summary, F
             pseudonym_key.clone(),
             truth.clone(),
             totals.clone(),
+            stop.clone(),
         )));
     }
 
@@ -286,6 +308,7 @@ pub async fn run_with(cfg: FleetConfig, opts: FleetOptions) -> Result<Summary, F
         tokio::select! {
             _ = tokio::time::sleep_until(start + Duration::from_secs_f64(due_s.min(1e9))) => {}
             _ = tokio::signal::ctrl_c() => break,
+            _ = stop_requested(&mut stop) => break,
         }
         let device = rng.random_range(0..senders.len());
         let job = Job {
@@ -353,9 +376,14 @@ async fn device_task(
     clinic_key: PseudonymKey,
     truth: Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>>,
     totals: Arc<Totals>,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Result<(), FleetError> {
     let device = dev.device_id.to_string();
     while let Some(job) = jobs.recv().await {
+        // After a stop, visits still waiting for this device never start.
+        if stop.as_ref().is_some_and(|s| *s.borrow()) {
+            break;
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
         let spec = VisitSpec::random(&mut rng, cfg.stemi_fraction);
         let synthetic =

@@ -204,7 +204,11 @@ async fn run_fleet(a: FleetArgs) -> anyhow::Result<()> {
             stream: a.device.stream(a.speed),
             progress: true,
         },
-        FleetOptions { tls, pseudonym_key },
+        FleetOptions {
+            tls,
+            pseudonym_key,
+            stop: None,
+        },
     )
     .await?;
     eprintln!(

@@ -56,8 +56,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let s = demo::run_blocking(opts)?;
     println!(
-        "demo done: {} visits archived ({} incomplete), {} alerts published, {} alerts seen by the dashboard",
-        s.pipeline.visits_archived, s.pipeline.visits_incomplete, s.pipeline.alerts, s.alerts_seen
+        "demo done: {} visits sent, {} archived ({} incomplete), {} alerts published, {} alerts seen by the dashboard",
+        s.visits_sent, s.pipeline.visits_archived, s.pipeline.visits_incomplete, s.pipeline.alerts, s.alerts_seen
     );
     println!("try: ecgtriage query \"SELECT status, count(*) AS visits FROM visits GROUP BY status\" --archive {}", args.archive.display());
     println!("     ecgtriage query \"SELECT visit_id, device_id, territories, early FROM alerts\" --archive {}", args.archive.display());

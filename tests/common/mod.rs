@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ecg_testkit::{Mosquitto, MosquittoOpts};
+use ecg_testkit::{Mosquitto, MosquittoOpts, TlsOpts};
 use ecg_wire::{Alert, Message, SamplesDigest};
 use firmware_sim::broker::BrokerUrl;
-use firmware_sim::fleet::{self, DeviceSpec, FleetConfig};
+use firmware_sim::fleet::{self, DeviceSpec, FleetConfig, FleetOptions};
 use firmware_sim::visit::StreamOpts;
 
 pub const PIPELINE_PASSWORD: &str = "pipeline-secret";
@@ -50,8 +50,19 @@ pub struct Setup {
 
 impl Setup {
     /// A broker with `devices` numbered devices (4 clinics), plus the
-    /// pipeline, the watcher and `extra_users`.
+    /// pipeline, the watcher and `extra_users`, under [`ACL`].
     pub fn new(devices: usize, extra_users: &[(&str, &str)]) -> Setup {
+        Setup::with_broker(devices, extra_users, "", None)
+    }
+
+    /// [`Setup::new`] with `extra_acl` appended to [`ACL`] and, when
+    /// `tls` is set, a second, TLS-only listener.
+    pub fn with_broker(
+        devices: usize,
+        extra_users: &[(&str, &str)],
+        extra_acl: &str,
+        tls: Option<TlsOpts>,
+    ) -> Setup {
         let mut devices = fleet::numbered_devices(devices, 4);
         let mut users = vec![
             ("pipeline".to_owned(), PIPELINE_PASSWORD.to_owned()),
@@ -67,7 +78,8 @@ impl Setup {
         }
         let broker = Mosquitto::start(MosquittoOpts {
             users,
-            acl: Some(ACL.to_owned()),
+            acl: Some(format!("{ACL}{extra_acl}")),
+            tls,
             ..Default::default()
         })
         .expect("mosquitto starts (install mosquitto to run this test)");
@@ -90,17 +102,8 @@ impl Setup {
     /// `ecgtriage run` with archive and spool under `data`, plus `extra`
     /// flags.
     pub fn start_pipeline_in(&self, data: &Path, extra: &[&str]) -> Child {
-        Command::new(ecgtriage())
-            .args(["run", "--broker"])
-            .arg(format!(
-                "mqtt://pipeline:not-this-one@127.0.0.1:{}",
-                self.broker.port()
-            ))
-            .arg("--archive")
-            .arg(data.join("archive"))
-            .arg("--spool")
-            .arg(data.join("spool"))
-            .args(["--centre", CENTRE, "--client-id", "e2e-pipeline"])
+        let url = self.broker.url_with("pipeline", "not-this-one");
+        pipeline_command(&url, data)
             .args(["--log-format", "json"])
             .args(if extra.contains(&"--visit-timeout-s") {
                 &[][..]
@@ -108,12 +111,6 @@ impl Setup {
                 &["--visit-timeout-s", "30"][..]
             })
             .args(extra)
-            .env(ecg_pipeline::config::PASSWORD_ENV, PIPELINE_PASSWORD)
-            .env(ecg_pipeline::config::PSEUDONYM_KEY_ENV, ARCHIVE_KEY)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("ecgtriage run starts")
     }
@@ -129,6 +126,27 @@ impl Setup {
             seed,
         )
     }
+}
+
+/// `ecgtriage run` against `broker_url` (its password comes from the
+/// environment, [`PIPELINE_PASSWORD`]) with archive and spool under
+/// `data`, logging warnings to the inherited stderr; callers add flags and
+/// may redirect stderr or change `RUST_LOG` before spawning.
+pub fn pipeline_command(broker_url: &str, data: &Path) -> Command {
+    let mut cmd = Command::new(ecgtriage());
+    cmd.args(["run", "--broker", broker_url])
+        .arg("--archive")
+        .arg(data.join("archive"))
+        .arg("--spool")
+        .arg(data.join("spool"))
+        .args(["--centre", CENTRE, "--client-id", "e2e-pipeline"])
+        .env(ecg_pipeline::config::PASSWORD_ENV, PIPELINE_PASSWORD)
+        .env(ecg_pipeline::config::PSEUDONYM_KEY_ENV, ARCHIVE_KEY)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
 }
 
 pub fn fleet_config(
@@ -158,10 +176,15 @@ pub fn fleet_config(
 
 /// Runs a fleet to its end (blocking) and returns its truth lines.
 pub fn run_fleet(cfg: FleetConfig) -> Vec<serde_json::Value> {
+    run_fleet_with(cfg, FleetOptions::default())
+}
+
+/// [`run_fleet`] with TLS or a clinic pseudonym key.
+pub fn run_fleet_with(cfg: FleetConfig, opts: FleetOptions) -> Vec<serde_json::Value> {
     let truth = cfg.truth.clone().expect("a truth file");
     let visits = cfg.visits.expect("a visit count");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let summary = rt.block_on(fleet::run(cfg)).expect("fleet runs");
+    let summary = rt.block_on(fleet::run_with(cfg, opts)).expect("fleet runs");
     assert_eq!(summary.visits, visits);
     std::fs::read_to_string(truth)
         .unwrap()
@@ -180,11 +203,32 @@ pub fn spawn_fleet(cfg: FleetConfig) -> std::thread::JoinHandle<Vec<serde_json::
 pub struct Watched {
     pub alerts: Vec<Alert>,
     pub dead_letters: Vec<serde_json::Value>,
+    /// SUBACKs received: 2 once both subscriptions are in place.
+    pub subacks: usize,
+}
+
+/// Waits until the watcher's subscriptions are in place, so that nothing
+/// published afterwards can pass it by.
+pub fn wait_subscribed(seen: &Mutex<Watched>) {
+    let t0 = Instant::now();
+    while seen.lock().unwrap().subacks < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the watcher did not subscribe"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Subscribes as `watcher` with a persistent session and collects alerts
 /// and dead letters.
 pub fn watch(port: u16) -> Arc<Mutex<Watched>> {
+    watch_with(port, None)
+}
+
+/// [`watch`], over TLS when `tls` is given (then `port` is the broker's
+/// TLS port).
+pub fn watch_with(port: u16, tls: Option<rumqttc::TlsConfiguration>) -> Arc<Mutex<Watched>> {
     let seen = Arc::new(Mutex::new(Watched::default()));
     let out = seen.clone();
     std::thread::spawn(move || {
@@ -193,11 +237,14 @@ pub fn watch(port: u16) -> Arc<Mutex<Watched>> {
             .build()
             .unwrap();
         rt.block_on(async move {
-            use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+            use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
             let mut opts = MqttOptions::new("e2e-watcher", "127.0.0.1", port);
             opts.set_credentials("watcher", WATCHER_PASSWORD)
                 .set_clean_session(false)
                 .set_max_packet_size(1024 * 1024, 1024 * 1024);
+            if let Some(tls) = tls {
+                opts.set_transport(Transport::tls_with_config(tls));
+            }
             let (client, mut ev) = AsyncClient::new(opts, 16);
             client
                 .subscribe("ecg/v1/alerts/+", QoS::AtLeastOnce)
@@ -220,6 +267,7 @@ pub fn watch(port: u16) -> Arc<Mutex<Watched>> {
                             out.lock().unwrap().alerts.push(a);
                         }
                     }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => out.lock().unwrap().subacks += 1,
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
@@ -271,21 +319,29 @@ pub fn wait_for_archive(archive: &Path, n: usize, timeout: Duration) -> Vec<Stri
     }
 }
 
+/// Sends SIGTERM (once the child catches it) and waits up to a minute for
+/// the exit.
 pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     wait_until_catching_sigterm(child);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
+    wait_exit(child, Duration::from_secs(60)).expect("no exit 60 s after SIGTERM")
+}
+
+/// Waits for the child to exit on its own; kills it after `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let t0 = Instant::now();
     loop {
         if let Some(st) = child.try_wait().unwrap() {
-            return st;
+            return Some(st);
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "no exit 60 s after SIGTERM"
-        );
+        if t0.elapsed() > timeout {
+            child.kill().ok();
+            child.wait().ok();
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -443,4 +499,23 @@ pub fn metric(addr: &str, name: &str) -> Option<f64> {
 pub fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
+}
+
+/// The Python that has `modules` (`$ECG_PYTHON`, else the `.venv` that
+/// run-tests.sh creates).
+pub fn python(modules: &str) -> PathBuf {
+    let py: PathBuf = std::env::var_os("ECG_PYTHON")
+        .map(Into::into)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").into());
+    let ok = Command::new(&py)
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "Python with {modules} not found at {} (run ./run-tests.sh, which creates .venv, \
+         or set ECG_PYTHON)",
+        py.display()
+    );
+    py
 }

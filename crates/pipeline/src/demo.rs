@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ecg_wire::{Alert, CentreId, Message};
 use firmware_sim::broker::BrokerUrl;
-use firmware_sim::fleet::{self, FleetConfig};
+use firmware_sim::fleet::{self, FleetConfig, FleetOptions};
 use firmware_sim::visit::StreamOpts;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
@@ -306,7 +306,14 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         },
         progress: false,
     };
-    let fleet = tokio::spawn(fleet::run(fleet_cfg));
+    let (fleet_stop, fleet_stopped) = tokio::sync::watch::channel(false);
+    let fleet = tokio::spawn(fleet::run_with(
+        fleet_cfg,
+        FleetOptions {
+            stop: Some(fleet_stopped),
+            ..FleetOptions::default()
+        },
+    ));
     println!(
         "demo: broker on 127.0.0.1:{v4_port} (devices, MQTT 3.1.1) and :{v5_port} (pipeline, MQTT 5); \
          {} devices, STEMI fraction {}, for {} s; archive {}",
@@ -315,19 +322,37 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         opts.duration.as_secs(),
         opts.archive_dir.display()
     );
-    // The fleet stops taking new visits a little before the end so the
-    // visits in flight can finish and be archived.
+    // The fleet stops taking new visits a little before the end, so the
+    // visits in flight are streamed to their end and archived whole.
     let drain = Duration::from_secs_f64(
         (10.0 / opts.stream_speed + 3.0).min(opts.duration.as_secs_f64() / 2.0),
     );
-    let interrupted = tokio::select! {
-        _ = tokio::time::sleep(opts.duration.saturating_sub(drain)) => false,
-        _ = tokio::signal::ctrl_c() => true,
-    };
-    fleet.abort();
-    if !interrupted {
-        tokio::time::sleep(drain).await;
+    tokio::select! {
+        _ = tokio::time::sleep(opts.duration.saturating_sub(drain)) => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
+    let _ = fleet_stop.send(true);
+    let mut fleet = fleet;
+    let visits_sent = match tokio::time::timeout(drain, &mut fleet).await {
+        Ok(Ok(Ok(summary))) => {
+            // Let the pipeline take the last messages the broker has acked.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            summary.visits
+        }
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "the demo fleet failed");
+            0
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the demo fleet's task failed");
+            0
+        }
+        Err(_) => {
+            tracing::warn!("the fleet's last visits did not finish streaming in time; cut off");
+            fleet.abort();
+            0
+        }
+    };
     let _ = stop_tx.send(());
     let summary = pipeline
         .await
@@ -338,7 +363,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     Ok(DemoSummary {
         pipeline: summary,
         alerts_seen: seen.load(Ordering::Relaxed),
-        visits_sent: 0,
+        visits_sent,
     })
 }
 
