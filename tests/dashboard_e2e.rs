@@ -1,50 +1,28 @@
-//! The cardiologists' side end to end, through a real Mosquitto and the
-//! `ecgtriage run` binary:
+//! The cardiologists' side end to end, through a real Mosquitto (with the
+//! shared harness's passwords and ACL) and the `ecgtriage run` binary:
 //! - headless Chromium (Debian's `chromium`, driven by playwright-core from
 //!   tests/browser) logs in, sees an alert appear without reloading, opens
-//!   the 12-lead view (screenshot kept under target/tmp), acknowledges, and
-//!   the archive records the acknowledgement;
+//!   the 12-lead view (screenshot kept under the target's tmp folder),
+//!   acknowledges it as a confirmed STEMI, opens the figures page, and the
+//!   archive records the acknowledgement with its verdict;
 //! - an alert nobody acknowledges stays pending across a SIGKILL and a
 //!   restart and is escalated to the escalation topic, and an MQTT ack ends
-//!   it; both are in the archive.
-//!
-//! The binary is `target/<profile>/ecgtriage` (built by `cargo test
-//! --workspace`; else `cargo build -p ecgtriage` first).
+//!   it; both are in the archive, and `ecgtriage export` writes the visit.
+
+mod common;
 
 use std::io::BufRead as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ecg_testkit::{Mosquitto, MosquittoOpts};
-use ecg_wire::{Alert, AlertAck, Message};
-use firmware_sim::broker::BrokerUrl;
-use firmware_sim::fleet::{self, FleetConfig};
-use firmware_sim::visit::StreamOpts;
-
-fn ecgtriage() -> PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_ecgtriage") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("ecgtriage");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p ecgtriage` first",
-        bin.display()
-    );
-    bin
-}
+use common::*;
+use ecg_wire::{Alert, AlertAck, Message, Verdict};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn free_port() -> u16 {
@@ -63,103 +41,21 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-struct Pipeline {
-    child: Child,
+/// Kills a pipeline at once (no graceful stop).
+fn sigkill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
-impl Pipeline {
-    fn start(dir: &Path, broker_port: u16, extra: &[&str]) -> Pipeline {
-        let child = Command::new(ecgtriage())
-            .arg("run")
-            .arg("--broker")
-            .arg(format!("mqtt://127.0.0.1:{broker_port}"))
-            .arg("--archive")
-            .arg(dir.join("archive"))
-            .arg("--spool")
-            .arg(dir.join("spool"))
-            .args(["--client-id", "dash-e2e", "--log-format", "json"])
-            .env(
-                ecg_pipeline::config::PSEUDONYM_KEY_ENV,
-                "dash-e2e-archive-key",
-            )
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ecgtriage run starts");
-        Pipeline { child }
-    }
-
-    fn signal(&mut self, sig: &str) {
-        Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let t0 = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "no exit after {sig}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `visits` STEMI visits through the broker (in a thread).
-fn run_fleet(
-    dir: &Path,
-    broker: &Mosquitto,
+/// A fleet of `visits` visits, every one a STEMI.
+fn stemi_fleet(
+    s: &Setup,
     visits: u64,
     seed: u64,
-) -> std::thread::JoinHandle<()> {
-    let cfg = FleetConfig {
-        broker: BrokerUrl::parse(&broker.url()).unwrap(),
-        devices: fleet::numbered_devices(2, 2),
-        visits: Some(visits),
-        annual_visits: fleet::DEFAULT_ANNUAL_VISITS,
-        speed: 2.0 * 365.25 * 24.0 * 3600.0 / fleet::DEFAULT_ANNUAL_VISITS,
-        stemi_fraction: 1.0,
-        seed,
-        truth: None,
-        spool_root: dir.join(format!("devices-{seed}")),
-        stream: StreamOpts {
-            speed: 5.0,
-            ..StreamOpts::default()
-        },
-        progress: false,
-    };
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(fleet::run(cfg)).expect("fleet runs");
-    })
-}
-
-fn query(archive: &Path, sql: &str) -> Vec<serde_json::Value> {
-    let out = Command::new(ecgtriage())
-        .args(["query", sql, "--format", "json", "--archive"])
-        .arg(archive)
-        .output()
-        .expect("ecgtriage query runs");
-    assert!(
-        out.status.success(),
-        "query failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.trim().is_empty() {
-        return Vec::new();
-    }
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("query output {text}: {e}"))
+) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
+    let mut cfg = s.fleet(visits, seed);
+    cfg.stemi_fraction = 1.0;
+    spawn_fleet(cfg)
 }
 
 /// The alert ids pending in the pipeline's state file.
@@ -174,83 +70,35 @@ fn pending_ids(state: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Collects (topic, alert) from the centre's alert and escalation topics.
-type Seen = Arc<Mutex<Vec<(String, Alert)>>>;
-
-fn watch(port: u16, centre: &str) -> (Seen, rumqttc::AsyncClient) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let seen: Seen = Arc::default();
-    let out = seen.clone();
-    let mut opts = MqttOptions::new(format!("watch-{centre}"), "127.0.0.1", port);
-    opts.set_max_packet_size(256 * 1024, 256 * 1024);
-    let (client, mut ev) = AsyncClient::new(opts, 16);
-    let c = client.clone();
-    let filters = [
-        format!("ecg/v1/alerts/{centre}"),
-        format!("ecg/v1/alerts/{centre}/escalation"),
-    ];
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            loop {
-                match ev.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for f in &filters {
-                            c.subscribe(f.clone(), QoS::AtLeastOnce).await.unwrap();
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = ready_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let a = Alert::from_json(&p.payload).expect("alerts follow the schema");
-                        out.lock().unwrap().push((p.topic.clone(), a));
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-    });
-    for _ in 0..2 {
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("watcher subscribed");
-    }
-    (seen, client)
-}
-
 #[test]
 fn unacknowledged_alert_escalates_also_after_a_restart_and_an_mqtt_ack_ends_it() {
-    let broker = Mosquitto::start(MosquittoOpts::default()).expect("mosquitto starts");
-    let dir = tempfile::tempdir().unwrap();
-    let centre = "centre-esc";
-    let (seen, client) = watch(broker.port(), centre);
+    let s = Setup::with_cardiologists(2);
+    let (seen, client) = watch_as_cardiologist(s.broker.port());
+    let data = s.dir.path();
 
     // First run: escalation far away; killed once an alert is pending.
-    let mut p1 = Pipeline::start(
-        dir.path(),
-        broker.port(),
-        &["--centre", centre, "--escalate-after-s", "3600"],
-    );
-    let fleet = run_fleet(dir.path(), &broker, 2, 11);
-    let alert_topic = format!("ecg/v1/alerts/{centre}");
+    let mut p1 = s.start_pipeline_in(data, &["--escalate-after-s", "3600"]);
+    let fleet = stemi_fleet(&s, 2, 11);
+    let alert_topic = format!("ecg/v1/alerts/{CENTRE}");
     wait_until("an alert", Duration::from_secs(180), || {
         seen.lock().unwrap().iter().any(|(t, _)| *t == alert_topic)
     });
-    let alert = seen.lock().unwrap()[0].1.clone();
-    let state = dir.path().join("spool").join("alerts-pending.json");
+    let alert: Alert = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(t, _)| *t == alert_topic)
+        .unwrap()
+        .1
+        .clone();
+    let state = data.join("spool").join("alerts-pending.json");
     let id = alert.alert_id.to_string();
     wait_until("the pending alert on disk", Duration::from_secs(60), || {
         state.exists() && pending_ids(&state).contains(&id)
     });
     fleet.join().unwrap();
-    p1.signal("-KILL");
-    let escalation_topic = format!("ecg/v1/alerts/{centre}/escalation");
+    sigkill(&mut p1);
+    let escalation_topic = format!("ecg/v1/alerts/{CENTRE}/escalation");
     assert!(
         !seen
             .lock()
@@ -261,11 +109,7 @@ fn unacknowledged_alert_escalates_also_after_a_restart_and_an_mqtt_ack_ends_it()
     );
 
     // Second run: the same state, escalation after 1 s.
-    let mut p2 = Pipeline::start(
-        dir.path(),
-        broker.port(),
-        &["--centre", centre, "--escalate-after-s", "1"],
-    );
+    let mut p2 = s.start_pipeline_in(data, &["--escalate-after-s", "1"]);
     wait_until("the escalation", Duration::from_secs(120), || {
         seen.lock()
             .unwrap()
@@ -286,15 +130,17 @@ fn unacknowledged_alert_escalates_also_after_a_restart_and_an_mqtt_ack_ends_it()
         .windows(2)
         .all(|w| w[1].escalation_level > w[0].escalation_level));
 
-    // A cardiologist acknowledges over MQTT; the pipeline records it.
+    // A cardiologist acknowledges over MQTT, calling it a false alarm; the
+    // pipeline records it.
     let ack = AlertAck {
         alert_id: alert.alert_id,
         by: "dr.mqtt".into(),
-        at: time::OffsetDateTime::now_utc(),
+        at: ecg_query::archive::time::OffsetDateTime::now_utc(),
+        verdict: Some(Verdict::FalseAlarm),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(client.publish(
-        format!("ecg/v1/alerts/{centre}/ack"),
+        format!("ecg/v1/alerts/{CENTRE}/ack"),
         rumqttc::QoS::AtLeastOnce,
         false,
         ack.to_json(),
@@ -303,13 +149,17 @@ fn unacknowledged_alert_escalates_also_after_a_restart_and_an_mqtt_ack_ends_it()
     wait_until("the ack to be recorded", Duration::from_secs(60), || {
         !pending_ids(&state).contains(&id)
     });
-    p2.signal("-TERM");
+    assert!(sigterm(&mut p2).success());
 
-    let archive = dir.path().join("archive");
-    let acks = query(&archive, "SELECT alert_id, acked_by FROM alert_acks");
+    let archive = s.archive();
+    let acks = query(
+        &archive,
+        "SELECT alert_id, acked_by, verdict FROM alert_acks",
+    );
     assert!(
-        acks.iter()
-            .any(|r| r["alert_id"] == id.as_str() && r["acked_by"] == "dr.mqtt"),
+        acks.iter().any(|r| r["alert_id"] == id.as_str()
+            && r["acked_by"] == "dr.mqtt"
+            && r["verdict"] == "false_alarm"),
         "{acks:?}"
     );
     let esc = query(
@@ -321,8 +171,72 @@ fn unacknowledged_alert_escalates_also_after_a_restart_and_an_mqtt_ack_ends_it()
             .any(|r| r["alert_id"] == id.as_str() && r["escalation_level"] == 1),
         "{esc:?}"
     );
-    let alerts = query(&archive, "SELECT alert_id FROM alerts");
-    assert!(alerts.iter().any(|r| r["alert_id"] == id.as_str()));
+    // The figures count it: escalated, acknowledged, a false alarm.
+    let t = query(
+        &archive,
+        &format!("SELECT escalated_to, verdict, acked_by, alert_to_ack_s FROM alert_timeline WHERE alert_id = '{id}'"),
+    );
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert!(t[0]["escalated_to"].as_u64().unwrap() >= 1);
+    assert_eq!(t[0]["verdict"], "false_alarm");
+    assert!(t[0]["alert_to_ack_s"].as_f64().unwrap() > 0.0);
+    let f = query(
+        &archive,
+        &format!(
+            "SELECT sum(false_alarms) AS f, sum(escalated) AS e FROM centre_figures WHERE clinic_id = '{}'",
+            alert.clinic_id
+        ),
+    );
+    assert!(f[0]["f"].as_u64().unwrap() >= 1, "{f:?}");
+    assert!(f[0]["e"].as_u64().unwrap() >= 1, "{f:?}");
+
+    // `ecgtriage export`: the visit as a WFDB record that `analyze` reads.
+    let out_dir = data.join("export");
+    let out = Command::new(ecgtriage())
+        .args([
+            "export",
+            &alert.visit_id.to_string(),
+            "--format",
+            "wfdb",
+            "--archive",
+        ])
+        .arg(&archive)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let analyzed = Command::new(ecgtriage())
+        .args(["analyze", &record, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        analyzed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&analyzed.stderr)
+    );
+    let a: serde_json::Value = serde_json::from_slice(&analyzed.stdout).unwrap();
+    assert_eq!(a["leads"].as_object().unwrap().len(), 12, "{a}");
+    let fhir = Command::new(ecgtriage())
+        .args([
+            "export",
+            &alert.visit_id.to_string(),
+            "--format",
+            "fhir",
+            "--archive",
+        ])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(fhir.status.success());
+    let obs: serde_json::Value = serde_json::from_slice(&fhir.stdout).unwrap();
+    assert_eq!(obs["resourceType"], "Observation");
+    assert_eq!(obs["component"].as_array().unwrap().len(), 12);
 }
 
 #[test]
@@ -337,22 +251,21 @@ fn chromium_logs_in_sees_the_alert_live_opens_the_12_lead_and_acknowledges() {
         Path::new(&chromium).exists(),
         "{chromium} missing: apt-get install chromium (./run-tests.sh does)"
     );
-    let broker = Mosquitto::start(MosquittoOpts::default()).expect("mosquitto starts");
-    let dir = tempfile::tempdir().unwrap();
+    let s = Setup::with_cardiologists(2);
+    let data = s.dir.path();
     let (user, password) = ("dr.chen", "correct horse battery staple");
-    let config = dir.path().join("pipeline.toml");
+    let config = data.join("pipeline.toml");
     std::fs::write(
         &config,
         format!(
-            "centre = \"centre-ui\"\narchive_flush_s = 0.5\n\n[[accounts]]\nuser = \"{user}\"\npassword_hash = \"{}\"\n",
+            "archive_flush_s = 0.5\n\n[[accounts]]\nuser = \"{user}\"\npassword_hash = \"{}\"\n",
             ecg_dashboard::hash_password(password).unwrap()
         ),
     )
     .unwrap();
     let http_port = free_port();
-    let mut pipeline = Pipeline::start(
-        dir.path(),
-        broker.port(),
+    let mut pipeline = s.start_pipeline_in(
+        data,
         &[
             "--config",
             config.to_str().unwrap(),
@@ -365,6 +278,7 @@ fn chromium_logs_in_sees_the_alert_live_opens_the_12_lead_and_acknowledges() {
     });
 
     let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-12-lead.png");
+    let figures_shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-figures.png");
     let _ = std::fs::remove_file(&screenshot);
     let mut node = Command::new("node")
         .arg(browser_dir.join("dashboard.js"))
@@ -373,6 +287,7 @@ fn chromium_logs_in_sees_the_alert_live_opens_the_12_lead_and_acknowledges() {
         .env("DASH_USER", user)
         .env("DASH_PASSWORD", password)
         .env("SCREENSHOT", &screenshot)
+        .env("FIGURES_SCREENSHOT", &figures_shot)
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -397,7 +312,7 @@ fn chromium_logs_in_sees_the_alert_live_opens_the_12_lead_and_acknowledges() {
     );
     // Only now do the clinics start: the alert must arrive on a page that
     // is already open.
-    let fleet = run_fleet(dir.path(), &broker, 2, 5);
+    let fleet = stemi_fleet(&s, 2, 5);
     let result = rx
         .recv_timeout(Duration::from_secs(400))
         .expect("the browser finished (see its stderr)");
@@ -414,22 +329,31 @@ fn chromium_logs_in_sees_the_alert_live_opens_the_12_lead_and_acknowledges() {
     );
     assert!(r["stRows"].as_u64().unwrap() >= 1, "ST values shown: {r}");
     assert!(r["reasons"].as_u64().unwrap() >= 1, "reasons shown: {r}");
+    assert!(
+        r["status"].as_str().unwrap().contains("(confirmed)"),
+        "verdict shown: {r}"
+    );
+    assert!(
+        r["figureRows"].as_u64().unwrap() >= 1,
+        "the figures page lists the month: {r}"
+    );
     let png = std::fs::metadata(&screenshot).expect("screenshot written");
     assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
     println!("12-lead screenshot: {}", screenshot.display());
 
-    pipeline.signal("-TERM");
+    assert!(sigterm(&mut pipeline).success());
     let alert_id = r["alertId"].as_str().unwrap();
     let acks = query(
-        &dir.path().join("archive"),
-        "SELECT alert_id, acked_by FROM alert_acks",
+        &s.archive(),
+        "SELECT alert_id, acked_by, verdict FROM alert_acks",
     );
     assert!(
-        acks.iter()
-            .any(|a| a["alert_id"] == alert_id && a["acked_by"] == user),
+        acks.iter().any(|a| a["alert_id"] == alert_id
+            && a["acked_by"] == user
+            && a["verdict"] == "confirmed"),
         "ack not archived: {acks:?}"
     );
-    let pending = pending_ids(&dir.path().join("spool").join("alerts-pending.json"));
+    let pending = pending_ids(&data.join("spool").join("alerts-pending.json"));
     assert!(
         !pending.iter().any(|p| p == alert_id),
         "still pending: {pending:?}"
