@@ -157,7 +157,7 @@ mod tests {
 
     use arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use ecg_archive::time::{macros::datetime, Duration, OffsetDateTime};
+    use time::{macros::datetime, Duration, OffsetDateTime};
     use ecg_archive::{
         AlertAck, AlertEscalation, AlertRow, ArchiveWriter, VisitRecord, VisitRow, WriterConfig,
     };
