@@ -458,10 +458,15 @@ async fn export_report(State(hub): State<Hub>, Path(id): Path<String>) -> Respon
         Err(r) => return r,
     };
     let name = format!("{}.svg", v.record_name());
-    let svg = tokio::task::spawn_blocking(move || export::report_svg(&v))
-        .await
-        .unwrap_or_default();
-    download("image/svg+xml", &name, svg)
+    // An empty 200 would look like a (blank) report: a failed render is
+    // a server error.
+    match tokio::task::spawn_blocking(move || export::report_svg(&v)).await {
+        Ok(svg) => download("image/svg+xml", &name, svg),
+        Err(e) => {
+            tracing::error!(error = %e, visit_id = id, "report rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "report rendering failed").into_response()
+        }
+    }
 }
 
 async fn export_wfdb(hub: &Hub, id: &str) -> Result<(String, ecg_wfdb::Format16Record), Response> {

@@ -640,6 +640,10 @@ pub fn run_until_terminated_with(
         .enable_all()
         .build()
         .map_err(|source| ServiceError::Runtime { source })?;
-    let stop = rt.block_on(async { termination() });
+    // The signal handlers need the runtime's context, not a task of it.
+    let stop = {
+        let _in_runtime = rt.enter();
+        termination()
+    };
     rt.block_on(run_with(cfg, side, stop))
 }

@@ -157,11 +157,11 @@ mod tests {
 
     use arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use time::{macros::datetime, Duration, OffsetDateTime};
     use ecg_archive::{
         AlertAck, AlertEscalation, AlertRow, ArchiveWriter, VisitRecord, VisitRow, WriterConfig,
     };
     use serde_json::Value;
+    use time::{macros::datetime, Duration, OffsetDateTime};
 
     use crate::{format_batches, OutputFormat, QueryEngine};
 
