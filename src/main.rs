@@ -32,8 +32,10 @@ enum Command {
     Run(cmd::run::Args),
     /// Embedded broker + simulated clinics + pipeline + dashboard on one machine.
     Demo(cmd::demo::Args),
-    /// SQL over the archive's tables.
+    /// SQL over the archive's tables and the chest-pain centre's figures (views).
     Query(cmd::query::Args),
+    /// One archived visit as a 12-lead report (SVG), a WFDB record or FHIR R4 JSON.
+    Export(cmd::export::Args),
     /// Device and service credentials for the broker (provisioning).
     Devices(cmd::devices::Args),
     /// Argon2 hash of a dashboard password (read from stdin), as a config entry.
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Query(args) => cmd::query::run(args),
+        Command::Export(args) => cmd::export::run(args),
         Command::Devices(args) => cmd::devices::run(args),
         Command::HashPassword(args) => cmd::hash_password::run(args),
         Command::Bench(args) => cmd::bench::run(args),

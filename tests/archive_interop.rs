@@ -3,7 +3,8 @@
 //! DuckDB, from the venv that run-tests.sh prepares; `$ECG_PYTHON`, default
 //! `.venv/bin/python`), which rebuild every visit's samples bit for bit, and
 //! `ecgtriage query` agrees with them on counts and on a query filtered by
-//! the `date` partition column.
+//! the `date` partition column. The alert lifecycle tables (`alert_acks`
+//! with the verdict column, `alert_escalations`) are read with rows in them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,8 @@ use std::process::Command;
 
 use ecg_query::archive::time::{Duration, OffsetDateTime};
 use ecg_query::archive::{
-    AlertRow, ArchiveWriter, BeatRow, LeadMeasurement, VisitRecord, VisitRow, WriterConfig,
+    AlertAck, AlertEscalation, AlertRow, ArchiveWriter, BeatRow, LeadMeasurement, VisitRecord,
+    VisitRow, WriterConfig,
 };
 use serde_json::Value;
 
@@ -185,7 +187,7 @@ import pyarrow as pa
 import duckdb
 
 root, truth_dir = sys.argv[1], sys.argv[2]
-tables = ["visits", "waveforms", "beats", "measurements", "alerts"]
+tables = ["visits", "waveforms", "beats", "measurements", "alerts", "alert_acks", "alert_escalations"]
 out = {"pyarrow": {}, "duckdb": {}, "date_type": None}
 data = {}
 for t in tables:
@@ -233,6 +235,18 @@ out["duckdb_ids_on_date"] = [r[0] for r in con.execute(
     f"SELECT visit_id FROM {scan('visits')} WHERE date = DATE '2026-11-30' ORDER BY visit_id").fetchall()]
 out["duckdb_total_samples"] = con.execute(
     f"SELECT sum(len(samples)) FROM {scan('waveforms')}").fetchone()[0]
+# The lifecycle tables: values, nulls and types as written.
+out["pyarrow_acks"] = sorted(
+    [[r["alert_id"], r["acked_by"], r["verdict"], r["acked_at"].isoformat()]
+     for r in data["alert_acks"].to_pylist()])
+out["pyarrow_verdict_type"] = str(data["alert_acks"].schema.field("verdict").type)
+out["duckdb_acks"] = [list(r) for r in con.execute(
+    f"SELECT alert_id, acked_by, verdict FROM {scan('alert_acks')} ORDER BY alert_id").fetchall()]
+out["duckdb_escalations"] = [list(r) for r in con.execute(
+    f"SELECT alert_id, escalation_level, CAST(escalated_at AS VARCHAR) FROM {scan('alert_escalations')} "
+    "ORDER BY alert_id, escalation_level").fetchall()]
+out["duckdb_false_alarms"] = con.execute(
+    f"SELECT count(*) FROM {scan('alert_acks')} WHERE verdict = 'false_alarm'").fetchone()[0]
 print(json.dumps(out))
 "#;
 
@@ -281,6 +295,28 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
     let mut writer = ArchiveWriter::open_local(&archive, config).unwrap();
     for c in &cases {
         writer.append(c.record.clone()).unwrap();
+        if c.stemi {
+            // Acknowledged 3 minutes after acquisition; the first alert
+            // with a verdict, the next without one (escalated twice first).
+            let alert = &c.record.alerts[0];
+            let first = c.id == cases.iter().find(|c| c.stemi).unwrap().id;
+            writer.append_ack(AlertAck {
+                alert_id: alert.alert_id.clone(),
+                acked_at: alert.acquired_at + Duration::minutes(3),
+                acked_by: format!("dr-{}", alert.alert_id),
+                verdict: first.then(|| "false_alarm".to_string()),
+            });
+            if !first {
+                for level in 1..=2u8 {
+                    writer.append_escalation(AlertEscalation {
+                        alert_id: alert.alert_id.clone(),
+                        centre_id: alert.centre_id.clone(),
+                        escalated_at: alert.published_at + Duration::seconds(60 * i64::from(level)),
+                        escalation_level: level,
+                    });
+                }
+            }
+        }
         let bytes: Vec<u8> = c
             .record
             .samples
@@ -330,6 +366,14 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
                 .sum(),
         ),
         ("alerts", cases.iter().filter(|c| c.stemi).count() as u64),
+        (
+            "alert_acks",
+            cases.iter().filter(|c| c.stemi).count() as u64,
+        ),
+        (
+            "alert_escalations",
+            2 * (cases.iter().filter(|c| c.stemi).count() as u64 - 1),
+        ),
     ]
     .into();
     for (table, n) in &expected {
@@ -340,7 +384,15 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
         );
     }
     // ecgtriage query agrees with pyarrow and DuckDB on every table.
-    for table in ["visits", "waveforms", "beats", "measurements", "alerts"] {
+    for table in [
+        "visits",
+        "waveforms",
+        "beats",
+        "measurements",
+        "alerts",
+        "alert_acks",
+        "alert_escalations",
+    ] {
         let ours = count(&archive, table);
         assert_eq!(
             Some(ours),
@@ -357,6 +409,70 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
         py_out["duckdb_total_samples"].as_u64(),
         Some(total_samples as u64)
     );
+
+    // The lifecycle tables, value by value, in pyarrow, DuckDB and ours.
+    let stemi: Vec<&Case> = cases.iter().filter(|c| c.stemi).collect();
+    assert!(stemi.len() >= 2, "the cases need two alerts");
+    let want_acks: Vec<Value> = stemi
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let a = &c.record.alerts[0];
+            serde_json::json!([
+                a.alert_id,
+                format!("dr-{}", a.alert_id),
+                if k == 0 {
+                    Value::from("false_alarm")
+                } else {
+                    Value::Null
+                }
+            ])
+        })
+        .collect();
+    assert_eq!(py_out["pyarrow_verdict_type"], "string", "{py_out}");
+    assert_eq!(py_out["duckdb_acks"], Value::Array(want_acks.clone()));
+    let py_acks = py_out["pyarrow_acks"].as_array().unwrap();
+    for (got, want) in py_acks.iter().zip(&want_acks) {
+        assert_eq!(
+            got.as_array().unwrap()[..3],
+            want.as_array().unwrap()[..],
+            "{got}"
+        );
+    }
+    let acked_at = (stemi[0].record.alerts[0].acquired_at + Duration::minutes(3)).unix_timestamp();
+    assert!(
+        py_acks[0][3].as_str().unwrap().starts_with(
+            &ecg_query::archive::time::OffsetDateTime::from_unix_timestamp(acked_at)
+                .unwrap()
+                .date()
+                .to_string()
+        ),
+        "{py_acks:?}"
+    );
+    assert_eq!(py_out["duckdb_false_alarms"], 1);
+    let esc = py_out["duckdb_escalations"].as_array().unwrap();
+    assert_eq!(esc.len(), 2 * (stemi.len() - 1), "{esc:?}");
+    assert_eq!(esc[0][1], 1);
+    assert_eq!(esc[1][1], 2);
+    let ours = query_json(
+        &archive,
+        "SELECT alert_id, acked_by, verdict FROM alert_acks ORDER BY alert_id",
+    );
+    let ours: Vec<Value> = ours
+        .iter()
+        .map(|r| serde_json::json!([r["alert_id"], r["acked_by"], r["verdict"]]))
+        .collect();
+    assert_eq!(ours, want_acks);
+    // The figures views see the same: one false alarm, all read in time.
+    let f = query_json(
+        &archive,
+        "SELECT sum(alerts) AS alerts, sum(false_alarms) AS fa, sum(read_within_10_min) AS read, \
+         sum(escalated) AS esc FROM centre_figures",
+    );
+    assert_eq!(f[0]["alerts"].as_u64(), Some(stemi.len() as u64), "{f:?}");
+    assert_eq!(f[0]["fa"], 1);
+    assert_eq!(f[0]["read"].as_u64(), Some(stemi.len() as u64));
+    assert_eq!(f[0]["esc"].as_u64(), Some(stemi.len() as u64 - 1));
     let rows = query_json(
         &archive,
         "SELECT sum(cardinality(samples)) AS n FROM waveforms",

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod detect;
 pub mod devices;
 pub mod eval_qrs;
+pub mod export;
 pub mod hash_password;
 pub mod query;
 pub mod run;

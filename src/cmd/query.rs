@@ -19,8 +19,9 @@ pub enum Format {
 #[derive(clap::Args)]
 pub struct Args {
     /// One SQL statement. Tables: visits, waveforms, beats, measurements,
-    /// alerts, alert_acks; each has the partition column `date`
-    /// (e.g. WHERE date = '2026-11-29').
+    /// alerts, alert_acks, alert_escalations; each has the partition column
+    /// `date` (e.g. WHERE date = '2026-11-29'). Views: alert_timeline,
+    /// centre_figures (per month and clinic), centre_figures_monthly.
     pub sql: String,
     /// Archive root folder.
     #[arg(long, default_value = "./archive")]

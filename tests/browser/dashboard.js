@@ -1,12 +1,13 @@
 // Drives Debian's headless chromium (playwright-core, executablePath) against
-// a running pipeline's dashboard. Run by crates/pipeline/tests/dashboard_e2e.rs,
+// a running pipeline's dashboard. Run by tests/dashboard_e2e.rs,
 // which starts Mosquitto, the pipeline and, once this script prints READY, the
 // simulated clinics. Protocol on stdout: one line READY, then one line
 // RESULT {json}. Any failure exits non-zero with the reason on stderr.
 //
 // Environment: DASH_URL (http://127.0.0.1:PORT), DASH_USER, DASH_PASSWORD,
-// SCREENSHOT (path of the 12-lead screenshot), CHROMIUM (default
-// /usr/bin/chromium), TIMEOUT_MS (default 240000).
+// SCREENSHOT (path of the 12-lead screenshot), FIGURES_SCREENSHOT (optional,
+// the figures page), CHROMIUM (default /usr/bin/chromium), TIMEOUT_MS
+// (default 240000).
 "use strict";
 const { chromium } = require("playwright-core");
 
@@ -68,13 +69,23 @@ async function main() {
     const reasons = await page.locator("#reasons li").count();
     await page.screenshot({ path: screenshot, fullPage: true });
 
-    await page.click("#ack");
+    // Acknowledge with the verdict: a confirmed STEMI.
+    await page.click("#ack-confirmed");
     await page.waitForFunction(
       (who) => document.getElementById("ack-status").textContent.startsWith("Acknowledged by " + who),
       user,
     );
     const status = await page.locator("#ack-status").textContent();
-    process.stdout.write("RESULT " + JSON.stringify({ alertId, leads, criteria, stRows, reasons, visits, status, screenshot }) + "\n");
+    const exportHref = await page.locator("#export-report").getAttribute("href");
+    if (!exportHref || !exportHref.endsWith("/report.svg")) fail("no report export link: " + exportHref);
+
+    // The chest-pain centre's figures, from the archive.
+    await page.click("header a[href='/figures']");
+    await page.waitForURL(url + "/figures");
+    await page.waitForSelector("#by-clinic tr.figure-row");
+    const figureRows = await page.locator("#by-clinic tr.figure-row").count();
+    if (process.env.FIGURES_SCREENSHOT) await page.screenshot({ path: process.env.FIGURES_SCREENSHOT, fullPage: true });
+    process.stdout.write("RESULT " + JSON.stringify({ alertId, leads, criteria, stRows, reasons, visits, status, figureRows, screenshot }) + "\n");
   } finally {
     await browser.close();
   }

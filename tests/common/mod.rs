@@ -519,3 +519,79 @@ pub fn python(modules: &str) -> PathBuf {
     );
     py
 }
+
+/// The cardiologists' side, added to [`ACL`] by [`Setup::with_cardiologists`]:
+/// the pipeline publishes escalations and reads acknowledgements; the
+/// `cardiologist` user reads alerts and escalations and acknowledges.
+pub const CARDIOLOGIST_PASSWORD: &str = "cardiologist-secret";
+pub const CARDIOLOGIST_ACL: &str = "\
+user pipeline
+topic write ecg/v1/alerts/+/escalation
+topic read ecg/v1/alerts/+/ack
+user cardiologist
+topic read ecg/v1/alerts/#
+topic write ecg/v1/alerts/+/ack
+";
+
+impl Setup {
+    /// As [`Setup::new`] with no extra users, plus the `cardiologist` user
+    /// and [`CARDIOLOGIST_ACL`].
+    pub fn with_cardiologists(devices: usize) -> Setup {
+        Setup::with_broker(
+            devices,
+            &[("cardiologist", CARDIOLOGIST_PASSWORD)],
+            CARDIOLOGIST_ACL,
+            None,
+        )
+    }
+}
+
+/// (topic, alert) as the `cardiologist` user sees them.
+pub type SeenAlerts = Arc<Mutex<Vec<(String, Alert)>>>;
+
+/// Subscribes as `cardiologist` to `ecg/v1/alerts/#` (alerts and
+/// escalations) once connected; returns what it sees and the client, for
+/// publishing acknowledgements. Returns once subscribed.
+pub fn watch_as_cardiologist(port: u16) -> (SeenAlerts, rumqttc::AsyncClient) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let seen: SeenAlerts = Arc::default();
+    let out = seen.clone();
+    let mut opts = MqttOptions::new("e2e-cardiologist", "127.0.0.1", port);
+    opts.set_credentials("cardiologist", CARDIOLOGIST_PASSWORD)
+        .set_max_packet_size(1024 * 1024, 1024 * 1024);
+    let (client, mut ev) = AsyncClient::new(opts, 16);
+    let c = client.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            loop {
+                match ev.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        c.subscribe("ecg/v1/alerts/#", QoS::AtLeastOnce)
+                            .await
+                            .unwrap();
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        // Acks travel under ecg/v1/alerts/# too.
+                        if let Ok(a) = Alert::from_json(&p.payload) {
+                            out.lock().unwrap().push((p.topic.clone(), a));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("cardiologist subscribed");
+    (seen, client)
+}

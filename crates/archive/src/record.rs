@@ -105,6 +105,8 @@ pub struct AlertAck {
     pub alert_id: String,
     pub acked_at: OffsetDateTime,
     pub acked_by: String,
+    /// `confirmed` or `false_alarm`, when the cardiologist gave a reading.
+    pub verdict: Option<String>,
 }
 
 /// An alert re-published to the escalation topic because nobody

@@ -193,6 +193,7 @@ static ALERT_ACKS: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("alert_id", Utf8, false),
         f("acked_at", ts(), false),
         f("acked_by", Utf8, false),
+        f("verdict", Utf8, true),
     ]))
 });
 
@@ -489,10 +490,12 @@ pub(crate) fn acks_batch(acks: &[&AlertAck]) -> Result<RecordBatch, ArchiveError
     let mut alert_id = StringBuilder::new();
     let mut acked_at = ts_builder(acks.len());
     let mut acked_by = StringBuilder::new();
+    let mut verdict = StringBuilder::new();
     for a in acks {
         alert_id.append_value(&a.alert_id);
         acked_at.append_value(micros(a.acked_at));
         acked_by.append_value(&a.acked_by);
+        verdict.append_option(a.verdict.as_deref());
     }
     batch(
         Table::AlertAcks,
@@ -500,6 +503,7 @@ pub(crate) fn acks_batch(acks: &[&AlertAck]) -> Result<RecordBatch, ArchiveError
             Arc::new(alert_id.finish()),
             Arc::new(acked_at.finish()),
             Arc::new(acked_by.finish()),
+            Arc::new(verdict.finish()),
         ],
     )
 }

@@ -791,6 +791,7 @@ mod tests {
             alert_id: "a1".into(),
             acked_at: datetime!(2026-12-02 08:00 UTC),
             acked_by: "dr-x".into(),
+            verdict: Some("false_alarm".into()),
         });
         w.append_escalation(AlertEscalation {
             alert_id: "a1".into(),

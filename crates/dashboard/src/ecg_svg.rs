@@ -69,7 +69,7 @@ fn baseline(samples: &[i16]) -> f64 {
     f64::from(*m)
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -156,6 +156,16 @@ pub fn render(tr: &Tracing, criteria: &HashSet<String>, caption: &str) -> String
         out,
         r##"<svg xmlns="http://www.w3.org/2000/svg" class="ecg12" width="{w}mm" height="{h}mm" viewBox="0 0 {w} {h}" data-mm-per-s="{MM_PER_S}" data-mm-per-mv="{MM_PER_MV}">"##
     );
+    render_paper(&mut out, tr, criteria, caption);
+    out.push_str("</svg>");
+    out
+}
+
+/// The paper of [`render`] without the enclosing `<svg>`: elements in
+/// millimetre user units from (0, 0) to [`paper_mm`], for a page that
+/// places it (with a `translate`) among other content at true scale.
+pub fn render_paper(out: &mut String, tr: &Tracing, criteria: &HashSet<String>, caption: &str) {
+    let (w, h) = paper_mm();
     // The millimetre grid: thin lines every mm, heavier every 5 mm.
     out.push_str(
         r##"<defs><pattern id="mm" width="1" height="1" patternUnits="userSpaceOnUse"><path d="M1,0 L0,0 0,1" fill="none" stroke="#f6c8c8" stroke-width="0.08"/></pattern><pattern id="mm5" width="5" height="5" patternUnits="userSpaceOnUse"><rect width="5" height="5" fill="url(#mm)"/><path d="M5,0 L0,0 0,5" fill="none" stroke="#e58f8f" stroke-width="0.2"/></pattern></defs>"##,
@@ -191,7 +201,7 @@ pub fn render(tr: &Tracing, criteria: &HashSet<String>, caption: &str) -> String
                     );
                 }
                 trace(
-                    &mut out,
+                    out,
                     tr,
                     lead,
                     t0,
@@ -204,7 +214,7 @@ pub fn render(tr: &Tracing, criteria: &HashSet<String>, caption: &str) -> String
             }
         } else {
             trace(
-                &mut out,
+                out,
                 tr,
                 RHYTHM_LEAD,
                 0.0,
@@ -218,12 +228,11 @@ pub fn render(tr: &Tracing, criteria: &HashSet<String>, caption: &str) -> String
     }
     let _ = write!(
         out,
-        r##"<text x="{LEFT_MM}" y="{y:.2}" font-size="3" font-family="sans-serif" fill="#333">25 mm/s  10 mm/mV  {fs} Hz  {c}</text></svg>"##,
+        r##"<text x="{LEFT_MM}" y="{y:.2}" font-size="3" font-family="sans-serif" fill="#333">25 mm/s  10 mm/mV  {fs} Hz  {c}</text>"##,
         y = h - 3.0,
         fs = tr.fs_hz,
         c = escape(caption)
     );
-    out
 }
 
 #[cfg(test)]

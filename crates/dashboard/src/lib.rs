@@ -1,8 +1,10 @@
 //! The chest-pain centre's dashboard, served by `ecgtriage run` and
 //! `ecgtriage demo`: a live list of alerts and of recent visits per clinic
 //! (server-sent events), an alert's 12-lead ECG in the standard paper layout
-//! (SVG), the acknowledge button, and a search of past visits in the
-//! archive. Every route but the login page needs a session.
+//! (SVG), the acknowledge button (with the cardiologist's verdict), a
+//! search of past visits in the archive, the chest-pain centre's monthly
+//! figures, and exports of a visit (report SVG, WFDB, FHIR). Every route but
+//! the login page needs a session; failed logins are throttled.
 //!
 //! The pipeline feeds the [`Hub`] (alerts published, acknowledged and
 //! escalated, visits archived); the dashboard's acknowledgements go back to
@@ -12,6 +14,8 @@
 pub mod archive_read;
 pub mod auth;
 pub mod ecg_svg;
+pub mod export;
+pub mod throttle;
 mod web;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -20,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ecg_archive::VisitRecord;
-use ecg_wire::{Alert, AlertAck};
+use ecg_wire::{Alert, AlertAck, Verdict};
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -36,7 +40,7 @@ const KEEP_VISITS: usize = 500;
 const KEEP_TRACINGS: usize = 64;
 /// The ST elevation the criteria use when the visit's own per-lead
 /// thresholds are not known yet (early alert): 1 mm.
-const DEFAULT_THRESHOLD_UV: i32 = 100;
+pub(crate) const DEFAULT_THRESHOLD_UV: i32 = 100;
 
 /// An acknowledgement on its way to the pipeline; `done` hears what the
 /// pipeline made of it.
@@ -63,6 +67,8 @@ pub struct DashboardConfig {
     /// The archive to search and to read old tracings from.
     pub archive_dir: PathBuf,
     pub centre: String,
+    /// Failed-login throttling (the default suits a chest-pain centre).
+    pub login_throttle: throttle::ThrottleConfig,
 }
 
 /// An alert and where it stands.
@@ -77,6 +83,7 @@ pub struct AlertView {
     pub acked_by: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub acked_at: Option<OffsetDateTime>,
+    pub verdict: Option<Verdict>,
 }
 
 /// A finished visit for the live list.
@@ -125,6 +132,7 @@ pub(crate) struct Push {
 pub(crate) struct Inner {
     pub cfg: DashboardConfig,
     pub auth: auth::Auth,
+    pub throttle: throttle::Throttle,
     state: Mutex<State>,
     pub events: broadcast::Sender<Push>,
     pub acks: mpsc::Sender<AckRequest>,
@@ -143,6 +151,7 @@ impl Hub {
         Hub {
             inner: Arc::new(Inner {
                 auth: auth::Auth::new(cfg.accounts.clone()),
+                throttle: throttle::Throttle::new(cfg.login_throttle.clone()),
                 cfg,
                 state: Mutex::new(State::default()),
                 events,
@@ -193,6 +202,7 @@ impl Hub {
                 escalated_at: None,
                 acked_by: None,
                 acked_at: None,
+                verdict: None,
             });
             if level > view.escalation_level {
                 view.escalation_level = level;
@@ -213,6 +223,7 @@ impl Hub {
             view.status = "acknowledged";
             view.acked_by = Some(ack.by.clone());
             view.acked_at = Some(ack.at);
+            view.verdict = ack.verdict;
             view.clone()
         };
         self.push("alert", &view);
@@ -344,7 +355,8 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = web::router(hub);
+    // The client address feeds the failed-login throttle.
+    let app = web::router(hub).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "dashboard stopped");

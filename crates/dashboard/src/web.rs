@@ -3,9 +3,10 @@
 //! and neither says anything about patients.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -18,11 +19,12 @@ use time::OffsetDateTime;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::auth::{session_from_cookie, set_cookie};
-use crate::{archive_read, ecg_svg, AckOutcome, AckRequest, Hub};
+use crate::{archive_read, ecg_svg, export, AckOutcome, AckRequest, Hub};
 
 const APP_HTML: &str = include_str!("../assets/app.html");
 const ALERT_HTML: &str = include_str!("../assets/alert.html");
 const SEARCH_HTML: &str = include_str!("../assets/search.html");
+const FIGURES_HTML: &str = include_str!("../assets/figures.html");
 const LOGIN_HTML: &str = include_str!("../assets/login.html");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 
@@ -35,6 +37,12 @@ pub(crate) fn router(hub: Hub) -> Router {
         .route("/", get(|| async { Html(APP_HTML) }))
         .route("/alerts/{id}", get(|| async { Html(ALERT_HTML) }))
         .route("/search", get(|| async { Html(SEARCH_HTML) }))
+        .route("/figures", get(|| async { Html(FIGURES_HTML) }))
+        .route("/api/figures", get(figures))
+        .route("/api/visits/{id}/report.svg", get(export_report))
+        .route("/api/visits/{id}/wfdb.hea", get(export_wfdb_hea))
+        .route("/api/visits/{id}/wfdb.dat", get(export_wfdb_dat))
+        .route("/api/visits/{id}/fhir.json", get(export_fhir))
         .route("/api/me", get(me))
         .route("/api/alerts", get(alerts))
         .route("/api/alerts/{id}", get(alert))
@@ -112,13 +120,53 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(hub): State<Hub>, Form(f): Form<LoginForm>) -> Response {
+fn login_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Html(LOGIN_HTML.replace(
+            "{{error}}",
+            &format!(r#"<p class="error" id="login-error">{message}</p>"#),
+        )),
+    )
+        .into_response()
+}
+
+async fn login(
+    State(hub): State<Hub>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let addr = peer.map(|Extension(ConnectInfo(a))| a.ip().to_string());
+    if let Err(wait) = hub
+        .inner
+        .throttle
+        .check(&f.user, addr.as_deref(), Instant::now())
+    {
+        let secs = wait.as_secs() + 1;
+        let mut r = login_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed logins: try again in {secs} s."),
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            secs.to_string().parse().expect("digits"),
+        );
+        return r;
+    }
     let hub2 = hub.clone();
+    let user = f.user.clone();
     // argon2 is deliberately slow: keep it off the async workers.
     let session = tokio::task::spawn_blocking(move || hub2.inner.auth.login(&f.user, &f.password))
         .await
         .ok()
         .flatten();
+    match &session {
+        Some(_) => hub.inner.throttle.succeeded(&user, addr.as_deref()),
+        None => hub
+            .inner
+            .throttle
+            .failed(&user, addr.as_deref(), Instant::now()),
+    }
     match session {
         Some(s) => {
             let mut r = Redirect::to("/").into_response();
@@ -128,14 +176,7 @@ async fn login(State(hub): State<Hub>, Form(f): Form<LoginForm>) -> Response {
             );
             r
         }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            Html(LOGIN_HTML.replace(
-                "{{error}}",
-                r#"<p class="error" id="login-error">Wrong user name or password.</p>"#,
-            )),
-        )
-            .into_response(),
+        None => login_error(StatusCode::UNAUTHORIZED, "Wrong user name or password."),
     }
 }
 
@@ -218,13 +259,37 @@ async fn alert_svg(State(hub): State<Hub>, Path(id): Path<String>) -> Response {
     ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
 }
 
+/// The ack button's optional body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    #[serde(default)]
+    verdict: Option<ecg_wire::Verdict>,
+}
+
 async fn ack(
     State(hub): State<Hub>,
     Extension(User(user)): Extension<User>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Response {
     let Ok(alert_id) = id.parse() else {
         return (StatusCode::BAD_REQUEST, "bad alert id").into_response();
+    };
+    // No body: an acknowledgement without a verdict.
+    let verdict = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<AckBody>(&body) {
+            Ok(b) => b.verdict,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("body: {{\"verdict\": \"confirmed\" | \"false_alarm\"}}: {e}"),
+                )
+                    .into_response()
+            }
+        }
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let req = AckRequest {
@@ -232,6 +297,7 @@ async fn ack(
             alert_id,
             by: user,
             at: OffsetDateTime::now_utc(),
+            verdict,
         },
         done: Some(tx),
     };
@@ -317,4 +383,126 @@ async fn events(State(hub): State<Hub>) -> Sse<impl Stream<Item = Result<Event, 
         })
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// The chest-pain centre's figures: the `centre_figures` and
+/// `centre_figures_monthly` views of the archive, newest month first.
+async fn figures(State(hub): State<Hub>) -> Response {
+    let dir = hub.inner.cfg.archive_dir.clone();
+    let engine = match ecg_query::QueryEngine::open(&dir) {
+        Ok(e) => e,
+        // No archive yet: no figures yet.
+        Err(ecg_query::QueryError::NoArchive(_)) => {
+            return Json(serde_json::json!({"by_clinic": [], "monthly": []})).into_response()
+        }
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let run = |sql: &'static str| {
+        let engine = &engine;
+        async move {
+            let b = engine.sql(sql).await?;
+            let text = ecg_query::format_batches(&b, ecg_query::OutputFormat::Json)?;
+            Ok::<serde_json::Value, ecg_query::QueryError>(
+                serde_json::from_str(&text).unwrap_or_default(),
+            )
+        }
+    };
+    let by_clinic = run("SELECT * FROM centre_figures ORDER BY month DESC, clinic_id").await;
+    let monthly = run("SELECT * FROM centre_figures_monthly ORDER BY month DESC").await;
+    match (by_clinic, monthly) {
+        (Ok(c), Ok(m)) => Json(serde_json::json!({
+            "by_clinic": c,
+            "monthly": m,
+            "read_within_s": ecg_query::figures::READ_WITHIN_S,
+        }))
+        .into_response(),
+        (Err(e), _) | (_, Err(e)) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
+    }
+}
+
+/// An archived visit for an export, or the answer that says why not.
+async fn export_visit(hub: &Hub, id: &str) -> Result<export::ExportVisit, Response> {
+    match export::load(&hub.inner.cfg.archive_dir, id).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) | Err(export::ExportError::Query(ecg_query::QueryError::NoArchive(_))) => {
+            Err((StatusCode::NOT_FOUND, "no such visit in the archive").into_response())
+        }
+        Err(e @ export::ExportError::BadId(_)) => {
+            Err((StatusCode::BAD_REQUEST, e.to_string()).into_response())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, visit_id = id, "export failed");
+            Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+        }
+    }
+}
+
+fn download(content_type: &str, file_name: &str, body: impl IntoResponse) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        content_type.parse().expect("valid content type"),
+    );
+    if let Ok(v) = format!("attachment; filename=\"{file_name}\"").parse() {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+async fn export_report(State(hub): State<Hub>, Path(id): Path<String>) -> Response {
+    let v = match export_visit(&hub, &id).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let name = format!("{}.svg", v.record_name());
+    // An empty 200 would look like a (blank) report: a failed render is
+    // a server error.
+    match tokio::task::spawn_blocking(move || export::report_svg(&v)).await {
+        Ok(svg) => download("image/svg+xml", &name, svg),
+        Err(e) => {
+            tracing::error!(error = %e, visit_id = id, "report rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "report rendering failed").into_response()
+        }
+    }
+}
+
+async fn export_wfdb(hub: &Hub, id: &str) -> Result<(String, ecg_wfdb::Format16Record), Response> {
+    let v = export_visit(hub, id).await?;
+    let rec = export::wfdb_record(&v)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())?;
+    Ok((v.record_name(), rec))
+}
+
+async fn export_wfdb_hea(State(hub): State<Hub>, Path(id): Path<String>) -> Response {
+    match export_wfdb(&hub, &id).await {
+        Ok((name, rec)) => download(
+            "text/plain; charset=utf-8",
+            &format!("{name}.hea"),
+            rec.header,
+        ),
+        Err(r) => r,
+    }
+}
+
+async fn export_wfdb_dat(State(hub): State<Hub>, Path(id): Path<String>) -> Response {
+    match export_wfdb(&hub, &id).await {
+        Ok((name, rec)) => download("application/octet-stream", &format!("{name}.dat"), rec.dat),
+        Err(r) => r,
+    }
+}
+
+async fn export_fhir(State(hub): State<Hub>, Path(id): Path<String>) -> Response {
+    let v = match export_visit(&hub, &id).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = serde_json::to_string_pretty(&export::fhir_observation(&v)).unwrap_or_default();
+    download(
+        "application/fhir+json",
+        &format!("{}.fhir.json", v.record_name()),
+        body,
+    )
 }

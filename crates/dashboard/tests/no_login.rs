@@ -118,6 +118,7 @@ async fn no_patient_data_without_a_session() {
             }],
             archive_dir: dir.path().to_owned(),
             centre: "county-cpc".into(),
+            login_throttle: Default::default(),
         },
         acks,
     );
@@ -147,6 +148,12 @@ async fn no_patient_data_without_a_session() {
         ("GET", "/api/visits".into()),
         ("GET", "/api/search?from=2025-03-13".into()),
         ("GET", "/api/events".into()),
+        ("GET", "/figures".into()),
+        ("GET", "/api/figures".into()),
+        ("GET", format!("/api/visits/{}/report.svg", a.visit_id)),
+        ("GET", format!("/api/visits/{}/wfdb.hea", a.visit_id)),
+        ("GET", format!("/api/visits/{}/wfdb.dat", a.visit_id)),
+        ("GET", format!("/api/visits/{}/fhir.json", a.visit_id)),
     ];
     for cookie in [None, Some("ecg_session=forged-or-expired")] {
         for (method, uri) in &routes {

@@ -282,6 +282,7 @@ mod tests {
             alert_id: alert.alert_id,
             by: "dr.li".into(),
             at: t2,
+            verdict: None,
         };
         assert!(matches!(
             book.acknowledge(&ack).unwrap(),

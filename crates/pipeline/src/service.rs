@@ -151,6 +151,7 @@ async fn run_full(
             accounts: side.accounts.clone(),
             archive_dir: cfg.archive_dir.clone(),
             centre: cfg.centre.to_string(),
+            login_throttle: Default::default(),
         },
         acks_tx.clone(),
     );
@@ -526,6 +527,7 @@ impl<P: Publisher> Driver<'_, P> {
                     alert_id: req.ack.alert_id.to_string(),
                     acked_at: req.ack.at,
                     acked_by: req.ack.by.clone(),
+                    verdict: req.ack.verdict.map(|v| v.as_str().to_owned()),
                 });
                 self.hub.alert_acked(&req.ack);
                 ecg_dashboard::AckOutcome::Recorded

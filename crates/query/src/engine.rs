@@ -23,6 +23,9 @@ pub struct QueryEngine {
     ctx: SessionContext,
     root: PathBuf,
     with_files: Vec<&'static str>,
+    /// The figures' views, created before the first query (DataFusion
+    /// plans a view asynchronously).
+    views: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -64,6 +67,7 @@ impl QueryEngine {
             ctx,
             root,
             with_files,
+            views: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -72,8 +76,17 @@ impl QueryEngine {
         &self.with_files
     }
 
-    /// Runs one SQL statement and collects its result.
+    /// Runs one SQL statement and collects its result. Besides the tables,
+    /// the views of [`crate::figures`] are there.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        self.views
+            .get_or_try_init(|| async {
+                for (_, create) in crate::figures::views() {
+                    self.ctx.sql(&create).await?;
+                }
+                Ok::<_, QueryError>(())
+            })
+            .await?;
         let df = self.ctx.sql(sql).await?;
         Ok(df.collect().await?)
     }

@@ -4,9 +4,12 @@
 //! where it prunes whole folders.
 //!
 //! - [`engine`]: [`QueryEngine`] registers the tables and runs SQL.
+//! - [`figures`]: the chest-pain centre's figures as views
+//!   (`alert_timeline`, `centre_figures`, `centre_figures_monthly`).
 //! - [`output`]: results as a text table, CSV or JSON.
 
 pub mod engine;
+pub mod figures;
 pub mod output;
 
 /// The archive crate (writer, records, table schemas), for callers that

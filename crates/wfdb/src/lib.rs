@@ -9,6 +9,8 @@
 //!   millivolts.
 //! - [`annotation`]: MIT-format annotations ([`read_annotations`]).
 //! - [`error`]: [`Error`], which always names the offending file.
+//! - [`write`]: [`encode_format16`] writes a record (header and one
+//!   format-16 signal file) for exports.
 //!
 //! Why not the `wfdb` crate (0.1.6 on crates.io): it has no annotation
 //! reader (its annotation module is commented out), which the EC57
@@ -22,9 +24,11 @@ pub mod error;
 pub mod format;
 pub mod header;
 pub mod record;
+pub mod write;
 
 pub use annotation::{decode_annotations, read_annotations, Annotation};
 pub use error::{AnnotationDecodeError, Error, HeaderParseError};
 pub use format::SignalFormat;
 pub use header::{Header, Sex, SignalSpec};
 pub use record::Record;
+pub use write::{encode_format16, Format16Record, SignalOut, WriteError};

@@ -24,7 +24,7 @@ pub use ids::{AlertId, CentreId, ClinicId, DeviceId, IdError, PatientPseudonym, 
 pub use lead::{Lead, LeadError, LeadSet};
 pub use message::{
     Alert, AlertAck, DeadLetter, DeadLetterCode, LeadSt, Message, MessageError, ResultStatus,
-    SamplesDigest, Sex, Territory, VisitEnd, VisitMeta, VisitResult,
+    SamplesDigest, Sex, Territory, Verdict, VisitEnd, VisitMeta, VisitResult,
 };
 pub use pseudonym::{PseudonymKey, PseudonymKeyError};
 pub use topic::{Topic, TopicError, VisitTopic};

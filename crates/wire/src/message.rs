@@ -416,6 +416,39 @@ pub struct AlertAck {
     pub by: String,
     #[serde(with = "rfc3339_strict")]
     pub at: OffsetDateTime,
+    /// The cardiologist's reading, when known at acknowledgement; the
+    /// chest-pain centre counts its false alarms from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// What the cardiologist made of an alerted ECG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A suspected acute coronary occlusion: the alert was right.
+    Confirmed,
+    /// Not an occlusion (mimic, artefact, old infarct): a false alarm.
+    FalseAlarm,
+}
+
+impl Verdict {
+    /// The name on the wire and in the archive's `verdict` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Confirmed => "confirmed",
+            Verdict::FalseAlarm => "false_alarm",
+        }
+    }
+
+    /// The verdict named `s` (as [`Verdict::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Verdict> {
+        match s {
+            "confirmed" => Some(Verdict::Confirmed),
+            "false_alarm" => Some(Verdict::FalseAlarm),
+            _ => None,
+        }
+    }
 }
 
 impl Message for AlertAck {

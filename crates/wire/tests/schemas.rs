@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use ecg_wire::{
     Alert, AlertAck, AlertId, CentreId, Chunk, ClinicId, DeadLetter, DeadLetterCode, DeviceId,
     Lead, LeadSet, LeadSt, Message, PatientPseudonym, ResultStatus, SamplesDigest, Sex, Territory,
-    VisitEnd, VisitId, VisitMeta, VisitResult,
+    Verdict, VisitEnd, VisitId, VisitMeta, VisitResult,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -217,6 +217,9 @@ fn schema_and_types_agree_on_strictness_and_bad_values() {
         false,
     );
     both_agree::<AlertAck>("alert-ack", |v| v["by"] = "".into(), false);
+    both_agree::<AlertAck>("alert-ack", |v| v["verdict"] = "maybe".into(), false);
+    both_agree::<AlertAck>("alert-ack", |v| v["verdict"] = "false_alarm".into(), true);
+    both_agree::<AlertAck>("alert-ack", |v| v["verdict"] = Value::Null, true);
     both_agree::<DeadLetter>(
         "dead-letter",
         |v| v["reason_code"] = "whatever".into(),
@@ -429,11 +432,21 @@ fn arb_alert() -> impl Strategy<Value = Alert> {
 }
 
 fn arb_ack() -> impl Strategy<Value = AlertAck> {
-    (arb_uuid_bytes(), "[^\\p{Cc}]{1,128}", arb_time()).prop_map(|(a, by, at)| AlertAck {
-        alert_id: AlertId::from_bytes(a).unwrap(),
-        by,
-        at,
-    })
+    (
+        arb_uuid_bytes(),
+        "[^\\p{Cc}]{1,128}",
+        arb_time(),
+        prop::option::of(prop::sample::select(vec![
+            Verdict::Confirmed,
+            Verdict::FalseAlarm,
+        ])),
+    )
+        .prop_map(|(a, by, at, verdict)| AlertAck {
+            alert_id: AlertId::from_bytes(a).unwrap(),
+            by,
+            at,
+            verdict,
+        })
 }
 
 fn arb_dead_letter() -> impl Strategy<Value = DeadLetter> {
