@@ -263,11 +263,13 @@ pub async fn run_with(cfg: FleetConfig, opts: FleetOptions) -> Result<Summary, F
             link,
             dev.clone(),
             rx,
-            cfg.clone(),
-            pseudonym_key.clone(),
-            truth.clone(),
-            totals.clone(),
-            stop.clone(),
+            FleetShared {
+                cfg: cfg.clone(),
+                clinic_key: pseudonym_key.clone(),
+                truth: truth.clone(),
+                totals: totals.clone(),
+                stop: stop.clone(),
+            },
         )));
     }
 
@@ -368,16 +370,28 @@ pub async fn run_with(cfg: FleetConfig, opts: FleetOptions) -> Result<Summary, F
     })
 }
 
-async fn device_task(
-    mut link: Link,
-    dev: DeviceSpec,
-    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
+/// What every device task of one fleet shares.
+struct FleetShared {
     cfg: FleetConfig,
     clinic_key: PseudonymKey,
     truth: Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>>,
     totals: Arc<Totals>,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+async fn device_task(
+    mut link: Link,
+    dev: DeviceSpec,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    shared: FleetShared,
 ) -> Result<(), FleetError> {
+    let FleetShared {
+        cfg,
+        clinic_key,
+        truth,
+        totals,
+        stop,
+    } = shared;
     let device = dev.device_id.to_string();
     while let Some(job) = jobs.recv().await {
         // After a stop, visits still waiting for this device never start.
