@@ -147,7 +147,7 @@ fn build_alert(
         reasons: reasons(&interp.reasons),
         heart_rate_bpm: interp
             .heart_rate_bpm
-            .filter(|hr| hr.is_finite() && (0.0..=400.0).contains(hr)),
+            .filter(|hr| hr.is_finite() && (1.0..=400.0).contains(hr)),
         acquired_at: meta.acquired_at,
         detected_at,
         published_at: detected_at,

@@ -158,10 +158,14 @@ impl Message for VisitMeta {
                 format!("{} Hz outside 50..=10000", self.fs_hz),
             ));
         }
-        if !(self.gain_uv_per_lsb > 0.0 && self.gain_uv_per_lsb <= 1000.0) {
+        // Real ECG front ends resolve 0.1-10 uV per count. The floor also
+        // keeps gains out of the exponent range where the JSON parser's fast
+        // float path may read a number back one ULP off (found by the fuzz
+        // test: 4.531283520630347e-172 did not round-trip).
+        if !(0.001..=1000.0).contains(&self.gain_uv_per_lsb) {
             return Err(invalid(
                 "gain_uv_per_lsb",
-                format!("{} outside (0, 1000]", self.gain_uv_per_lsb),
+                format!("{} outside [0.001, 1000]", self.gain_uv_per_lsb),
             ));
         }
         if self.age_years.is_some_and(|age| age > 130) {
@@ -396,9 +400,11 @@ impl Message for Alert {
         }
         if self
             .heart_rate_bpm
-            .is_some_and(|hr| !(hr.is_finite() && (0.0..=400.0).contains(&hr)))
+            .is_some_and(|hr| !(hr.is_finite() && (1.0..=400.0).contains(&hr)))
         {
-            return Err(invalid("heart_rate_bpm", "outside 0..=400"));
+            // Under 1 bpm is no rate (and tiny values would not round-trip
+            // exactly through the JSON parser; see gain_uv_per_lsb).
+            return Err(invalid("heart_rate_bpm", "outside 1..=400"));
         }
         if self.detected_at > self.published_at {
             return Err(invalid("published_at", "before detected_at"));
