@@ -3,28 +3,16 @@
 //! back to the samples), the verdict on the ack button's path, and the
 //! failed-login throttle.
 
+mod fixture;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use ecg_archive::{
-    AlertAck, AlertRow, ArchiveWriter, LeadMeasurement, VisitRecord, VisitRow, WriterConfig,
-};
+use ecg_archive::{AlertAck, AlertRow, ArchiveWriter, LeadMeasurement, VisitRecord, WriterConfig};
 use ecg_dashboard::{hash_password, Account, AckOutcome, DashboardConfig, Hub};
 use ecg_wire::{Alert, Verdict};
+use fixture::{example_alert, visit_row, LEADS};
 use time::Duration;
 use tower::ServiceExt as _;
-
-const LEADS: [&str; 12] = [
-    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
-];
-
-fn example_alert() -> Alert {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../schemas/examples/alert.json"
-    ))
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
 
 fn samples() -> Vec<Vec<i16>> {
     (0..12)
@@ -38,34 +26,7 @@ fn samples() -> Vec<Vec<i16>> {
 
 fn record(a: &Alert) -> VisitRecord {
     VisitRecord {
-        visit: VisitRow {
-            visit_id: a.visit_id.to_string(),
-            device_id: a.device_id.to_string(),
-            clinic_id: a.clinic_id.to_string(),
-            patient_pseudonym: a.patient_pseudonym.to_string(),
-            sex: "male".into(),
-            age_years: Some(63),
-            started_at: a.acquired_at,
-            received_at: a.acquired_at,
-            fs_hz: 500,
-            gain_uv_per_lsb: 5.0,
-            leads: LEADS.iter().map(|s| s.to_string()).collect(),
-            samples_sha256: None,
-            complete: true,
-            status: "stemi_suspected".into(),
-            stemi: true,
-            stemi_criteria_met: true,
-            territories: vec!["anterior".into()],
-            heart_rate_bpm: Some(88.0),
-            qrs_ms: Some(90.0),
-            quality_ok: true,
-            quality_issues: vec![],
-            mimics: vec![],
-            reasons: a.reasons.clone(),
-            alert_id: Some(a.alert_id.to_string()),
-            firmware_version: "t".into(),
-            decided_at: Some(a.detected_at),
-        },
+        visit: visit_row(a, Some(a.detected_at)),
         samples: samples(),
         beats: vec![],
         measurements: LEADS

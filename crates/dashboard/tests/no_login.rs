@@ -3,61 +3,22 @@
 //! carries an id, a pseudonym or a sample. With a session, the same routes
 //! do answer (so the test can fail).
 
+mod fixture;
+
 use std::collections::HashSet;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use ecg_archive::{LeadMeasurement, VisitRecord, VisitRow};
+use ecg_archive::{LeadMeasurement, VisitRecord};
 use ecg_dashboard::{hash_password, Account, DashboardConfig, Hub};
 use ecg_wire::Alert;
+use fixture::{example_alert, visit_row, LEADS};
 use tower::ServiceExt as _;
 
-fn example_alert() -> Alert {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../schemas/examples/alert.json"
-    ))
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 fn record(a: &Alert) -> VisitRecord {
-    let leads: Vec<String> = [
-        "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
     VisitRecord {
-        visit: VisitRow {
-            visit_id: a.visit_id.to_string(),
-            device_id: a.device_id.to_string(),
-            clinic_id: a.clinic_id.to_string(),
-            patient_pseudonym: a.patient_pseudonym.to_string(),
-            sex: "male".into(),
-            age_years: Some(63),
-            started_at: a.acquired_at,
-            received_at: a.acquired_at,
-            fs_hz: 500,
-            gain_uv_per_lsb: 5.0,
-            leads: leads.clone(),
-            samples_sha256: None,
-            complete: true,
-            status: "stemi_suspected".into(),
-            stemi: true,
-            stemi_criteria_met: true,
-            territories: vec!["anterior".into()],
-            heart_rate_bpm: Some(88.0),
-            qrs_ms: Some(90.0),
-            quality_ok: true,
-            quality_issues: vec![],
-            mimics: vec![],
-            reasons: a.reasons.clone(),
-            alert_id: Some(a.alert_id.to_string()),
-            firmware_version: "t".into(),
-            decided_at: None,
-        },
-        samples: leads
+        visit: visit_row(a, None),
+        samples: LEADS
             .iter()
             .map(|_| (0..5000).map(|i| ((i % 500) as i16) - 250).collect())
             .collect(),
