@@ -382,7 +382,8 @@ fn arb_alert() -> impl Strategy<Value = Alert> {
         ),
         (
             arb_reasons(),
-            prop::option::of(arb_dyadic(300)),
+            // Heart rates from 1 bpm, as the types and the schema allow.
+            prop::option::of((64u32..=300 * 64).prop_map(|n| f64::from(n) / 64.0)),
             arb_time(),
             0u32..600_000,
             any::<bool>(),
