@@ -16,7 +16,7 @@ const MORPH_POST_S: f64 = 0.08;
 /// an unaligned median beat smears the QRS edges that delineation looks for.
 const ALIGN_S: f64 = 0.016;
 /// Correlation with the template above which a beat counts as the dominant morphology.
-const DOMINANT_CORR: f64 = 0.90;
+pub(crate) const DOMINANT_CORR: f64 = 0.90;
 /// At most this many beats feed a template: 12-lead rest ECGs have ~10-20; long records
 /// are subsampled evenly so the work stays bounded.
 const MAX_TEMPLATE_BEATS: usize = 120;
@@ -262,6 +262,46 @@ pub(crate) fn sort_beats(leads: &[&[f32]], r_peaks: &[usize], fs_hz: f64) -> Bea
     }
     set.dominant_median = Some(template);
     set
+}
+
+/// Aligns single beats on a template's QRS the way [`sort_beats`] does.
+#[derive(Debug, Clone)]
+pub(crate) struct Aligner {
+    qrs: Vec<Vec<f64>>,
+    m_pre: usize,
+    m_post: usize,
+    align: usize,
+}
+
+impl Aligner {
+    /// `template` is lead x time with R at `origin`, leads in the order later given.
+    pub fn new(template: &Array2<f32>, origin: usize, fs_hz: f64) -> Aligner {
+        let m_pre = samples(fs_hz, MORPH_PRE_S);
+        let m_post = samples(fs_hz, MORPH_POST_S);
+        Aligner {
+            qrs: template_qrs(template, origin, m_pre, m_post),
+            m_pre,
+            m_post,
+            align: samples(fs_hz, ALIGN_S),
+        }
+    }
+
+    /// The R position best matching the template within the alignment search around
+    /// `r`, and that match's correlation; `None` when the search leaves the signals.
+    pub fn align(&self, leads: &[&[f32]], r: usize) -> Option<(usize, f64)> {
+        let n = leads.iter().map(|l| l.len()).min()?;
+        if r < self.align + self.m_pre || r + self.align + self.m_post > n {
+            return None;
+        }
+        let mut best = (f64::MIN, 0isize);
+        for lag in -(self.align as isize)..=(self.align as isize) {
+            let c = qrs_correlation(leads, r, lag, &self.qrs, self.m_pre);
+            if c > best.0 {
+                best = (c, lag);
+            }
+        }
+        Some(((r as isize + best.1) as usize, best.0))
+    }
 }
 
 /// Removes baseline wander by linear interpolation between isoelectric knots (one per beat,

@@ -12,6 +12,7 @@ use crate::measurement::LeadMeasurement;
 use crate::mimic::{self, Mimic};
 use crate::patient::Patient;
 use crate::quality::{assess, Quality};
+use crate::screen::BeatScreen;
 use crate::TriageError;
 
 /// One lead's samples, in millivolts, with the label from the record header.
@@ -200,6 +201,14 @@ pub struct Interpreter {
     patient: Patient,
     signals: Vec<Vec<f32>>,
     r_peaks: Vec<usize>,
+    /// Positions in `signals` of the leads the analysis reads, in its order.
+    analysed: Vec<usize>,
+    /// R peaks not yet seen by an interpretation nor matched by the screen.
+    pending: Vec<usize>,
+    /// After a non-alerting reading of good quality: its beats, to screen new ones.
+    screen: Option<BeatScreen>,
+    screening: bool,
+    window_interpretations: usize,
     early: Option<EarlyDecision>,
 }
 
@@ -211,14 +220,38 @@ impl Interpreter {
         if labels.is_empty() {
             return Err(TriageError::NoLeads);
         }
+        // The same selection as `interpret_inner`: 12-lead names, first of each.
+        let mut names = Vec::new();
+        let mut analysed = Vec::new();
+        for (i, l) in labels.iter().enumerate() {
+            if let Some(name) = LeadName::parse(l) {
+                if !names.contains(&name) {
+                    names.push(name);
+                    analysed.push(i);
+                }
+            }
+        }
         Ok(Interpreter {
             fs_hz,
             labels: labels.iter().map(|s| s.to_string()).collect(),
             patient,
             signals: vec![Vec::new(); labels.len()],
             r_peaks: Vec::new(),
+            analysed,
+            pending: Vec::new(),
+            screen: None,
+            screening: true,
+            window_interpretations: 0,
             early: None,
         })
+    }
+
+    /// Screening (on by default) spares re-reading the window when new beats look like
+    /// those of the last non-alerting reading (see `screen`); off, every beat that gets a
+    /// full window is read again (to measure what screening changes).
+    pub fn with_screening(mut self, on: bool) -> Self {
+        self.screening = on;
+        self
     }
 
     /// Appends one chunk (one slice per lead, equal lengths) and the R peaks detected so far
@@ -248,16 +281,40 @@ impl Interpreter {
         for (s, c) in self.signals.iter_mut().zip(chunk) {
             s.extend_from_slice(c);
         }
-        let before = self.r_peaks.len();
         self.r_peaks.extend_from_slice(r_peaks);
-        if self.early.is_some()
-            || self.r_peaks.len() == before
-            || self.r_peaks.len() < CONSISTENT_BEATS
-        {
+        if self.early.is_some() {
             return Ok(None);
         }
+        self.pending.extend_from_slice(r_peaks);
         let total = self.signals[0].len();
         let start = total.saturating_sub(samples(self.fs_hz, STREAM_WINDOW_S));
+        // Only beats with a full window can change a reading; the others wait.
+        let fs_hz = self.fs_hz;
+        let ready: Vec<usize> = self
+            .pending
+            .iter()
+            .copied()
+            .filter(|&r| r >= start && crate::beat::usable(r - start, total - start, fs_hz))
+            .collect();
+        // Beats too near the window's start never get a full window: dropped.
+        self.pending.retain(|&r| {
+            r >= start
+                && !crate::beat::usable(r - start, total - start, fs_hz)
+                && crate::beat::usable(r - start, usize::MAX / 2, fs_hz)
+        });
+        if ready.is_empty() || self.r_peaks.len() < CONSISTENT_BEATS {
+            return Ok(None);
+        }
+        if let Some(screen) = &self.screen {
+            let views: Vec<&[f32]> = self
+                .analysed
+                .iter()
+                .map(|&i| self.signals[i].as_slice())
+                .collect();
+            if ready.iter().all(|&r| screen.matches(&views, r)) {
+                return Ok(None);
+            }
+        }
         // The decision needs CONSISTENT_BEATS dominant beats, and only beats with a full
         // window can be dominant: until there are that many, interpreting the window (the
         // streaming analysis' main cost) cannot decide anything.
@@ -291,8 +348,22 @@ impl Interpreter {
             .filter(|&&x| x >= start)
             .map(|&x| x - start)
             .collect();
+        self.window_interpretations += 1;
         let (mut interp, analysis) = interpret_inner(self.fs_hz, &leads, &r, self.patient)?;
-        let Some(a) = analysis else { return Ok(None) };
+        let Some(a) = analysis else {
+            self.screen = None;
+            return Ok(None);
+        };
+        self.screen = if self.screening && !interp.stemi && interp.quality.ok {
+            let views: Vec<&[f32]> = self
+                .analysed
+                .iter()
+                .map(|&i| self.signals[i].as_slice())
+                .collect();
+            BeatScreen::new(&a, &views, start)
+        } else {
+            None
+        };
         if interp.stemi && interp.quality.ok && consistent(&a, CONSISTENT_BEATS) {
             for b in &mut interp.beats {
                 b.r += start;
@@ -314,6 +385,12 @@ impl Interpreter {
     /// The early decision, if one was reached.
     pub fn early_decision(&self) -> Option<&EarlyDecision> {
         self.early.as_ref()
+    }
+
+    /// How many times the streaming window was interpreted (the early decision's cost;
+    /// `finish` not counted).
+    pub fn window_interpretations(&self) -> usize {
+        self.window_interpretations
     }
 
     /// The refined interpretation of everything pushed.
@@ -598,5 +675,74 @@ mod tests {
         let once = interpret(s.fs_hz, &leads(&s), &s.r_peaks, p).unwrap();
         assert_eq!(fin.stemi, once.stemi);
         assert_eq!(fin.beats, once.beats);
+    }
+
+    /// Streams `leads` in chunks of 250 samples with R peaks reported 50 samples late;
+    /// returns the interpreter and where an early decision came, if one did.
+    fn stream(leads: &[Vec<f32>], r_peaks: &[usize], p: Patient) -> (Interpreter, Option<usize>) {
+        let mut it = Interpreter::new(500.0, &LABELS, p).unwrap();
+        let n = leads[0].len();
+        let mut decided_at = None;
+        let mut start = 0;
+        while start < n {
+            let end = (start + 250).min(n);
+            let parts: Vec<&[f32]> = leads.iter().map(|x| &x[start..end]).collect();
+            let r: Vec<usize> = r_peaks
+                .iter()
+                .copied()
+                .filter(|&r| r + 50 >= start && r + 50 < end)
+                .collect();
+            if let Some(d) = it.push(&parts, &r).unwrap() {
+                assert!(d.interpretation.stemi);
+                decided_at.get_or_insert(d.at_sample);
+            }
+            start = end;
+        }
+        (it, decided_at)
+    }
+
+    #[test]
+    fn streaming_reads_the_window_again_only_when_beats_change() {
+        let s = with_st([0.0, 0.0], [0.0; 6], 10.0, 3);
+        let (it, decided) = stream(&s.leads, &s.r_peaks, Patient::default());
+        assert_eq!(decided, None);
+        // 12 beats, 8 of them new to a reading after the first: unchanged beats are
+        // screened, not read again.
+        assert_eq!(it.window_interpretations(), 1);
+        let fin = it.finish().unwrap();
+        let once = interpret(500.0, &leads(&s), &s.r_peaks, Patient::default()).unwrap();
+        assert_eq!(fin.beats, once.beats);
+        assert!(!fin.stemi);
+    }
+
+    #[test]
+    fn streaming_still_decides_when_st_elevation_appears_after_normal_beats() {
+        let p = Patient {
+            sex: Some(crate::Sex::Male),
+            age_years: Some(55.0),
+        };
+        let normal = with_st([0.0, 0.0], [0.0; 6], 10.0, 7);
+        let stemi = with_st([0.0, -0.05], [0.1, 0.3, 0.35, 0.25, 0.1, 0.0], 10.0, 7);
+        // Six normal beats (R at 300..2300), then the same beats with anterior ST
+        // elevation (cut between beats, where both signals are flat), then ten more
+        // seconds of them: the elevated beats become the majority.
+        let cut = 2560;
+        let joined: Vec<Vec<f32>> = normal
+            .leads
+            .iter()
+            .zip(&stemi.leads)
+            .map(|(a, b)| [&a[..cut], &b[cut..], &b[..]].concat())
+            .collect();
+        let n0 = normal.leads[0].len();
+        let r: Vec<usize> = normal
+            .r_peaks
+            .iter()
+            .copied()
+            .chain(stemi.r_peaks.iter().map(|&r| r + n0))
+            .collect();
+        let (it, decided) = stream(&joined, &r, p);
+        let at = decided.expect("an early decision once the elevated beats dominate");
+        assert!(at > cut && at < joined[0].len(), "decided at {at}");
+        assert!(it.window_interpretations() > 1);
     }
 }

@@ -14,7 +14,8 @@
 //! - `lead`: lead names, contiguity, territories; `patient`: sex and age.
 //!
 //! `interpretation` ties them together: [`interpret`] for a whole record and
-//! [`Interpreter`] for a stream that decides as soon as enough beats agree.
+//! [`Interpreter`] for a stream that decides as soon as enough beats agree (`screen`
+//! spares it re-reading beats like those it has read).
 
 mod analysis;
 mod beat;
@@ -27,6 +28,7 @@ mod measurement;
 mod mimic;
 mod patient;
 mod quality;
+mod screen;
 #[cfg(test)]
 mod synthetic;
 

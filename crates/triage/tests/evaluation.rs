@@ -14,6 +14,9 @@
 //!   results.
 //! - `qrs_duration_vs_muse`: clinical and global QRS duration (and QT) against GE MUSE's
 //!   measurements in the Chapman headers.
+//! - `streaming_screen`: every labelled record streamed in half-second chunks (R peaks
+//!   0.3 s late), the window's readings with and without the beat screen: how many, and
+//!   where the early decisions come.
 //! - `every_record_answers`: every record in the data folder gets an answer, no panic.
 //! - `explain_records`: per-lead measurements, median beats and reasons of the acute-MI
 //!   records (or of `$ECG_RECORDS`, comma-separated), to see how a record is read.
@@ -23,7 +26,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ecg_triage::{interpret_detecting, Interpretation, LeadSignal, Patient, Sex};
+use ecg_triage::{interpret_detecting, Interpretation, Interpreter, LeadSignal, Patient, Sex};
 
 fn data_dir() -> PathBuf {
     std::env::var_os("ECG_DATA").map_or_else(|| PathBuf::from("/work/shared/data"), PathBuf::from)
@@ -563,4 +566,96 @@ fn print_median_beats(l: &Loaded, i: &Interpretation) {
         }
         println!("  {name:<4}{}", row.join(""));
     }
+}
+
+/// Streams a record; returns the window readings and the early decision's sample.
+fn stream(l: &Loaded, r_peaks: &[usize], screening: bool) -> (usize, Option<usize>) {
+    let labels: Vec<&str> = l.labels.iter().map(String::as_str).collect();
+    let mut it = Interpreter::new(l.fs_hz, &labels, l.patient)
+        .expect("interpreter")
+        .with_screening(screening);
+    let n = l.signals[0].len();
+    let chunk = (l.fs_hz / 2.0) as usize;
+    let delay = (l.fs_hz * 0.3) as usize;
+    let mut decided = None;
+    let mut start = 0;
+    while start < n {
+        let end = (start + chunk).min(n);
+        let parts: Vec<&[f32]> = l.signals.iter().map(|x| &x[start..end]).collect();
+        let r: Vec<usize> = r_peaks
+            .iter()
+            .copied()
+            .filter(|&r| (r + delay).min(n - 1) >= start && (r + delay).min(n - 1) < end)
+            .collect();
+        if let Some(d) = it.push(&parts, &r).expect("push") {
+            decided.get_or_insert(d.at_sample);
+        }
+        start = end;
+    }
+    (it.window_interpretations(), decided)
+}
+
+#[test]
+#[ignore = "evaluation on real records: run with --ignored --nocapture"]
+fn streaming_screen() {
+    let data = data_dir();
+    let csv = std::fs::read_to_string(data.join("labels/stemi_dev.csv")).expect("labels");
+    let (mut reads_on, mut reads_off, mut beats) = (0, 0, 0);
+    let (mut same, mut differ) = (0, 0);
+    println!("record                                     beats  reads on/off  early on/off (s)");
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 4 {
+            continue;
+        }
+        let l = load(&data.join(f[1]));
+        let labels: Vec<&str> = l.labels.iter().map(String::as_str).collect();
+        let finite: Vec<Vec<f32>> = l
+            .signals
+            .iter()
+            .zip(&labels)
+            .filter(|(_, name)| ecg_triage::LeadName::parse(name).is_some())
+            .map(|(s, _)| {
+                s.iter()
+                    .map(|&v| if v.is_finite() { v } else { 0.0 })
+                    .collect()
+            })
+            .take(ecg_signal::qrs::MAX_LEADS)
+            .collect();
+        let views: Vec<&[f32]> = finite.iter().map(Vec::as_slice).collect();
+        let r: Vec<usize> = match ecg_signal::detect_qrs(&views, l.fs_hz) {
+            Ok(p) => p
+                .into_iter()
+                .filter_map(|x| usize::try_from(x).ok())
+                .collect(),
+            Err(_) => continue,
+        };
+        let (on, at_on) = stream(&l, &r, true);
+        let (off, at_off) = stream(&l, &r, false);
+        reads_on += on;
+        reads_off += off;
+        beats += r.len();
+        let secs =
+            |a: Option<usize>| a.map_or("-".to_string(), |x| format!("{:.1}", x as f64 / l.fs_hz));
+        if at_on == at_off {
+            same += 1;
+        } else {
+            differ += 1;
+        }
+        if at_on.is_some() || at_off.is_some() || on * 2 > off {
+            println!(
+                "{:<42} {:>5}  {:>5} / {:<5}  {} / {}",
+                f[1],
+                r.len(),
+                on,
+                off,
+                secs(at_on),
+                secs(at_off)
+            );
+        }
+    }
+    println!(
+        "\n{beats} beats: window readings {reads_on} with the screen, {reads_off} without; \
+         early decision at the same sample (or none both ways) on {same} records, different on {differ}"
+    );
 }

@@ -1,0 +1,161 @@
+//! A cheap check of a new beat against the beats of the last streaming interpretation.
+//!
+//! While a visit streams, the interpreter could re-run the whole interpretation each
+//! time a beat arrives, but a median beat does not change when the beats added to it
+//! look like the ones it was made of, and neither does the verdict read from it. So
+//! after a non-alerting reading the interpreter measures each new beat at a few points
+//! that the rules read (ST at J from the beat's own PR segment, ST at J+60 ms, the
+//! T wave, the QRS amplitude), and interprets again only when some lead differs from
+//! the reference beats by more than a tolerance. The final interpretation of the
+//! whole recording never depends on this screen.
+
+use crate::analysis::Analysis;
+use crate::beat::{median, samples, Aligner, DOMINANT_CORR};
+
+/// ST changes below half a millimetre (50 uV) cannot move a verdict whose smallest
+/// ST threshold is 1 mm, and the median of several beats moves less than one beat.
+const ST_TOLERANCE_UV: f32 = 50.0;
+/// The T wave and the QRS are larger and jitter more with the detector's R position.
+const WAVE_TOLERANCE_UV: f32 = 100.0;
+/// Relative tolerance on QRS amplitude: breathing alone moves it 10-20 % from beat to
+/// beat, and the median of several beats much less.
+const QRS_TOLERANCE: f32 = 0.20;
+/// Half-width of the averages taken at each point, against sample noise.
+const HALF_WIDTH_S: f64 = 0.004;
+
+/// Where each point is measured, in samples from the aligned R peak.
+#[derive(Debug, Clone, Copy)]
+struct Offsets {
+    /// The PR segment's flattest stretch, averaged whole: the baseline of one beat.
+    pr: (isize, isize),
+    qrs_on: isize,
+    qrs_off: isize,
+    j: isize,
+    j60: isize,
+    t: isize,
+    half: usize,
+}
+
+/// Per lead, in uV: ST at J (from the PR level), the ST's rise from J to J+60 ms, the
+/// T wave from J+60 ms, and the QRS peak-to-peak.
+type Points = [f32; 4];
+
+/// The reference beats of one interpretation, measured the way new beats will be.
+#[derive(Debug, Clone)]
+pub(crate) struct BeatScreen {
+    aligner: Aligner,
+    offsets: Offsets,
+    /// Per analysed lead (in the analysis' lead order), the median over the dominant
+    /// beats of each point.
+    reference: Vec<Points>,
+}
+
+impl BeatScreen {
+    /// Builds the screen from an analysis of `signals[..][start..]` (`signals` in the
+    /// analysis' lead order, absolute sample indices). `None` when the reference
+    /// beats cannot be measured.
+    pub fn new(a: &Analysis, signals: &[&[f32]], start: usize) -> Option<BeatScreen> {
+        let fs = a.fs_hz;
+        let rel = |t: usize| t as isize - a.origin as isize;
+        let j = rel(a.fid.j);
+        let t = match a.fid.t_end {
+            // Midway from J to T end: near the T peak, where the T-wave rules read.
+            Some(te) if te > a.fid.j => rel((a.fid.j + te) / 2),
+            _ => j + samples(fs, 0.16) as isize,
+        };
+        let offsets = Offsets {
+            pr: (rel(a.fid.pr.0), rel(a.fid.pr.1.max(a.fid.pr.0))),
+            qrs_on: rel(a.fid.qrs_on),
+            qrs_off: rel(a.fid.qrs_off),
+            j,
+            j60: j + samples(fs, 0.06) as isize,
+            t,
+            half: samples(fs, HALF_WIDTH_S),
+        };
+        let dominant: Vec<usize> = a
+            .sorted
+            .r_aligned
+            .iter()
+            .zip(&a.sorted.dominant)
+            .filter(|(_, &d)| d)
+            .map(|(&r, _)| r + start)
+            .collect();
+        let mut reference = Vec::with_capacity(signals.len());
+        for x in signals {
+            let per_beat: Vec<Points> = dominant
+                .iter()
+                .filter_map(|&r| points(x, r, &offsets))
+                .collect();
+            if per_beat.is_empty() {
+                return None;
+            }
+            let mut p = [0f32; 4];
+            for (k, v) in p.iter_mut().enumerate() {
+                let mut column: Vec<f32> = per_beat.iter().map(|b| b[k]).collect();
+                *v = median(&mut column);
+            }
+            reference.push(p);
+        }
+        Some(BeatScreen {
+            aligner: Aligner::new(&a.median, a.origin, fs),
+            offsets,
+            reference,
+        })
+    }
+
+    /// Whether the beat at R peak `r` (absolute) looks like the reference beats in
+    /// every lead. A beat that cannot be measured does not match.
+    pub fn matches(&self, signals: &[&[f32]], r: usize) -> bool {
+        // Aligned as the analysis aligns beats, or the detector's few samples of jitter
+        // would read as a change on the steep end of the QRS; a beat of another
+        // morphology (ectopic) is a change.
+        let Some((r, corr)) = self.aligner.align(signals, r) else {
+            return false;
+        };
+        if corr < DOMINANT_CORR {
+            return false;
+        }
+        signals.iter().zip(&self.reference).all(|(x, want)| {
+            let Some(got) = points(x, r, &self.offsets) else {
+                return false;
+            };
+            let qrs_tolerance = WAVE_TOLERANCE_UV.max(QRS_TOLERANCE * want[3]);
+            (got[0] - want[0]).abs() <= ST_TOLERANCE_UV
+                && (got[1] - want[1]).abs() <= ST_TOLERANCE_UV
+                && (got[2] - want[2]).abs() <= WAVE_TOLERANCE_UV
+                && (got[3] - want[3]).abs() <= qrs_tolerance
+        })
+    }
+}
+
+fn points(x: &[f32], r: usize, o: &Offsets) -> Option<Points> {
+    let at = |off: isize| -> Option<f32> {
+        let c = usize::try_from(r as isize + off).ok()?;
+        let from = c.checked_sub(o.half)?;
+        let w = x.get(from..=c + o.half)?;
+        Some(w.iter().sum::<f32>() / w.len() as f32)
+    };
+    // Each point from its neighbour, so that baseline wander (a slope across the
+    // beat) only enters over short spans.
+    let pr = {
+        let from = usize::try_from(r as isize + o.pr.0).ok()?;
+        let to = usize::try_from(r as isize + o.pr.1).ok()?;
+        let w = x.get(from..=to)?;
+        w.iter().sum::<f32>() / w.len() as f32
+    };
+    let (j, j60, t) = (at(o.j)?, at(o.j60)?, at(o.t)?);
+    let on = usize::try_from(r as isize + o.qrs_on).ok()?;
+    let off = usize::try_from(r as isize + o.qrs_off).ok()?;
+    let qrs = x.get(on..=off.max(on))?;
+    let (lo, hi) = qrs
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    Some([
+        (j - pr) * 1000.0,
+        (j60 - j) * 1000.0,
+        (t - j60) * 1000.0,
+        (hi - lo) * 1000.0,
+    ])
+}
