@@ -38,7 +38,11 @@ pub struct VisitAnalysis {
     detector_leads: Vec<usize>,
     detector: Option<QrsDetector>,
     interpreter: Interpreter,
-    samples: Vec<Vec<i16>>,
+    /// Per lead, a hash of the samples pushed: the end of the visit checks that the
+    /// stream saw exactly the samples to archive without keeping a second copy of them
+    /// (the assembler holds one, the interpreter its millivolts).
+    lead_hashes: Vec<u64>,
+    n_samples: u64,
     max_samples: u64,
     r_peaks: Vec<usize>,
 }
@@ -82,7 +86,8 @@ impl VisitAnalysis {
             detector_leads,
             detector: Some(detector),
             interpreter,
-            samples: vec![Vec::new(); labels.len()],
+            lead_hashes: vec![FNV_OFFSET; labels.len()],
+            n_samples: 0,
             max_samples: MAX_VISIT_S * u64::from(meta.fs_hz),
             r_peaks: Vec::new(),
         })
@@ -90,17 +95,18 @@ impl VisitAnalysis {
 
     /// Samples per lead received so far.
     pub fn n_samples(&self) -> u64 {
-        self.samples.first().map_or(0, |s| s.len() as u64)
+        self.n_samples
     }
 
-    /// The raw samples so far, lead by lead in the visit's lead order.
-    pub fn samples(&self) -> &[Vec<i16>] {
-        &self.samples
-    }
-
-    /// Takes the raw samples (for the archive) once the visit is finished.
-    pub fn into_samples(self) -> Vec<Vec<i16>> {
-        self.samples
+    /// Whether the samples pushed so far are exactly `samples` (lead by lead in the
+    /// visit's lead order), by count and hash.
+    pub fn saw_exactly(&self, samples: &[Vec<i16>]) -> bool {
+        samples.len() == self.lead_hashes.len()
+            && samples.iter().all(|l| l.len() as u64 == self.n_samples)
+            && samples
+                .iter()
+                .zip(&self.lead_hashes)
+                .all(|(l, &h)| fnv(FNV_OFFSET, l) == h)
     }
 
     /// Pushes the next samples (ADC counts, one vector per lead). Returns
@@ -110,10 +116,10 @@ impl VisitAnalysis {
         first_sample: u64,
         per_lead: &[Vec<i16>],
     ) -> Result<Option<EarlyDecision>, AnalysisError> {
-        if per_lead.len() != self.samples.len() {
+        if per_lead.len() != self.lead_hashes.len() {
             return Err(AnalysisError::LeadCount {
                 got: per_lead.len(),
-                expected: self.samples.len(),
+                expected: self.lead_hashes.len(),
             });
         }
         let len = per_lead[0].len();
@@ -150,9 +156,10 @@ impl VisitAnalysis {
                 .collect();
             det.push(&view, &mut beats)?;
         }
-        for (all, new) in self.samples.iter_mut().zip(per_lead) {
-            all.extend_from_slice(new);
+        for (h, new) in self.lead_hashes.iter_mut().zip(per_lead) {
+            *h = fnv(*h, new);
         }
+        self.n_samples += len as u64;
         self.feed(&mv, &beats)
     }
 
@@ -183,7 +190,7 @@ impl VisitAnalysis {
             let mut tail: Vec<DetectedBeat> = Vec::new();
             det.finish(&mut tail);
             if !tail.is_empty() {
-                let empty: Vec<Vec<f32>> = vec![Vec::new(); self.samples.len()];
+                let empty: Vec<Vec<f32>> = vec![Vec::new(); self.lead_hashes.len()];
                 self.feed(&empty, &tail)?;
             }
         }
@@ -192,5 +199,64 @@ impl VisitAnalysis {
             interpretation,
             r_peaks: self.r_peaks.clone(),
         })
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over the samples' bytes, continued from `h`: pushing a lead in pieces gives
+/// the hash of the whole.
+fn fnv(mut h: u64, samples: &[i16]) -> u64 {
+    for &v in samples {
+        for b in v.to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecg_wire::{ClinicId, DeviceId, Lead, LeadSet, PatientPseudonym, VisitId};
+
+    fn meta() -> VisitMeta {
+        VisitMeta {
+            device_id: DeviceId::new("dev-1").unwrap(),
+            clinic_id: ClinicId::new("clinic-1").unwrap(),
+            visit_id: VisitId::from_bytes([7; 16]).unwrap(),
+            patient_pseudonym: PatientPseudonym::new("k1-9f86d081884c7d659a2feaa0c55ad015")
+                .unwrap(),
+            sex: Sex::Male,
+            age_years: Some(60),
+            leads: LeadSet::from_ordered([Lead::I, Lead::II, Lead::V2]).unwrap(),
+            fs_hz: 250,
+            gain_uv_per_lsb: 5.0,
+            acquired_at: time::OffsetDateTime::UNIX_EPOCH,
+            chunk_samples: 100,
+            firmware_version: "test-1".into(),
+        }
+    }
+
+    #[test]
+    fn knows_whether_it_saw_exactly_the_samples_to_archive() {
+        let whole: Vec<Vec<i16>> = (0..3)
+            .map(|l| (0..730).map(|i| ((i * 7 + l * 13) % 200 - 100) as i16).collect())
+            .collect();
+        let mut a = VisitAnalysis::new(&meta()).unwrap();
+        for start in (0..730).step_by(100) {
+            let end = (start + 100).min(730);
+            let part: Vec<Vec<i16>> = whole.iter().map(|l| l[start..end].to_vec()).collect();
+            a.push(start as u64, &part).unwrap();
+        }
+        assert_eq!(a.n_samples(), 730);
+        assert!(a.saw_exactly(&whole));
+        let mut changed = whole.clone();
+        changed[2][500] += 1;
+        assert!(!a.saw_exactly(&changed));
+        let shorter: Vec<Vec<i16>> = whole.iter().map(|l| l[..729].to_vec()).collect();
+        assert!(!a.saw_exactly(&shorter));
+        let swapped = vec![whole[1].clone(), whole[0].clone(), whole[2].clone()];
+        assert!(!a.saw_exactly(&swapped));
     }
 }

@@ -249,7 +249,7 @@ fn final_interpretation(
     let streamed_all = v
         .analysis
         .as_ref()
-        .is_some_and(|a| a.n_samples() == n && a.samples() == samples);
+        .is_some_and(|a| a.n_samples() == n && a.saw_exactly(samples));
     if !streamed_all {
         let mut fresh = VisitAnalysis::new(meta).ok()?;
         if n > 0 {
