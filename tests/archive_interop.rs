@@ -17,22 +17,7 @@ use ecg_query::archive::{
 };
 use serde_json::Value;
 
-fn python() -> PathBuf {
-    let py: PathBuf = std::env::var_os("ECG_PYTHON")
-        .map(Into::into)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").into());
-    let ok = Command::new(&py)
-        .args(["-c", "import pyarrow, duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "Python with pyarrow and duckdb not found at {} (run ./run-tests.sh, which creates \
-         .venv, or set ECG_PYTHON to a python that has both)",
-        py.display()
-    );
-    py
-}
+mod common;
 
 /// Deterministic ECG-like samples: a beat-rate wave, baseline wander and
 /// pseudo-random noise, plus the int16 extremes so that no clipping or
@@ -279,7 +264,7 @@ fn count(archive: &Path, table: &str) -> u64 {
 
 #[test]
 fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
-    let py = python();
+    let py = common::python("pyarrow, duckdb");
     let dir = tempfile_dir("interop");
     let archive = dir.join("archive");
     let truth = dir.join("truth");
