@@ -102,19 +102,14 @@ fn evaluate(record: &Path) -> anyhow::Result<Row> {
     let header_fs = ecg_wfdb::Record::read(record)
         .with_context(|| format!("reading record {}", record.display()))?;
     let detected = super::detect::detect_record(record)?;
-    let reference: Vec<u64> = annotations
-        .iter()
-        .filter(|a| a.is_beat())
-        .map(|a| a.sample)
-        .collect();
-    let markers = annotations.iter().filter_map(|a| match a.symbol() {
-        "[" => Some((a.sample, true)),
-        "]" => Some((a.sample, false)),
-        _ => None,
-    });
-    let excluded = ecg_ec57::episodes(markers, header_fs.n_samples() as u64);
-    let window = ecg_ec57::match_window(header_fs.fs_hz());
-    let (result, mismatches) = ecg_ec57::compare_detailed(&reference, &detected, window, &excluded);
+    let (result, mismatches) = ecg_ec57::score_record(
+        annotations
+            .iter()
+            .map(|a| (a.sample, ecg_ec57::Mark::from(a))),
+        header_fs.n_samples() as u64,
+        header_fs.fs_hz(),
+        &detected,
+    );
     let name = record.file_name().map_or_else(
         || record.display().to_string(),
         |n| n.to_string_lossy().into_owned(),

@@ -4,7 +4,7 @@
 //! fibrillation) left out of the comparison, as EC57 prescribes.
 //!
 //! Pure functions over sample indices; reading annotation files is the
-//! caller's business.
+//! caller's business (WFDB annotations convert to [`Mark`]s).
 
 use std::ops::Range;
 
@@ -92,6 +92,53 @@ pub fn episodes(
         out.push(start..record_end.max(start + 1));
     }
     out
+}
+
+/// What a reference annotation means to the comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// A beat (WFDB's beat codes).
+    Beat,
+    /// `[`: a ventricular flutter or fibrillation episode starts.
+    EpisodeStart,
+    /// `]`: it ends.
+    EpisodeEnd,
+    /// Anything else (rhythm changes, comments, noise marks).
+    Other,
+}
+
+impl From<&ecg_wfdb::Annotation> for Mark {
+    fn from(a: &ecg_wfdb::Annotation) -> Mark {
+        match a.symbol() {
+            _ if a.is_beat() => Mark::Beat,
+            "[" => Mark::EpisodeStart,
+            "]" => Mark::EpisodeEnd,
+            _ => Mark::Other,
+        }
+    }
+}
+
+/// A whole record scored as EC57 prescribes: the reference beats from its
+/// annotations (sample, mark), flutter/fibrillation episodes left out, the
+/// QRS match window at `fs_hz`; `n_samples` ends an episode left open.
+pub fn score_record(
+    annotations: impl IntoIterator<Item = (u64, Mark)>,
+    n_samples: u64,
+    fs_hz: f64,
+    detected: &[u64],
+) -> (Comparison, Mismatches) {
+    let mut reference = Vec::new();
+    let mut markers = Vec::new();
+    for (sample, mark) in annotations {
+        match mark {
+            Mark::Beat => reference.push(sample),
+            Mark::EpisodeStart => markers.push((sample, true)),
+            Mark::EpisodeEnd => markers.push((sample, false)),
+            Mark::Other => {}
+        }
+    }
+    let excluded = episodes(markers, n_samples);
+    compare_detailed(&reference, detected, match_window(fs_hz), &excluded)
 }
 
 /// Compares detected beats with reference beats. Both must be sample

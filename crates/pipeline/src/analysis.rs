@@ -241,7 +241,11 @@ mod tests {
     #[test]
     fn knows_whether_it_saw_exactly_the_samples_to_archive() {
         let whole: Vec<Vec<i16>> = (0..3)
-            .map(|l| (0..730).map(|i| ((i * 7 + l * 13) % 200 - 100) as i16).collect())
+            .map(|l| {
+                (0..730)
+                    .map(|i| ((i * 7 + l * 13) % 200 - 100) as i16)
+                    .collect()
+            })
             .collect();
         let mut a = VisitAnalysis::new(&meta()).unwrap();
         for start in (0..730).step_by(100) {

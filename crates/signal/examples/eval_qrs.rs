@@ -38,19 +38,12 @@ fn main() -> anyhow::Result<()> {
             .collect();
         let views: Vec<&[f32]> = leads.iter().map(Vec::as_slice).collect();
         let detected = ecg_signal::detect_qrs(&views, rec.fs_hz())?;
-        let reference: Vec<u64> = ann
-            .iter()
-            .filter(|a| a.is_beat())
-            .map(|a| a.sample)
-            .collect();
-        let markers = ann.iter().filter_map(|a| match a.symbol() {
-            "[" => Some((a.sample, true)),
-            "]" => Some((a.sample, false)),
-            _ => None,
-        });
-        let excluded = ecg_ec57::episodes(markers, rec.n_samples() as u64);
-        let window = ecg_ec57::match_window(rec.fs_hz());
-        let (result, _) = ecg_ec57::compare_detailed(&reference, &detected, window, &excluded);
+        let (result, _) = ecg_ec57::score_record(
+            ann.iter().map(|a| (a.sample, ecg_ec57::Mark::from(a))),
+            rec.n_samples() as u64,
+            rec.fs_hz(),
+            &detected,
+        );
         let name = record.file_name().map_or_else(
             || record.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
