@@ -15,6 +15,9 @@ use crate::beat::{median, samples, Aligner, DOMINANT_CORR};
 /// ST changes below half a millimetre (50 uV) cannot move a verdict whose smallest
 /// ST threshold is 1 mm, and the median of several beats moves less than one beat.
 const ST_TOLERANCE_UV: f32 = 50.0;
+/// On noisy beats the tolerance follows their spread, but never past 1 mm, the
+/// smallest ST threshold.
+const ST_TOLERANCE_CAP_UV: f32 = 100.0;
 /// The T wave and the QRS are larger and jitter more with the detector's R position.
 const WAVE_TOLERANCE_UV: f32 = 100.0;
 /// Relative tolerance on QRS amplitude: breathing alone moves it 10-20 % from beat to
@@ -45,9 +48,9 @@ type Points = [f32; 4];
 pub(crate) struct BeatScreen {
     aligner: Aligner,
     offsets: Offsets,
-    /// Per analysed lead (in the analysis' lead order), the median over the dominant
-    /// beats of each point.
-    reference: Vec<Points>,
+    /// Per analysed lead (in the analysis' lead order) and point, the median over the
+    /// dominant beats and how far from it a new beat may lie.
+    reference: Vec<[(f32, f32); 4]>,
 }
 
 impl BeatScreen {
@@ -89,10 +92,24 @@ impl BeatScreen {
             if per_beat.is_empty() {
                 return None;
             }
-            let mut p = [0f32; 4];
+            let mut p = [(0f32, 0f32); 4];
             for (k, v) in p.iter_mut().enumerate() {
                 let mut column: Vec<f32> = per_beat.iter().map(|b| b[k]).collect();
-                *v = median(&mut column);
+                let m = median(&mut column);
+                let mut spread: Vec<f32> = column.iter().map(|c| (c - m).abs()).collect();
+                // 3 robust SDs of the beats read (MAD x 1.4826): a beat inside them
+                // is one of them, within a floor (the measure's own resolution) and a
+                // cap (what the rules must never miss).
+                let sd = 1.4826 * median(&mut spread);
+                let (floor, cap) = match k {
+                    0 | 1 => (ST_TOLERANCE_UV, ST_TOLERANCE_CAP_UV),
+                    2 => (WAVE_TOLERANCE_UV, 2.0 * WAVE_TOLERANCE_UV),
+                    _ => {
+                        let f = WAVE_TOLERANCE_UV.max(QRS_TOLERANCE * m);
+                        (f, 2.0 * f)
+                    }
+                };
+                *v = (m, (3.0 * sd).clamp(floor, cap));
             }
             reference.push(p);
         }
@@ -119,11 +136,9 @@ impl BeatScreen {
             let Some(got) = points(x, r, &self.offsets) else {
                 return false;
             };
-            let qrs_tolerance = WAVE_TOLERANCE_UV.max(QRS_TOLERANCE * want[3]);
-            (got[0] - want[0]).abs() <= ST_TOLERANCE_UV
-                && (got[1] - want[1]).abs() <= ST_TOLERANCE_UV
-                && (got[2] - want[2]).abs() <= WAVE_TOLERANCE_UV
-                && (got[3] - want[3]).abs() <= qrs_tolerance
+            got.iter()
+                .zip(want)
+                .all(|(g, (m, tolerance))| (g - m).abs() <= *tolerance)
         })
     }
 }
