@@ -741,7 +741,7 @@ fn accept_chunk(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ecg_wire::{ClinicId, Lead, LeadSet, PatientPseudonym, Sex};
     use proptest::prelude::*;
@@ -752,7 +752,7 @@ mod tests {
         OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).unwrap()
     }
 
-    fn key(dev: &str, v: u8) -> VisitKey {
+    pub(crate) fn key(dev: &str, v: u8) -> VisitKey {
         VisitKey {
             device_id: DeviceId::new(dev).unwrap(),
             visit_id: VisitId::from_bytes([v; 16]).unwrap(),
@@ -811,7 +811,7 @@ mod tests {
     }
 
     /// meta, chunks 0..n, end, in order.
-    fn visit(k: &VisitKey, n: u32, last_len: u16) -> Vec<(String, Vec<u8>)> {
+    pub(crate) fn visit(k: &VisitKey, n: u32, last_len: u16) -> Vec<(String, Vec<u8>)> {
         let truth = truth(k, n, last_len);
         let mut msgs = vec![(topic(k, "meta"), meta_for(k).to_json())];
         for s in 0..n {

@@ -590,16 +590,25 @@ async fn assemble(
     assembler.resume(OffsetDateTime::now_utc());
     let mut ticker = tokio::time::interval(tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Visits time out in reception time: while received records wait in the
+    // queue (the pipeline is behind), the clock is the newest one assembled,
+    // so a visit whose next chunk is still queued is not taken for abandoned.
+    let mut newest_fed: Option<OffsetDateTime> = None;
     loop {
         tokio::select! {
             r = records.recv() => {
                 let Some((id, msg)) = r else { return Ok(()) };
+                newest_fed = Some(newest_fed.map_or(msg.received_at, |t| t.max(msg.received_at)));
                 if !feed(&mut assembler, id, &msg, &events, &commands).await {
                     return Ok(());
                 }
             }
             _ = ticker.tick() => {
-                for e in assembler.tick(OffsetDateTime::now_utc()) {
+                let now = match newest_fed {
+                    Some(t) if !records.is_empty() => t,
+                    _ => OffsetDateTime::now_utc(),
+                };
+                for e in assembler.tick(now) {
                     if events.send(e).await.is_err() {
                         return Ok(());
                     }
@@ -638,4 +647,67 @@ async fn feed(
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assembly::tests::{key, visit};
+
+    /// A backlog: every message of a visit was received long ago (more than
+    /// the visit timeout) and waits in the queue while the pipeline takes
+    /// events slowly. The visit must complete, not time out between chunks.
+    #[tokio::test]
+    async fn a_backlog_does_not_time_visits_out() {
+        let k = key("dev-1", 1);
+        let msgs = visit(&k, 20, 50);
+        let assembler = Assembler::new(AssemblyConfig {
+            visit_timeout: Duration::from_secs(1),
+            ..AssemblyConfig::default()
+        });
+        let long_ago = OffsetDateTime::now_utc() - Duration::from_secs(10);
+        let (rec_tx, rec_rx) = mpsc::channel(msgs.len());
+        for (topic, payload) in msgs {
+            let received = Received {
+                topic,
+                payload,
+                received_at: long_ago,
+            };
+            rec_tx
+                .try_send((RecordId::for_test(received.key()), received))
+                .unwrap();
+        }
+        drop(rec_tx);
+        let (events_tx, mut events_rx) = mpsc::channel(1);
+        let (cmd_tx, _cmd_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(assemble(
+            assembler,
+            Vec::new(),
+            rec_rx,
+            events_tx,
+            cmd_tx,
+            Duration::from_millis(5),
+            Arc::new(IngestStats::default()),
+        ));
+        let mut events = Vec::new();
+        // Slower than the ticker: it fires between every two records fed.
+        while let Some(e) = events_rx.recv().await {
+            events.push(e);
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        task.await.unwrap().unwrap();
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                AssemblyEvent::Complete {
+                    digest_ok: true,
+                    ..
+                }
+            )),
+            "the visit did not complete"
+        );
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, AssemblyEvent::Incomplete { .. })));
+    }
 }

@@ -108,6 +108,11 @@ impl RecordId {
     pub fn key(&self) -> Option<&VisitKey> {
         self.key.as_ref()
     }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(key: Option<VisitKey>) -> RecordId {
+        RecordId { segment: 0, key }
+    }
 }
 
 #[derive(Default)]
