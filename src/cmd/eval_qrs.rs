@@ -27,33 +27,17 @@ struct Row {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let records = unique_records(&args.records);
     let rows = evaluate_all(&records)?;
-    println!(
-        "{:<12} {:>7} {:>7} {:>5} {:>5} {:>8} {:>8}",
-        "record", "beats", "TP", "FN", "FP", "Se%", "+P%"
-    );
+    println!("{}", ecg_ec57::table_header());
     for row in &rows {
-        print_row(&row.name, &row.result);
+        println!("{}", row.result.table_row(&row.name));
         if args.list_errors {
             println!("  FN at {:?}", row.mismatches.missed);
             println!("  FP at {:?}", row.mismatches.extra);
         }
     }
     let gross: Comparison = rows.iter().map(|r| r.result).sum();
-    print_row("gross", &gross);
+    println!("{}", gross.table_row("gross"));
     Ok(())
-}
-
-fn print_row(name: &str, c: &Comparison) {
-    println!(
-        "{:<12} {:>7} {:>7} {:>5} {:>5} {:>8.3} {:>8.3}",
-        name,
-        c.reference_beats(),
-        c.true_positives,
-        c.false_negatives,
-        c.false_positives,
-        c.sensitivity_pct(),
-        c.positive_predictivity_pct()
-    );
 }
 
 /// Accepts records given with or without an extension, keeping the order of

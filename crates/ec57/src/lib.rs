@@ -16,7 +16,29 @@ pub struct Comparison {
     pub false_positives: u64,
 }
 
+/// The header of the per-record table that [`Comparison::table_row`] fills.
+pub fn table_header() -> String {
+    format!(
+        "{:<12} {:>7} {:>7} {:>5} {:>5} {:>8} {:>8}",
+        "record", "beats", "TP", "FN", "FP", "Se%", "+P%"
+    )
+}
+
 impl Comparison {
+    /// One line of the per-record table (see [`table_header`]).
+    pub fn table_row(&self, name: &str) -> String {
+        format!(
+            "{:<12} {:>7} {:>7} {:>5} {:>5} {:>8.3} {:>8.3}",
+            name,
+            self.reference_beats(),
+            self.true_positives,
+            self.false_negatives,
+            self.false_positives,
+            self.sensitivity_pct(),
+            self.positive_predictivity_pct()
+        )
+    }
+
     /// Sensitivity Se = TP / (TP + FN), in percent (100 when there is nothing to find).
     pub fn sensitivity_pct(&self) -> f64 {
         pct(

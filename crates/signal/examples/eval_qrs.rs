@@ -23,10 +23,7 @@ fn main() -> anyhow::Result<()> {
             records.push(record);
         }
     }
-    println!(
-        "{:<12} {:>7} {:>7} {:>5} {:>5} {:>8} {:>8}",
-        "record", "beats", "TP", "FN", "FP", "Se%", "+P%"
-    );
+    println!("{}", ecg_ec57::table_header());
     let mut rows = Vec::new();
     for record in &records {
         let rec = ecg_wfdb::Record::read(record)?;
@@ -48,28 +45,15 @@ fn main() -> anyhow::Result<()> {
             || record.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        print_row(&name, &result);
+        println!("{}", result.table_row(&name));
         rows.push(result);
     }
     let gross: Comparison = rows.iter().copied().sum();
-    print_row("gross", &gross);
+    println!("{}", gross.table_row("gross"));
     let worst = rows
         .iter()
         .map(|r| r.sensitivity_pct().min(r.positive_predictivity_pct()))
         .fold(f64::INFINITY, f64::min);
     println!("worst record (min of Se, +P): {worst:.3}");
     Ok(())
-}
-
-fn print_row(name: &str, c: &Comparison) {
-    println!(
-        "{:<12} {:>7} {:>7} {:>5} {:>5} {:>8.3} {:>8.3}",
-        name,
-        c.reference_beats(),
-        c.true_positives,
-        c.false_negatives,
-        c.false_positives,
-        c.sensitivity_pct(),
-        c.positive_predictivity_pct()
-    );
 }

@@ -189,11 +189,22 @@ fn delineation_vs_ludb() {
     println!("targets: |mean| <= 5 ms, SD <= 10 ms (onset), <= 11.6 ms (offset)");
 }
 
+/// `labels/stemi_dev.csv`: (record, label, category) per scored line.
+fn labelled_records(data: &Path) -> Vec<(String, String, String)> {
+    let csv = std::fs::read_to_string(data.join("labels/stemi_dev.csv")).expect("labels");
+    csv.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            (f.len() >= 4).then(|| (f[1].to_string(), f[2].to_string(), f[3].to_string()))
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "reads the real records; run with --ignored"]
 fn triage_vs_labels() {
     let data = data_dir();
-    let csv = std::fs::read_to_string(data.join("labels/stemi_dev.csv")).expect("labels");
     let (mut tp, mut fn_, mut tn) = (0, 0, 0);
     let mut fp: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     // Per category: QRS >= 120 ms by the clinical and by the global duration, and the
@@ -201,12 +212,8 @@ fn triage_vs_labels() {
     let mut wide: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
     let mut repeat = 0;
     println!("record                                     label  stemi  criteria  quality  mimics / reasons");
-    for line in csv.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() < 4 {
-            continue;
-        }
-        let (rec, label, cat) = (f[1], f[2], f[3]);
+    for (rec, label, cat) in labelled_records(&data) {
+        let (rec, label, cat) = (rec.as_str(), label.as_str(), cat.as_str());
         let l = load(&data.join(rec));
         let i = run(&l);
         if !i.quality.ok {
@@ -384,17 +391,15 @@ fn every_record_answers() {
 #[ignore = "reads the real records; run with --ignored"]
 fn st_on_real_beats_with_known_offset() {
     let data = data_dir();
-    let csv = std::fs::read_to_string(data.join("labels/stemi_dev.csv")).expect("labels");
     let shift_uv = 150.0f32;
     let (mut err_j, mut err_60) = (Vec::new(), Vec::new());
     let mut detected = 0;
     let mut tried = 0;
-    for line in csv.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() < 4 || f[3] != "normal" || !f[1].starts_with("ludb/") {
+    for (rec, _, cat) in labelled_records(&data) {
+        if cat != "normal" || !rec.starts_with("ludb/") {
             continue;
         }
-        let path = data.join(f[1]);
+        let path = data.join(&rec);
         let mut l = load(&path);
         let base = run(&l);
         if !base.quality.ok {
@@ -599,16 +604,11 @@ fn stream(l: &Loaded, r_peaks: &[usize], screening: bool) -> (usize, Option<usiz
 #[ignore = "evaluation on real records: run with --ignored --nocapture"]
 fn streaming_screen() {
     let data = data_dir();
-    let csv = std::fs::read_to_string(data.join("labels/stemi_dev.csv")).expect("labels");
     let (mut reads_on, mut reads_off, mut beats) = (0, 0, 0);
     let (mut same, mut differ) = (0, 0);
     println!("record                                     beats  reads on/off  early on/off (s)");
-    for line in csv.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() < 4 {
-            continue;
-        }
-        let l = load(&data.join(f[1]));
+    for (rec, _, _) in labelled_records(&data) {
+        let l = load(&data.join(&rec));
         let labels: Vec<&str> = l.labels.iter().map(String::as_str).collect();
         let finite: Vec<Vec<f32>> = l
             .signals
@@ -645,7 +645,7 @@ fn streaming_screen() {
         if at_on.is_some() || at_off.is_some() || on * 2 > off {
             println!(
                 "{:<42} {:>5}  {:>5} / {:<5}  {} / {}",
-                f[1],
+                rec,
                 r.len(),
                 on,
                 off,
