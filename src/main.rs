@@ -45,6 +45,10 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // `ecgtriage bench` runs the pipeline as this executable again.
+    if let Some(code) = ecg_bench::pipeline_process::run_if_requested() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Detect(args) => cmd::detect::run(args),

@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ms(&j.alert_latency_ms)
     );
     println!(
-        "peak RSS: {} MB (VmHWM of this process: pipeline + in-process fleet and harness; {} MB before the pipeline run; broker not included)",
+        "peak RSS of the pipeline process: {} MB (VmHWM; {} MB once subscribed, before any visit; fleet, harness and broker not included)",
         j.peak_rss_mb.map_or("-".into(), |v| format!("{v:.1}")),
         out.rss_baseline_mb.map_or("-".into(), |v| format!("{v:.1}")),
     );

@@ -2,9 +2,25 @@
 //! `cargo run -p ecg-bench --example load -- VISITS [RATE|max] [DEVICES]`.
 //! `ecgtriage bench` is the supported entry point; same library, same output.
 
+use std::process::ExitCode;
+
 use ecg_bench::{BenchOptions, Pace};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    // The bench runs the pipeline as this executable again.
+    if let Some(code) = ecg_bench::pipeline_process::run_if_requested() {
+        return code;
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let visits: u64 = args.first().map_or(Ok(100), |s| s.parse())?;
     let pace = match args.get(1).map(String::as_str) {
@@ -26,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let out = ecg_bench::run_blocking(opts, &|l: &str| println!("{l}"))?;
     println!(
-        "pipeline: {:?}; alerts received {} (STEMI planned {}, {} early); chunks measured {} unmatched {}; rss before run {:?} MB; wire {} bytes",
+        "pipeline: {:?}; alerts received {} (STEMI planned {}, {} early); chunks measured {} unmatched {}; pipeline process RSS once subscribed {:?} MB, CPU {:?} s; wire {} bytes",
         out.pipeline,
         out.alerts_received,
         out.stemi_planned,
@@ -34,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.chunks_measured,
         out.chunks_unmatched,
         out.rss_baseline_mb,
+        out.pipeline_cpu_s,
         out.wire_bytes
     );
     println!("{}", serde_json::to_string(&out.json)?);

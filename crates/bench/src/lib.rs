@@ -7,15 +7,17 @@
 //!   publish timestamps.
 //! - [`ceiling`]: the same fleet into a do-nothing subscriber.
 //! - [`verify`]: the archive checked against the truth (lost, duplicated).
-//! - [`stats`]: percentiles and peak RSS.
+//! - [`pipeline_process`]: the pipeline in a process of its own, reporting
+//!   its events on a pipe.
+//! - [`stats`]: percentiles, peak RSS and CPU time.
 //!
-//! Everything but the broker runs in this process: the pipeline's peak RSS
-//! is this process's VmHWM, reset just before the pipeline starts, so it
-//! also holds the fleet, the waveform pool and the harness's bookkeeping
-//! (an upper bound; [`Outcome::rss_baseline_mb`] is what they held before).
+//! The pipeline runs in its own process (this executable again), so that
+//! its peak RSS and CPU time are its own; the fleet, the waveform pool and
+//! the harness stay in this one.
 
 pub mod ceiling;
 pub mod fleet;
+pub mod pipeline_process;
 pub mod pool;
 pub mod stats;
 pub mod verify;
@@ -26,10 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ecg_ingest::{IngestStats, VisitKey};
-use ecg_pipeline::publish::BrokerAddr;
-use ecg_pipeline::service::{self, Probe, ServiceConfig};
-use ecg_wire::{Alert, CentreId, Message, VisitId};
+use ecg_pipeline::service;
+use ecg_wire::{Alert, Message, VisitId};
 use firmware_sim::broker::BrokerUrl;
 use rumqttc::{Event, Packet};
 use serde::Serialize;
@@ -47,7 +47,7 @@ pub enum BenchError {
     #[error("fleet: {0}")]
     Fleet(String),
     #[error("pipeline: {0}")]
-    Pipeline(#[from] service::ServiceError),
+    Pipeline(String),
     #[error("checking the archive: {0}")]
     Verify(String),
 }
@@ -132,28 +132,32 @@ pub struct Outcome {
     pub early_alerts: u64,
     pub chunks_measured: u64,
     pub chunks_unmatched: u64,
+    /// The pipeline process's RSS once subscribed, before any visit.
     pub rss_baseline_mb: Option<f64>,
+    /// CPU time of the pipeline process over its whole life.
+    pub pipeline_cpu_s: Option<f64>,
     pub stalled: bool,
     pub work_dir: Option<PathBuf>,
 }
 
-/// The pipeline's observer: chunk latency where the analysis finishes it.
+/// The pipeline process's observer: chunk latency where the analysis
+/// finishes it.
 struct Harness {
     stamps: Arc<fleet::Stamps>,
     chunk_samples: u32,
     chunk_ms: Mutex<Vec<f64>>,
     unmatched: AtomicU64,
     finished: AtomicU64,
-    ingest: Mutex<Option<Arc<IngestStats>>>,
+    /// Set once the pipeline's ingest is subscribed: its RSS then.
+    subscribed: Mutex<Option<Option<f64>>>,
 }
 
-impl Probe for Harness {
-    fn ingest_started(&self, stats: Arc<IngestStats>) {
-        *self.ingest.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
+impl pipeline_process::Listener for Harness {
+    fn subscribed(&self, rss_mb: Option<f64>) {
+        *self.subscribed.lock().unwrap_or_else(|e| e.into_inner()) = Some(rss_mb);
     }
 
-    fn samples_processed(&self, key: &VisitKey, first_sample: u32, n_samples: usize) {
-        let now = Instant::now();
+    fn chunk(&self, visit: VisitId, first_sample: u32, n_samples: usize, at: Instant) {
         let cs = self.chunk_samples.max(1);
         let end = first_sample.saturating_add(n_samples as u32);
         // Chunks start on multiples of the chunk length; an event may
@@ -161,8 +165,8 @@ impl Probe for Harness {
         let mut s = first_sample.div_ceil(cs) * cs;
         let mut got = Vec::new();
         while s < end {
-            match self.stamps.take_chunk(key.visit_id, s) {
-                Some(t) => got.push(now.saturating_duration_since(t).as_secs_f64() * 1e3),
+            match self.stamps.take_chunk(visit, s) {
+                Some(t) => got.push(at.saturating_duration_since(t).as_secs_f64() * 1e3),
                 None => {
                     self.unmatched.fetch_add(1, Ordering::Relaxed);
                 }
@@ -175,20 +179,13 @@ impl Probe for Harness {
             .extend(got);
     }
 
-    fn visit_finished(&self, _key: &VisitKey) {
+    fn finished(&self) {
         self.finished.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
-}
-
-fn current_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(stats::round3(kb / 1024.0))
 }
 
 /// Runs the benchmark on its own runtime; `say` gets the human-readable
@@ -329,7 +326,7 @@ pub async fn run(opts: BenchOptions, say: &dyn Fn(&str)) -> Result<Outcome, Benc
     ));
 
     // 2. The pipeline.
-    let archive_dir = work.path().join("archive");
+    let archive_dir = pipeline_process::archive_dir(work.path());
     let stamps = Arc::new(fleet::Stamps::default());
     let harness = Arc::new(Harness {
         stamps: stamps.clone(),
@@ -339,32 +336,8 @@ pub async fn run(opts: BenchOptions, say: &dyn Fn(&str)) -> Result<Outcome, Benc
         )),
         unmatched: AtomicU64::new(0),
         finished: AtomicU64::new(0),
-        ingest: Mutex::new(None),
+        subscribed: Mutex::new(None),
     });
-    let ingest = ecg_ingest::IngestConfig::new(
-        broker.host.clone(),
-        broker.port,
-        "ecg-bench-pipeline",
-        work.path().join("ingest-spool"),
-    );
-    let ingest = ecg_ingest::IngestConfig {
-        credentials: broker.user.clone(),
-        ..ingest
-    };
-    let cfg = ServiceConfig {
-        ingest,
-        output: BrokerAddr {
-            host: broker.host.clone(),
-            port: broker.port,
-            credentials: broker.user.clone(),
-            tls: None,
-        },
-        output_client_id: "ecg-bench-pipeline-out".into(),
-        archive_dir: archive_dir.clone(),
-        archive: ecg_archive::WriterConfig::new("bench"),
-        centre: CentreId::new("centre-1").expect("valid id"),
-        metrics_addr: None,
-    };
     let (client, mut alerts_loop) = ceiling::subscribed_client(
         &broker,
         "ecg-bench-cardiologist",
@@ -392,42 +365,27 @@ pub async fn run(opts: BenchOptions, say: &dyn Fn(&str)) -> Result<Outcome, Benc
         }
     });
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let probe: Arc<dyn Probe> = harness.clone();
-    let pipeline = tokio::spawn(service::run_probed(cfg, Some(probe), async {
-        let _ = stop_rx.await;
-    }));
+    let mut pipeline =
+        pipeline_process::PipelineProcess::spawn(&broker, work.path(), harness.clone())?;
     // The ingest must hold its subscription before the first visit, or
     // the broker has nowhere to queue it.
     let t = Instant::now();
-    loop {
-        let subscribed = harness
-            .ingest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|s| s.subscriptions.load(Ordering::Relaxed) > 0);
-        if subscribed {
-            break;
+    let rss_baseline_mb = loop {
+        if let Some(rss) = *harness.subscribed.lock().unwrap_or_else(|e| e.into_inner()) {
+            break rss;
         }
-        if pipeline.is_finished() || t.elapsed() > Duration::from_secs(30) {
-            let _ = stop_tx.send(());
-            return match pipeline.await {
-                Ok(Err(e)) => Err(e.into()),
-                _ => Err(BenchError::Broker(
-                    "the pipeline's ingest did not subscribe within 30 s".into(),
-                )),
-            };
+        if pipeline.exited() || t.elapsed() > Duration::from_secs(30) {
+            return Err(match pipeline.stop() {
+                Err(e) => e,
+                Ok(_) => {
+                    BenchError::Broker("the pipeline's ingest did not subscribe within 30 s".into())
+                }
+            });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     let run = fleet_run("bench-dev", "devices", opts.pace, Some(stamps.clone()));
     let fleet = fleet::Fleet::connect(&run).await?;
-    let rss_baseline_mb = current_rss_mb();
-    let reset = stats::reset_peak_rss();
-    if !reset {
-        say("note: cannot reset the peak-RSS mark; peak_rss_mb covers the whole process life");
-    }
     say(&format!(
         "pipeline run: {} visits, {} ...",
         opts.visits,
@@ -468,19 +426,19 @@ pub async fn run(opts: BenchOptions, say: &dyn Fn(&str)) -> Result<Outcome, Benc
             break;
         }
     }
-    let _ = stop_tx.send(());
-    let summary = pipeline
+    let end = tokio::task::spawn_blocking(move || pipeline.stop())
         .await
-        .map_err(|e| BenchError::Setup(format!("pipeline task: {e}")))??;
+        .map_err(|e| BenchError::Setup(format!("pipeline process: {e}")))??;
+    let summary = end.summary.unwrap_or_default();
     let wall = t0.elapsed();
-    let cpu_s = match (cpu0, stats::process_cpu_s()) {
+    let bench_cpu_s = match (cpu0, stats::process_cpu_s()) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let peak_rss_mb = stats::peak_rss_mb();
-    if let Some(cpu) = cpu_s {
+    let peak_rss_mb = end.peak_rss_mb;
+    if let (Some(cpu), Some(bench_cpu)) = (end.cpu_s, bench_cpu_s) {
         say(&format!(
-            "pipeline run: {:.1} s wall, {cpu:.1} s CPU in this process (fleet, pipeline, harness; not the broker): {:.1} ms CPU per visit",
+            "pipeline run: {:.1} s wall; the pipeline process used {cpu:.1} s CPU ({:.1} ms per visit), this process (fleet, harness) {bench_cpu:.1} s; broker not included",
             wall.as_secs_f64(),
             cpu * 1e3 / opts.visits as f64
         ));
@@ -558,6 +516,7 @@ pub async fn run(opts: BenchOptions, say: &dyn Fn(&str)) -> Result<Outcome, Benc
         chunks_measured,
         chunks_unmatched: harness.unmatched.load(Ordering::Relaxed),
         rss_baseline_mb,
+        pipeline_cpu_s: end.cpu_s,
         stalled,
         work_dir,
     })

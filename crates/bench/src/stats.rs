@@ -35,16 +35,19 @@ pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Resets the kernel's peak-RSS mark (VmHWM) of this process, so a later
-/// reading covers only what came after. Linux >= 4.0; false elsewhere.
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+/// VmHWM (peak resident memory) of this process in MiB.
+pub fn peak_rss_mb() -> Option<f64> {
+    status_mb("VmHWM:")
 }
 
-/// VmHWM of this process in MiB.
-pub fn peak_rss_mb() -> Option<f64> {
+/// VmRSS (resident memory now) of this process in MiB.
+pub fn rss_mb() -> Option<f64> {
+    status_mb("VmRSS:")
+}
+
+fn status_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(round3(kb / 1024.0))
 }

@@ -86,7 +86,7 @@ pub struct CardiologistSide {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunSummary {
     pub visits_archived: u64,
     pub visits_incomplete: u64,
