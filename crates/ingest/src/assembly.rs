@@ -17,6 +17,10 @@ use ecg_wire::{
 };
 use time::OffsetDateTime;
 
+/// The bound of the samples reserved per lead when a visit starts,
+/// whatever rate its meta claims (10 s at 2 kHz).
+const MAX_RESERVED_SAMPLES: usize = 20_000;
+
 /// A visit is identified by the device that recorded it and its id: the
 /// device comes from the topic, which the broker ACL ties to the MQTT user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -479,7 +483,12 @@ impl Assembler {
                     "a second meta with different content".into(),
                 )),
                 None => {
-                    visit.leads = vec![Vec::new(); meta.leads.len()];
+                    // Room for a resting ECG (10 s) up front: grown by doubling,
+                    // a visit's samples would take 60 % more memory than they are.
+                    let resting = (10 * meta.fs_hz as usize).min(MAX_RESERVED_SAMPLES);
+                    visit.leads = (0..meta.leads.len())
+                        .map(|_| Vec::with_capacity(resting))
+                        .collect();
                     visit.meta = Some(meta.clone());
                     out.push(AssemblyEvent::Started {
                         key: key.clone(),

@@ -182,6 +182,12 @@ fn interpret_inner(
 pub const CONSISTENT_BEATS: usize = 5;
 /// The streaming window: older samples are dropped from re-evaluation.
 const STREAM_WINDOW_S: f64 = 20.0;
+/// A resting ECG lasts 10 s: room for that up front, so that a visit's samples do not
+/// end in a vector grown by doubling, 60 % larger than they are (a visit in flight
+/// is the pipeline's largest memory cost). Longer recordings still grow.
+const RESTING_RECORDING_S: f64 = 10.0;
+/// The reservation's bound whatever the sampling rate claims (10 s at 2 kHz).
+const MAX_RESERVED_SAMPLES: usize = 20_000;
 
 /// A decision reached while the recording is still streaming.
 #[derive(Debug, Clone, Serialize)]
@@ -235,7 +241,13 @@ impl Interpreter {
             fs_hz,
             labels: labels.iter().map(|s| s.to_string()).collect(),
             patient,
-            signals: vec![Vec::new(); labels.len()],
+            signals: (0..labels.len())
+                .map(|_| {
+                    Vec::with_capacity(
+                        samples(fs_hz, RESTING_RECORDING_S).min(MAX_RESERVED_SAMPLES),
+                    )
+                })
+                .collect(),
             r_peaks: Vec::new(),
             analysed,
             pending: Vec::new(),
