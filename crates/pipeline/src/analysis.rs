@@ -40,7 +40,7 @@ pub struct VisitAnalysis {
     interpreter: Interpreter,
     /// Per lead, a hash of the samples pushed: the end of the visit checks that the
     /// stream saw exactly the samples to archive without keeping a second copy of them
-    /// (the assembler holds one, the interpreter its millivolts).
+    /// (the assembler holds one, the interpreter its counts).
     lead_hashes: Vec<u64>,
     n_samples: u64,
     max_samples: u64,
@@ -80,9 +80,11 @@ impl VisitAnalysis {
             },
             age_years: meta.age_years.map(f64::from),
         };
-        let interpreter = Interpreter::new(fs_hz, &labels, patient)?;
+        let gain_mv_per_lsb = (meta.gain_uv_per_lsb / 1000.0) as f32;
+        // It keeps the counts, read with the gain that makes `push`'s millivolts.
+        let interpreter = Interpreter::new(fs_hz, &labels, patient)?.with_counts(gain_mv_per_lsb);
         Ok(VisitAnalysis {
-            gain_mv_per_lsb: (meta.gain_uv_per_lsb / 1000.0) as f32,
+            gain_mv_per_lsb,
             detector_leads,
             detector: Some(detector),
             interpreter,
@@ -139,33 +141,31 @@ impl VisitAnalysis {
         if first_sample + len as u64 > self.max_samples {
             return Err(AnalysisError::TooLong);
         }
-        let mv: Vec<Vec<f32>> = per_lead
-            .iter()
-            .map(|l| {
-                l.iter()
-                    .map(|&c| f32::from(c) * self.gain_mv_per_lsb)
-                    .collect()
-            })
-            .collect();
         let mut beats: Vec<DetectedBeat> = Vec::new();
         if let Some(det) = self.detector.as_mut() {
-            let view: Vec<&[f32]> = self
+            let mv: Vec<Vec<f32>> = self
                 .detector_leads
                 .iter()
-                .map(|&i| mv[i].as_slice())
+                .map(|&i| {
+                    per_lead[i]
+                        .iter()
+                        .map(|&c| f32::from(c) * self.gain_mv_per_lsb)
+                        .collect()
+                })
                 .collect();
+            let view: Vec<&[f32]> = mv.iter().map(Vec::as_slice).collect();
             det.push(&view, &mut beats)?;
         }
         for (h, new) in self.lead_hashes.iter_mut().zip(per_lead) {
             *h = fnv(*h, new);
         }
         self.n_samples += len as u64;
-        self.feed(&mv, &beats)
+        self.feed(per_lead, &beats)
     }
 
     fn feed(
         &mut self,
-        mv: &[Vec<f32>],
+        counts: &[Vec<i16>],
         beats: &[DetectedBeat],
     ) -> Result<Option<EarlyDecision>, AnalysisError> {
         let r: Vec<usize> = beats
@@ -173,8 +173,8 @@ impl VisitAnalysis {
             .filter_map(|b| usize::try_from(b.sample).ok())
             .collect();
         self.r_peaks.extend_from_slice(&r);
-        let view: Vec<&[f32]> = mv.iter().map(Vec::as_slice).collect();
-        let early = self.interpreter.push(&view, &r)?;
+        let view: Vec<&[i16]> = counts.iter().map(Vec::as_slice).collect();
+        let early = self.interpreter.push_counts(&view, &r)?;
         Ok(early.cloned())
     }
 
@@ -190,7 +190,7 @@ impl VisitAnalysis {
             let mut tail: Vec<DetectedBeat> = Vec::new();
             det.finish(&mut tail);
             if !tail.is_empty() {
-                let empty: Vec<Vec<f32>> = vec![Vec::new(); self.lead_hashes.len()];
+                let empty: Vec<Vec<i16>> = vec![Vec::new(); self.lead_hashes.len()];
                 self.feed(&empty, &tail)?;
             }
         }

@@ -12,6 +12,7 @@ use crate::measurement::LeadMeasurement;
 use crate::mimic::{self, Mimic};
 use crate::patient::Patient;
 use crate::quality::{assess, Quality};
+use crate::recording::Recording;
 use crate::screen::BeatScreen;
 use crate::TriageError;
 
@@ -189,6 +190,10 @@ const RESTING_RECORDING_S: f64 = 10.0;
 /// The reservation's bound whatever the sampling rate claims (10 s at 2 kHz).
 const MAX_RESERVED_SAMPLES: usize = 20_000;
 
+fn reserved(fs_hz: f64) -> usize {
+    samples(fs_hz, RESTING_RECORDING_S).min(MAX_RESERVED_SAMPLES)
+}
+
 /// A decision reached while the recording is still streaming.
 #[derive(Debug, Clone, Serialize)]
 pub struct EarlyDecision {
@@ -205,9 +210,9 @@ pub struct Interpreter {
     fs_hz: f64,
     labels: Vec<String>,
     patient: Patient,
-    signals: Vec<Vec<f32>>,
+    recording: Recording,
     r_peaks: Vec<usize>,
-    /// Positions in `signals` of the leads the analysis reads, in its order.
+    /// Positions in the recording of the leads the analysis reads, in its order.
     analysed: Vec<usize>,
     /// R peaks not yet seen by an interpretation nor matched by the screen.
     pending: Vec<usize>,
@@ -241,13 +246,7 @@ impl Interpreter {
             fs_hz,
             labels: labels.iter().map(|s| s.to_string()).collect(),
             patient,
-            signals: (0..labels.len())
-                .map(|_| {
-                    Vec::with_capacity(
-                        samples(fs_hz, RESTING_RECORDING_S).min(MAX_RESERVED_SAMPLES),
-                    )
-                })
-                .collect(),
+            recording: Recording::mv(labels.len(), reserved(fs_hz)),
             r_peaks: Vec::new(),
             analysed,
             pending: Vec::new(),
@@ -256,6 +255,13 @@ impl Interpreter {
             window_interpretations: 0,
             early: None,
         })
+    }
+
+    /// Keeps the stream as ADC counts, pushed with `push_counts`, read as
+    /// `f32::from(count) * mv_per_count`: half the memory of millivolts. Before any push.
+    pub fn with_counts(mut self, mv_per_count: f32) -> Self {
+        self.recording = Recording::counts(self.labels.len(), reserved(self.fs_hz), mv_per_count);
+        self
     }
 
     /// Screening (on by default) spares re-reading the window when new beats look like
@@ -273,6 +279,34 @@ impl Interpreter {
         chunk: &[&[f32]],
         r_peaks: &[usize],
     ) -> Result<Option<&EarlyDecision>, TriageError> {
+        self.check_chunk(chunk)?;
+        self.recording
+            .extend_mv(chunk)
+            .map_err(|e| TriageError::SampleKind {
+                pushed: "millivolts",
+                kept: e.kept,
+            })?;
+        self.pushed(r_peaks)
+    }
+
+    /// `push` for a stream kept as ADC counts (`with_counts`).
+    pub fn push_counts(
+        &mut self,
+        chunk: &[&[i16]],
+        r_peaks: &[usize],
+    ) -> Result<Option<&EarlyDecision>, TriageError> {
+        self.check_chunk(chunk)?;
+        self.recording
+            .extend_counts(chunk)
+            .map_err(|e| TriageError::SampleKind {
+                pushed: "ADC counts",
+                kept: e.kept,
+            })?;
+        self.pushed(r_peaks)
+    }
+
+    /// One slice per lead of the stream, all of one length.
+    fn check_chunk<T>(&self, chunk: &[&[T]]) -> Result<(), TriageError> {
         if chunk.len() != self.labels.len() {
             return Err(TriageError::ChunkLeads {
                 got: chunk.len(),
@@ -290,15 +324,17 @@ impl Interpreter {
                 expected: chunk[0].len(),
             });
         }
-        for (s, c) in self.signals.iter_mut().zip(chunk) {
-            s.extend_from_slice(c);
-        }
+        Ok(())
+    }
+
+    /// After a chunk was appended: the early decision when it is first reached.
+    fn pushed(&mut self, r_peaks: &[usize]) -> Result<Option<&EarlyDecision>, TriageError> {
         self.r_peaks.extend_from_slice(r_peaks);
         if self.early.is_some() {
             return Ok(None);
         }
         self.pending.extend_from_slice(r_peaks);
-        let total = self.signals[0].len();
+        let total = self.recording.len();
         let start = total.saturating_sub(samples(self.fs_hz, STREAM_WINDOW_S));
         // Only beats with a full window can change a reading; the others wait.
         let fs_hz = self.fs_hz;
@@ -317,13 +353,14 @@ impl Interpreter {
         if ready.is_empty() || self.r_peaks.len() < CONSISTENT_BEATS {
             return Ok(None);
         }
+        let signals = self.recording.millivolts();
+        let analysed: Vec<&[f32]> = self
+            .analysed
+            .iter()
+            .map(|&i| signals[i].as_slice())
+            .collect();
         if let Some(screen) = &self.screen {
-            let views: Vec<&[f32]> = self
-                .analysed
-                .iter()
-                .map(|&i| self.signals[i].as_slice())
-                .collect();
-            if ready.iter().all(|&r| screen.matches(&views, r)) {
+            if ready.iter().all(|&r| screen.matches(&analysed, r)) {
                 return Ok(None);
             }
         }
@@ -348,7 +385,7 @@ impl Interpreter {
         let leads: Vec<LeadSignal<'_>> = self
             .labels
             .iter()
-            .zip(&self.signals)
+            .zip(signals.iter())
             .map(|(l, s)| LeadSignal {
                 label: l,
                 samples_mv: &s[start..],
@@ -367,12 +404,7 @@ impl Interpreter {
             return Ok(None);
         };
         self.screen = if self.screening && !interp.stemi && interp.quality.ok {
-            let views: Vec<&[f32]> = self
-                .analysed
-                .iter()
-                .map(|&i| self.signals[i].as_slice())
-                .collect();
-            BeatScreen::new(&a, &views, start)
+            BeatScreen::new(&a, &analysed, start)
         } else {
             None
         };
@@ -407,10 +439,11 @@ impl Interpreter {
 
     /// The refined interpretation of everything pushed.
     pub fn finish(&self) -> Result<Interpretation, TriageError> {
+        let signals = self.recording.millivolts();
         let leads: Vec<LeadSignal<'_>> = self
             .labels
             .iter()
-            .zip(&self.signals)
+            .zip(signals.iter())
             .map(|(l, s)| LeadSignal {
                 label: l,
                 samples_mv: s,
@@ -711,6 +744,57 @@ mod tests {
             start = end;
         }
         (it, decided_at)
+    }
+
+    #[test]
+    fn a_stream_kept_as_counts_reads_as_the_same_stream_in_millivolts() {
+        let mv_per_count = 0.005_f32;
+        let s = with_st([0.0, -0.05], [0.1, 0.3, 0.35, 0.25, 0.1, 0.0], 10.0, 5);
+        let counts: Vec<Vec<i16>> = s
+            .leads
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .map(|&v| (v / mv_per_count).round() as i16)
+                    .collect()
+            })
+            .collect();
+        let mv: Vec<Vec<f32>> = counts
+            .iter()
+            .map(|l| l.iter().map(|&c| f32::from(c) * mv_per_count).collect())
+            .collect();
+        let (by_mv, decided_mv) = stream(&mv, &s.r_peaks, Patient::default());
+        let mut by_counts = Interpreter::new(500.0, &LABELS, Patient::default())
+            .unwrap()
+            .with_counts(mv_per_count);
+        let mut decided_counts = None;
+        for start in (0..counts[0].len()).step_by(250) {
+            let end = (start + 250).min(counts[0].len());
+            let parts: Vec<&[i16]> = counts.iter().map(|x| &x[start..end]).collect();
+            let r: Vec<usize> = s
+                .r_peaks
+                .iter()
+                .copied()
+                .filter(|&r| r + 50 >= start && r + 50 < end)
+                .collect();
+            if let Some(d) = by_counts.push_counts(&parts, &r).unwrap() {
+                decided_counts.get_or_insert(d.at_sample);
+            }
+        }
+        assert!(decided_mv.is_some());
+        assert_eq!(decided_counts, decided_mv);
+        let (a, b) = (by_mv.finish().unwrap(), by_counts.finish().unwrap());
+        assert_eq!(
+            (a.stemi, &a.beats, &a.reasons),
+            (b.stemi, &b.beats, &b.reasons)
+        );
+        // One kind per stream: the other is an error, not a silent mix.
+        let one = [0.0_f32; 1];
+        let twelve: Vec<&[f32]> = vec![&one[..]; LABELS.len()];
+        assert!(matches!(
+            by_counts.push(&twelve, &[]),
+            Err(TriageError::SampleKind { .. })
+        ));
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //!
 //! `interpretation` ties them together: [`interpret`] for a whole record and
 //! [`Interpreter`] for a stream that decides as soon as enough beats agree (`screen`
-//! spares it re-reading beats like those it has read).
+//! spares it re-reading beats like those it has read; `recording` keeps the stream,
+//! as ADC counts when it comes as counts).
 
 mod analysis;
 mod beat;
@@ -28,6 +29,7 @@ mod measurement;
 mod mimic;
 mod patient;
 mod quality;
+mod recording;
 mod screen;
 #[cfg(test)]
 mod synthetic;
@@ -58,6 +60,11 @@ pub enum TriageError {
     },
     #[error("chunk has {got} leads, the stream has {expected}")]
     ChunkLeads { got: usize, expected: usize },
+    #[error("chunk of {pushed}, but this stream keeps {kept}")]
+    SampleKind {
+        pushed: &'static str,
+        kept: &'static str,
+    },
     #[error("QRS detector failed: {0}")]
     Detector(String),
     #[error("sex {0:?} not understood (male or female)")]

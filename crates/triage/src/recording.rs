@@ -1,0 +1,116 @@
+//! What the streaming interpreter keeps of the recording: the samples pushed so far,
+//! as millivolts or, for a device's stream, as ADC counts and their gain (half the
+//! memory: a visit in flight is the pipeline's largest memory cost).
+
+use std::borrow::Cow;
+
+/// The samples pushed so far, per lead.
+#[derive(Debug)]
+pub(crate) enum Recording {
+    Mv(Vec<Vec<f32>>),
+    /// Read as `f32::from(count) * mv_per_count`, the millivolts a caller holding the
+    /// counts computes, so both ways give the same interpretation.
+    Counts {
+        mv_per_count: f32,
+        leads: Vec<Vec<i16>>,
+    },
+}
+
+/// A chunk of the other kind than the recording keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OtherKind {
+    pub(crate) kept: &'static str,
+}
+
+impl Recording {
+    pub(crate) fn mv(n_leads: usize, capacity: usize) -> Recording {
+        Recording::Mv((0..n_leads).map(|_| Vec::with_capacity(capacity)).collect())
+    }
+
+    pub(crate) fn counts(n_leads: usize, capacity: usize, mv_per_count: f32) -> Recording {
+        Recording::Counts {
+            mv_per_count,
+            leads: (0..n_leads).map(|_| Vec::with_capacity(capacity)).collect(),
+        }
+    }
+
+    /// Samples per lead.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Recording::Mv(leads) => leads.first().map_or(0, Vec::len),
+            Recording::Counts { leads, .. } => leads.first().map_or(0, Vec::len),
+        }
+    }
+
+    /// Appends millivolts (one slice per lead, lengths already checked).
+    pub(crate) fn extend_mv(&mut self, chunk: &[&[f32]]) -> Result<(), OtherKind> {
+        match self {
+            Recording::Mv(leads) => {
+                for (l, c) in leads.iter_mut().zip(chunk) {
+                    l.extend_from_slice(c);
+                }
+                Ok(())
+            }
+            Recording::Counts { .. } => Err(OtherKind { kept: "ADC counts" }),
+        }
+    }
+
+    /// Appends ADC counts (one slice per lead, lengths already checked).
+    pub(crate) fn extend_counts(&mut self, chunk: &[&[i16]]) -> Result<(), OtherKind> {
+        match self {
+            Recording::Counts { leads, .. } => {
+                for (l, c) in leads.iter_mut().zip(chunk) {
+                    l.extend_from_slice(c);
+                }
+                Ok(())
+            }
+            Recording::Mv(_) => Err(OtherKind { kept: "millivolts" }),
+        }
+    }
+
+    /// Every lead in millivolts: borrowed, or converted for this reading.
+    pub(crate) fn millivolts(&self) -> Cow<'_, [Vec<f32>]> {
+        match self {
+            Recording::Mv(leads) => Cow::Borrowed(leads),
+            Recording::Counts {
+                mv_per_count,
+                leads,
+            } => Cow::Owned(
+                leads
+                    .iter()
+                    .map(|l| l.iter().map(|&c| f32::from(c) * mv_per_count).collect())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_the_millivolts_the_caller_computes() {
+        let gain = 0.004_88_f32;
+        let counts: [&[i16]; 2] = [&[0, 1, -1, i16::MAX], &[i16::MIN, 7, 300, -42]];
+        let mut r = Recording::counts(2, 0, gain);
+        r.extend_counts(&counts[..]).unwrap();
+        r.extend_counts(&[&[5][..], &[-5][..]]).unwrap();
+        assert_eq!(r.len(), 5);
+        let mv = r.millivolts();
+        assert_eq!(mv[0][3], f32::from(i16::MAX) * gain);
+        assert_eq!(mv[1][0], f32::from(i16::MIN) * gain);
+        assert_eq!(mv[1][4], -5.0 * gain);
+        assert_eq!(
+            r.extend_mv(&[&[0.0][..], &[0.0][..]]),
+            Err(OtherKind { kept: "ADC counts" })
+        );
+        let mut m = Recording::mv(1, 0);
+        assert_eq!(
+            m.extend_counts(&[&[1][..]]),
+            Err(OtherKind { kept: "millivolts" })
+        );
+        m.extend_mv(&[&[0.25][..]]).unwrap();
+        assert!(matches!(m.millivolts(), Cow::Borrowed(_)));
+    }
+}
