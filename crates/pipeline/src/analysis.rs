@@ -155,6 +155,8 @@ impl VisitAnalysis {
                 .collect();
             let view: Vec<&[f32]> = mv.iter().map(Vec::as_slice).collect();
             det.push(&view, &mut beats)?;
+            // Thousands of visits wait between chunks; their scratch space need not.
+            det.release_scratch();
         }
         for (h, new) in self.lead_hashes.iter_mut().zip(per_lead) {
             *h = fnv(*h, new);
