@@ -17,7 +17,7 @@
 //! maximum) bounds it. The spooler acks; backpressure from a slow pipeline
 //! stops the acks, which stops the broker.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::assembly::{Assembler, AssemblyConfig, AssemblyEvent, VisitKey};
@@ -274,11 +274,20 @@ pub async fn start(
     }
     let (client, eventloop) = AsyncClient::new(opts, window);
 
-    // Unbounded on purpose: the poller must never wait on the spooler, which
-    // may itself wait for the poller to drain acks (the rumqttc deadlock).
-    // Its length is bounded by the broker's flow control: at most
-    // `receive_maximum` unacknowledged publishes per connection.
+    // The poller never waits on the spooler, which may itself wait for the
+    // poller to drain acks (the rumqttc deadlock): the channel is unbounded,
+    // and the poller stops polling while `unacked.max` publishes it received
+    // wait for their ack. The broker's flow control is not enough: Mosquitto
+    // 2.0.11 sends more than the session's receive maximum once acks flow
+    // (1,006 instead of 356 for receive maximum 256 and 100 acks), and under
+    // a backlog the whole backlog came into memory (8 GB for a year of visits).
     let (fwd_tx, fwd_rx) = mpsc::unbounded_channel::<(Publish, OffsetDateTime)>();
+    let unacked = Arc::new(Unacked {
+        count: AtomicUsize::new(0),
+        unsent: AtomicUsize::new(0),
+        max: usize::from(cfg.receive_maximum).max(cfg.max_batch),
+        acked: Notify::new(),
+    });
     let (rec_tx, rec_rx) = mpsc::channel::<(RecordId, Received)>(cfg.max_batch * 2);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::channel(cfg.events_capacity);
@@ -299,6 +308,7 @@ pub async fn start(
             spool,
             client.clone(),
             fwd_rx,
+            unacked.clone(),
             cmd_rx,
             rec_tx,
             cfg.max_batch,
@@ -309,6 +319,7 @@ pub async fn start(
             client,
             cfg.filter.clone(),
             fwd_tx,
+            unacked,
             stop_rx,
             cfg.backoff_min,
             cfg.backoff_max,
@@ -324,6 +335,57 @@ pub async fn start(
         },
         events_rx,
     ))
+}
+
+/// Publishes received and not yet acknowledged by the spooler, and acks
+/// the spooler issued that the poller has not sent yet. The poller polls
+/// while either the first is under `max` or the second is not zero: acks
+/// only leave when it polls, and the spooler must never wait on them.
+struct Unacked {
+    count: AtomicUsize,
+    unsent: AtomicUsize,
+    /// The poller stops polling at this many.
+    max: usize,
+    acked: Notify,
+}
+
+impl Unacked {
+    /// Until the poller may poll again.
+    async fn room(&self) {
+        loop {
+            let acked = self.acked.notified();
+            tokio::pin!(acked);
+            acked.as_mut().enable();
+            if self.count.load(Ordering::Acquire) < self.max
+                || self.unsent.load(Ordering::Acquire) > 0
+            {
+                return;
+            }
+            acked.await;
+        }
+    }
+
+    fn received(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn acked(&self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.unsent.fetch_add(1, Ordering::AcqRel);
+        self.acked.notify_one();
+    }
+
+    fn ack_sent(&self) {
+        let _ = self
+            .unsent
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// rumqttc drops the acks still queued when a connection breaks (the
+    /// broker sends those messages again).
+    fn connection_lost(&self) {
+        self.unsent.store(0, Ordering::Release);
+    }
 }
 
 /// Resolves once a stop is requested (or the handle is gone).
@@ -345,6 +407,7 @@ async fn poll(
     client: AsyncClient,
     filter: String,
     forward: mpsc::UnboundedSender<(Publish, OffsetDateTime)>,
+    unacked: Arc<Unacked>,
     mut stop: watch::Receiver<bool>,
     backoff_min: Duration,
     backoff_max: Duration,
@@ -352,6 +415,13 @@ async fn poll(
 ) -> Result<(), IngestError> {
     let mut backoff = backoff_min;
     loop {
+        // Not reading while the spooler is behind leaves the rest in the
+        // broker (TCP flow control). The spooler's first ack resumes the
+        // poller, so its acks never wait long in the request channel.
+        tokio::select! {
+            _ = unacked.room() => {}
+            _ = stopped(&mut stop) => {}
+        }
         let event = tokio::select! {
             e = eventloop.poll() => e,
             _ = stopped(&mut stop) => {
@@ -368,6 +438,7 @@ async fn poll(
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
+                unacked.received();
                 if forward.send((p, OffsetDateTime::now_utc())).is_err() {
                     return Ok(()); // the spooler stopped; it reports why
                 }
@@ -384,12 +455,14 @@ async fn poll(
                     }
                 }
             }
+            Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => unacked.ack_sent(),
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 stats.subscriptions.fetch_add(1, Ordering::Relaxed);
             }
             Ok(_) => {}
             Err(e) => {
                 stats.connection_errors.fetch_add(1, Ordering::Relaxed);
+                unacked.connection_lost();
                 tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "broker connection lost; reconnecting");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -403,10 +476,12 @@ async fn poll(
 
 /// Appends each batch of publishes to the spool, fsyncs once, acks them and
 /// passes them on; applies `mark_done` and `release` between batches.
+#[allow(clippy::too_many_arguments)]
 async fn spool_and_ack(
     mut spool: Spool,
     client: AsyncClient,
     mut publishes: mpsc::UnboundedReceiver<(Publish, OffsetDateTime)>,
+    unacked: Arc<Unacked>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     records: mpsc::Sender<(RecordId, Received)>,
     max_batch: usize,
@@ -438,6 +513,7 @@ async fn spool_and_ack(
                 for (publish, _) in batch.drain(..) {
                     // The poller keeps polling, so this never waits for long.
                     if client.ack(&publish).await.is_ok() {
+                        unacked.acked();
                         stats.acked.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -301,3 +301,87 @@ async fn killed_mid_run_and_restarted_every_visit_completes_exactly_once() {
     while events.recv().await.is_some() {}
     ingest.finish().await.unwrap();
 }
+
+/// A backlog stays in the broker while the pipeline is behind: the ingest
+/// stops reading while too many messages wait for their ack, although the
+/// broker (Mosquitto 2.0) sends past the receive maximum once acks flow.
+/// Then it takes the rest as the pipeline catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_stays_in_the_broker_while_the_pipeline_is_behind() {
+    let broker = Mosquitto::start(MosquittoOpts::default()).expect("mosquitto");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ingest_config(broker.port(), dir.path(), false);
+    cfg.events_capacity = 8;
+    let unacked_max = usize::from(cfg.receive_maximum).max(cfg.max_batch);
+    let (ingest, mut events) = start(cfg).await.expect("ingest starts");
+    wait_subscribed(&ingest, &broker).await;
+
+    // Messages the assembler rejects: one event each, which nobody reads yet.
+    const N: usize = 4000;
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(
+        rumqttc::MqttOptions::new("flooder", "127.0.0.1", broker.port()),
+        N + 16,
+    );
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            let topic =
+                format!("ecg/v1/dev/flooder/visit/0b7c6f5e-2d1a-4c3b-9a8f-7e6d5c4b{i:04x}/chunk");
+            client
+                .publish(topic, rumqttc::QoS::AtLeastOnce, false, vec![0u8; 2000])
+                .await
+                .unwrap();
+        }
+        let mut acked = 0;
+        while acked < N {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
+                eventloop.poll().await.unwrap()
+            {
+                acked += 1;
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(120), sender)
+        .await
+        .expect("the broker took the flood")
+        .unwrap();
+
+    // Everything the ingest can hold while its events wait: the events
+    // channel, the records channel, a batch in the spooler, the messages
+    // waiting for their ack, and what the broker had in flight.
+    let stats = ingest.stats();
+    let bound = 8 + 2 * 256 + 256 + unacked_max + 2 * 32 + 64;
+    let mut last = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = stats.received.load(Ordering::Relaxed);
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+    }
+    let held = stats.received.load(Ordering::Relaxed) as usize;
+    assert!(
+        held <= bound,
+        "{held} of {N} messages taken while the pipeline took none (bound {bound})"
+    );
+
+    // The pipeline catches up: everything arrives.
+    let mut rejected = 0;
+    while rejected < N {
+        match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
+            Ok(Some(AssemblyEvent::Rejected(_))) => rejected += 1,
+            Ok(Some(_)) => {}
+            other => panic!(
+                "after {rejected} rejections: {:?}; received {} spooled {} acked {} connects {} errors {}",
+                other.map(|e| e.is_some()),
+                stats.received.load(Ordering::Relaxed),
+                stats.spooled.load(Ordering::Relaxed),
+                stats.acked.load(Ordering::Relaxed),
+                stats.connects.load(Ordering::Relaxed),
+                stats.connection_errors.load(Ordering::Relaxed),
+            ),
+        }
+    }
+    assert_eq!(stats.received.load(Ordering::Relaxed) as usize, N);
+    ingest.finish().await.unwrap();
+}
