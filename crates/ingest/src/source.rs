@@ -12,10 +12,11 @@
 //!
 //! Only the poller touches the EventLoop, and it never awaits a request on
 //! the client: rumqttc deadlocks when the polling task blocks on a full
-//! request channel, nor on the spooler: the forward channel is unbounded
-//! and only the broker's flow control (manual acks and the MQTT 5 receive
-//! maximum) bounds it. The spooler acks; backpressure from a slow pipeline
-//! stops the acks, which stops the broker.
+//! request channel, nor on the spooler: the forward channel is unbounded.
+//! The poller bounds it itself, by not polling while too many received
+//! messages wait for their ack (the broker's receive maximum alone did
+//! not). The spooler acks; backpressure from a slow pipeline stops the
+//! acks, which stops the poller, and TCP stops the broker.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
