@@ -280,12 +280,7 @@ impl Interpreter {
         r_peaks: &[usize],
     ) -> Result<Option<&EarlyDecision>, TriageError> {
         self.check_chunk(chunk)?;
-        self.recording
-            .extend_mv(chunk)
-            .map_err(|e| TriageError::SampleKind {
-                pushed: "millivolts",
-                kept: e.kept,
-            })?;
+        self.recording.extend_mv(chunk)?;
         self.pushed(r_peaks)
     }
 
@@ -296,12 +291,7 @@ impl Interpreter {
         r_peaks: &[usize],
     ) -> Result<Option<&EarlyDecision>, TriageError> {
         self.check_chunk(chunk)?;
-        self.recording
-            .extend_counts(chunk)
-            .map_err(|e| TriageError::SampleKind {
-                pushed: "ADC counts",
-                kept: e.kept,
-            })?;
+        self.recording.extend_counts(chunk)?;
         self.pushed(r_peaks)
     }
 

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use crate::TriageError;
+
 /// The samples pushed so far, per lead.
 #[derive(Debug)]
 pub(crate) enum Recording {
@@ -14,12 +16,6 @@ pub(crate) enum Recording {
         mv_per_count: f32,
         leads: Vec<Vec<i16>>,
     },
-}
-
-/// A chunk of the other kind than the recording keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OtherKind {
-    pub(crate) kept: &'static str,
 }
 
 impl Recording {
@@ -43,7 +39,7 @@ impl Recording {
     }
 
     /// Appends millivolts (one slice per lead, lengths already checked).
-    pub(crate) fn extend_mv(&mut self, chunk: &[&[f32]]) -> Result<(), OtherKind> {
+    pub(crate) fn extend_mv(&mut self, chunk: &[&[f32]]) -> Result<(), TriageError> {
         match self {
             Recording::Mv(leads) => {
                 for (l, c) in leads.iter_mut().zip(chunk) {
@@ -51,12 +47,15 @@ impl Recording {
                 }
                 Ok(())
             }
-            Recording::Counts { .. } => Err(OtherKind { kept: "ADC counts" }),
+            Recording::Counts { .. } => Err(TriageError::SampleKind {
+                pushed: "millivolts",
+                kept: "ADC counts",
+            }),
         }
     }
 
     /// Appends ADC counts (one slice per lead, lengths already checked).
-    pub(crate) fn extend_counts(&mut self, chunk: &[&[i16]]) -> Result<(), OtherKind> {
+    pub(crate) fn extend_counts(&mut self, chunk: &[&[i16]]) -> Result<(), TriageError> {
         match self {
             Recording::Counts { leads, .. } => {
                 for (l, c) in leads.iter_mut().zip(chunk) {
@@ -64,7 +63,10 @@ impl Recording {
                 }
                 Ok(())
             }
-            Recording::Mv(_) => Err(OtherKind { kept: "millivolts" }),
+            Recording::Mv(_) => Err(TriageError::SampleKind {
+                pushed: "ADC counts",
+                kept: "millivolts",
+            }),
         }
     }
 
@@ -101,15 +103,21 @@ mod tests {
         assert_eq!(mv[0][3], f32::from(i16::MAX) * gain);
         assert_eq!(mv[1][0], f32::from(i16::MIN) * gain);
         assert_eq!(mv[1][4], -5.0 * gain);
-        assert_eq!(
+        assert!(matches!(
             r.extend_mv(&[&[0.0][..], &[0.0][..]]),
-            Err(OtherKind { kept: "ADC counts" })
-        );
+            Err(TriageError::SampleKind {
+                kept: "ADC counts",
+                ..
+            })
+        ));
         let mut m = Recording::mv(1, 0);
-        assert_eq!(
+        assert!(matches!(
             m.extend_counts(&[&[1][..]]),
-            Err(OtherKind { kept: "millivolts" })
-        );
+            Err(TriageError::SampleKind {
+                kept: "millivolts",
+                ..
+            })
+        ));
         m.extend_mv(&[&[0.25][..]]).unwrap();
         assert!(matches!(m.millivolts(), Cow::Borrowed(_)));
     }
