@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ecg_wire::{
@@ -17,9 +18,11 @@ use ecg_wire::{
 };
 use time::OffsetDateTime;
 
-/// The bound of the samples reserved per lead when a visit starts,
-/// whatever rate its meta claims (10 s at 2 kHz).
-const MAX_RESERVED_SAMPLES: usize = 20_000;
+/// Contiguous samples of a visit, one vector per lead in the meta's lead
+/// order. Shared, not copied: the assembler keeps the visit's blocks for
+/// its verdict while the analysis keeps the same blocks to read the visit
+/// as it streams, so a visit in flight holds its samples once.
+pub type SampleBlock = Arc<[Vec<i16>]>;
 
 /// A visit is identified by the device that recorded it and its id: the
 /// device comes from the topic, which the broker ACL ties to the MQTT user.
@@ -84,7 +87,7 @@ pub enum AssemblyEvent {
     Samples {
         key: VisitKey,
         first_sample: u32,
-        leads: Vec<Vec<i16>>,
+        leads: SampleBlock,
     },
     /// Every chunk the end announced arrived. `digest_ok` is false when the
     /// samples do not hash to the end's digest or the counts disagree.
@@ -240,7 +243,9 @@ struct Visit {
     next_seq: u32,
     next_sample: u32,
     last_seq: Option<u32>,
-    leads: Vec<Vec<i16>>,
+    n_leads: usize,
+    /// The contiguous samples so far, as handed on in `Samples` events.
+    blocks: Vec<SampleBlock>,
     bytes: usize,
     last_activity_ms: i128,
 }
@@ -256,10 +261,30 @@ impl Visit {
             next_seq: 0,
             next_sample: 0,
             last_seq: None,
-            leads: Vec::new(),
+            n_leads: 0,
+            blocks: Vec::new(),
             bytes: 0,
             last_activity_ms: now_ms,
         }
+    }
+
+    /// The contiguous samples received, per lead, in one piece each (the
+    /// visit is ending: the blocks go with it).
+    fn samples(&self) -> Vec<Vec<i16>> {
+        let n: usize = self
+            .blocks
+            .iter()
+            .map(|b| b.first().map_or(0, Vec::len))
+            .sum();
+        (0..self.n_leads)
+            .map(|p| {
+                let mut lead = Vec::with_capacity(n);
+                for b in &self.blocks {
+                    lead.extend_from_slice(&b[p]);
+                }
+                lead
+            })
+            .collect()
     }
 
     fn missing_chunks(&self) -> Vec<u32> {
@@ -483,12 +508,7 @@ impl Assembler {
                     "a second meta with different content".into(),
                 )),
                 None => {
-                    // Room for a resting ECG (10 s) up front: grown by doubling,
-                    // a visit's samples would take 60 % more memory than they are.
-                    let resting = (10 * meta.fs_hz as usize).min(MAX_RESERVED_SAMPLES);
-                    visit.leads = (0..meta.leads.len())
-                        .map(|_| Vec::with_capacity(resting))
-                        .collect();
+                    visit.n_leads = meta.leads.len();
                     visit.meta = Some(meta.clone());
                     out.push(AssemblyEvent::Started {
                         key: key.clone(),
@@ -581,11 +601,12 @@ impl Assembler {
         let Some(v) = self.visits.remove(key) else {
             return;
         };
+        let samples = v.samples();
         let (Some(meta), Some(end)) = (v.meta, v.end) else {
             return;
         };
-        let digest = SamplesDigest::of_leads(v.leads.iter().map(Vec::as_slice));
-        let n_samples = v.leads.first().map_or(0, Vec::len);
+        let digest = SamplesDigest::of_leads(samples.iter().map(Vec::as_slice));
+        let n_samples = samples.first().map_or(0, Vec::len);
         let digest_ok = digest == end.samples_sha256
             && n_samples == end.n_samples as usize
             && v.next_seq == end.n_chunks
@@ -594,7 +615,7 @@ impl Assembler {
             key: key.clone(),
             meta,
             end,
-            samples: v.leads,
+            samples,
             digest_ok,
         });
         self.remember_finished(key.clone(), millis(now));
@@ -630,10 +651,11 @@ impl Assembler {
                     end_missing: v.end.is_none(),
                     missing_chunks: v.missing_chunks(),
                 };
+                let samples = v.samples();
                 out.push(AssemblyEvent::Incomplete {
                     key: key.clone(),
                     meta: v.meta,
-                    samples: v.leads,
+                    samples,
                     reason,
                 });
                 self.remember_finished(key, now_ms);
@@ -729,13 +751,10 @@ fn accept_chunk(
     }
     visit.pending.insert(seq, chunk);
     while let Some(chunk) = visit.pending.remove(&visit.next_seq) {
-        let n_leads = visit.leads.len();
-        let leads: Vec<Vec<i16>> = (0..n_leads)
+        let leads: SampleBlock = (0..visit.n_leads)
             .map(|p| chunk.lead_samples(p).unwrap_or_default().to_vec())
             .collect();
-        for (acc, part) in visit.leads.iter_mut().zip(&leads) {
-            acc.extend_from_slice(part);
-        }
+        visit.blocks.push(leads.clone());
         out.push(AssemblyEvent::Samples {
             key: key.clone(),
             first_sample: visit.next_sample,
@@ -881,7 +900,7 @@ pub(crate) mod tests {
             {
                 if key == k {
                     assert_eq!(*first_sample as usize, out[0].len(), "contiguous");
-                    for (o, l) in out.iter_mut().zip(leads) {
+                    for (o, l) in out.iter_mut().zip(leads.iter()) {
                         o.extend_from_slice(l);
                     }
                 }

@@ -35,7 +35,7 @@ pub mod source;
 pub mod spool;
 
 pub use assembly::{
-    Assembler, AssemblyConfig, AssemblyEvent, IncompleteReason, Rejection, VisitKey,
+    Assembler, AssemblyConfig, AssemblyEvent, IncompleteReason, Rejection, SampleBlock, VisitKey,
 };
 pub use source::{start, IngestConfig, IngestError, IngestHandle, IngestStats};
 pub use spool::{Received, RecordId, Spool, SpoolConfig, SpoolError};

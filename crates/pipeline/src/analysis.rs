@@ -2,6 +2,7 @@
 //! detector on every chunk, the 12-lead interpreter fed with its beats (it
 //! may decide early), and the refined interpretation at the end.
 
+use ecg_ingest::SampleBlock;
 use ecg_signal::{Beat as DetectedBeat, QrsDetector};
 use ecg_triage::{EarlyDecision, Interpretation, Interpreter, LeadName, Patient};
 use ecg_wire::{Sex, VisitMeta};
@@ -39,8 +40,9 @@ pub struct VisitAnalysis {
     detector: Option<QrsDetector>,
     interpreter: Interpreter,
     /// Per lead, a hash of the samples pushed: the end of the visit checks that the
-    /// stream saw exactly the samples to archive without keeping a second copy of them
-    /// (the assembler holds one, the interpreter its counts).
+    /// stream saw exactly the samples to archive without comparing them whole (the
+    /// interpreter shares the assembler's blocks; the archive gets a copy assembled at
+    /// the end).
     lead_hashes: Vec<u64>,
     n_samples: u64,
     max_samples: u64,
@@ -116,7 +118,7 @@ impl VisitAnalysis {
     pub fn push(
         &mut self,
         first_sample: u64,
-        per_lead: &[Vec<i16>],
+        per_lead: SampleBlock,
     ) -> Result<Option<EarlyDecision>, AnalysisError> {
         if per_lead.len() != self.lead_hashes.len() {
             return Err(AnalysisError::LeadCount {
@@ -158,7 +160,7 @@ impl VisitAnalysis {
             // Thousands of visits wait between chunks; their scratch space need not.
             det.release_scratch();
         }
-        for (h, new) in self.lead_hashes.iter_mut().zip(per_lead) {
+        for (h, new) in self.lead_hashes.iter_mut().zip(per_lead.iter()) {
             *h = fnv(*h, new);
         }
         self.n_samples += len as u64;
@@ -167,7 +169,7 @@ impl VisitAnalysis {
 
     fn feed(
         &mut self,
-        counts: &[Vec<i16>],
+        counts: SampleBlock,
         beats: &[DetectedBeat],
     ) -> Result<Option<EarlyDecision>, AnalysisError> {
         let r: Vec<usize> = beats
@@ -175,8 +177,7 @@ impl VisitAnalysis {
             .filter_map(|b| usize::try_from(b.sample).ok())
             .collect();
         self.r_peaks.extend_from_slice(&r);
-        let view: Vec<&[i16]> = counts.iter().map(Vec::as_slice).collect();
-        let early = self.interpreter.push_counts(&view, &r)?;
+        let early = self.interpreter.push_block(counts, &r)?;
         Ok(early.cloned())
     }
 
@@ -192,8 +193,8 @@ impl VisitAnalysis {
             let mut tail: Vec<DetectedBeat> = Vec::new();
             det.finish(&mut tail);
             if !tail.is_empty() {
-                let empty: Vec<Vec<i16>> = vec![Vec::new(); self.lead_hashes.len()];
-                self.feed(&empty, &tail)?;
+                let empty: SampleBlock = vec![Vec::new(); self.lead_hashes.len()].into();
+                self.feed(empty, &tail)?;
             }
         }
         let interpretation = self.interpreter.finish()?;
@@ -253,7 +254,7 @@ mod tests {
         for start in (0..730).step_by(100) {
             let end = (start + 100).min(730);
             let part: Vec<Vec<i16>> = whole.iter().map(|l| l[start..end].to_vec()).collect();
-            a.push(start as u64, &part).unwrap();
+            a.push(start as u64, part.into()).unwrap();
         }
         assert_eq!(a.n_samples(), 730);
         assert!(a.saw_exactly(&whole));

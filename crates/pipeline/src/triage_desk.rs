@@ -109,7 +109,7 @@ impl TriageDesk {
                 let Some(a) = v.analysis.as_mut() else {
                     return Vec::new();
                 };
-                match a.push(u64::from(first_sample), &leads) {
+                match a.push(u64::from(first_sample), leads) {
                     Ok(Some(early)) => {
                         let alert = v.gate.consider(
                             &v.meta,
@@ -253,7 +253,9 @@ fn final_interpretation(
     if !streamed_all {
         let mut fresh = VisitAnalysis::new(meta).ok()?;
         if n > 0 {
-            if let Err(e) = fresh.push(0, samples) {
+            // A copy, on this rare path (the stream missed samples): the archive
+            // keeps the assembled samples.
+            if let Err(e) = fresh.push(0, samples.into()) {
                 warn!(error = %e, "the visit cannot be analysed");
                 return None;
             }

@@ -257,10 +257,10 @@ impl Interpreter {
         })
     }
 
-    /// Keeps the stream as ADC counts, pushed with `push_counts`, read as
+    /// Keeps the stream as ADC counts, pushed with `push_counts` or `push_block`, read as
     /// `f32::from(count) * mv_per_count`: half the memory of millivolts. Before any push.
     pub fn with_counts(mut self, mv_per_count: f32) -> Self {
-        self.recording = Recording::counts(self.labels.len(), reserved(self.fs_hz), mv_per_count);
+        self.recording = Recording::counts(self.labels.len(), mv_per_count);
         self
     }
 
@@ -292,6 +292,19 @@ impl Interpreter {
     ) -> Result<Option<&EarlyDecision>, TriageError> {
         self.check_chunk(chunk)?;
         self.recording.extend_counts(chunk)?;
+        self.pushed(r_peaks)
+    }
+
+    /// `push_counts` for a block the caller shares (one vector per lead, equal lengths):
+    /// kept without a copy.
+    pub fn push_block(
+        &mut self,
+        block: std::sync::Arc<[Vec<i16>]>,
+        r_peaks: &[usize],
+    ) -> Result<Option<&EarlyDecision>, TriageError> {
+        let view: Vec<&[i16]> = block.iter().map(Vec::as_slice).collect();
+        self.check_chunk(&view)?;
+        self.recording.extend_block(block)?;
         self.pushed(r_peaks)
     }
 
@@ -767,7 +780,14 @@ mod tests {
                 .copied()
                 .filter(|&r| r + 50 >= start && r + 50 < end)
                 .collect();
-            if let Some(d) = by_counts.push_counts(&parts, &r).unwrap() {
+            // Copied and shared blocks, alternately: one recording either way.
+            let decided = if (start / 250) % 2 == 0 {
+                by_counts.push_counts(&parts, &r).unwrap()
+            } else {
+                let block: std::sync::Arc<[Vec<i16>]> = parts.iter().map(|p| p.to_vec()).collect();
+                by_counts.push_block(block, &r).unwrap()
+            };
+            if let Some(d) = decided {
                 decided_counts.get_or_insert(d.at_sample);
             }
         }

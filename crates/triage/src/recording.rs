@@ -1,8 +1,10 @@
 //! What the streaming interpreter keeps of the recording: the samples pushed so far,
 //! as millivolts or, for a device's stream, as ADC counts and their gain (half the
-//! memory: a visit in flight is the pipeline's largest memory cost).
+//! memory: a visit in flight is the pipeline's largest memory cost), in the blocks the
+//! caller handed over, which it may share rather than copy.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::TriageError;
 
@@ -14,7 +16,10 @@ pub(crate) enum Recording {
     /// counts computes, so both ways give the same interpretation.
     Counts {
         mv_per_count: f32,
-        leads: Vec<Vec<i16>>,
+        n_leads: usize,
+        /// One vector per lead in each block, blocks in time order.
+        blocks: Vec<Arc<[Vec<i16>]>>,
+        len: usize,
     },
 }
 
@@ -23,10 +28,12 @@ impl Recording {
         Recording::Mv((0..n_leads).map(|_| Vec::with_capacity(capacity)).collect())
     }
 
-    pub(crate) fn counts(n_leads: usize, capacity: usize, mv_per_count: f32) -> Recording {
+    pub(crate) fn counts(n_leads: usize, mv_per_count: f32) -> Recording {
         Recording::Counts {
             mv_per_count,
-            leads: (0..n_leads).map(|_| Vec::with_capacity(capacity)).collect(),
+            n_leads,
+            blocks: Vec::new(),
+            len: 0,
         }
     }
 
@@ -34,7 +41,7 @@ impl Recording {
     pub(crate) fn len(&self) -> usize {
         match self {
             Recording::Mv(leads) => leads.first().map_or(0, Vec::len),
-            Recording::Counts { leads, .. } => leads.first().map_or(0, Vec::len),
+            Recording::Counts { len, .. } => *len,
         }
     }
 
@@ -56,10 +63,18 @@ impl Recording {
 
     /// Appends ADC counts (one slice per lead, lengths already checked).
     pub(crate) fn extend_counts(&mut self, chunk: &[&[i16]]) -> Result<(), TriageError> {
+        self.extend_block(chunk.iter().map(|c| c.to_vec()).collect())
+    }
+
+    /// Appends a block of ADC counts (one vector per lead, lengths already checked),
+    /// kept as it is.
+    pub(crate) fn extend_block(&mut self, block: Arc<[Vec<i16>]>) -> Result<(), TriageError> {
         match self {
-            Recording::Counts { leads, .. } => {
-                for (l, c) in leads.iter_mut().zip(chunk) {
-                    l.extend_from_slice(c);
+            Recording::Counts { blocks, len, .. } => {
+                let n = block.first().map_or(0, Vec::len);
+                if n > 0 {
+                    *len += n;
+                    blocks.push(block);
                 }
                 Ok(())
             }
@@ -76,11 +91,18 @@ impl Recording {
             Recording::Mv(leads) => Cow::Borrowed(leads),
             Recording::Counts {
                 mv_per_count,
-                leads,
+                n_leads,
+                blocks,
+                len,
             } => Cow::Owned(
-                leads
-                    .iter()
-                    .map(|l| l.iter().map(|&c| f32::from(c) * mv_per_count).collect())
+                (0..*n_leads)
+                    .map(|p| {
+                        let mut lead = Vec::with_capacity(*len);
+                        for b in blocks {
+                            lead.extend(b[p].iter().map(|&c| f32::from(c) * *mv_per_count));
+                        }
+                        lead
+                    })
                     .collect(),
             ),
         }
@@ -95,7 +117,7 @@ mod tests {
     fn counts_read_as_the_millivolts_the_caller_computes() {
         let gain = 0.004_88_f32;
         let counts: [&[i16]; 2] = [&[0, 1, -1, i16::MAX], &[i16::MIN, 7, 300, -42]];
-        let mut r = Recording::counts(2, 0, gain);
+        let mut r = Recording::counts(2, gain);
         r.extend_counts(&counts[..]).unwrap();
         r.extend_counts(&[&[5][..], &[-5][..]]).unwrap();
         assert_eq!(r.len(), 5);
@@ -110,6 +132,12 @@ mod tests {
                 ..
             })
         ));
+        // A shared block is kept, not copied.
+        let block: Arc<[Vec<i16>]> = Arc::from(vec![vec![9_i16, 8], vec![7, 6]]);
+        r.extend_block(block.clone()).unwrap();
+        assert_eq!(Arc::strong_count(&block), 2);
+        assert_eq!(r.len(), 7);
+        assert_eq!(r.millivolts()[1][6], 6.0 * gain);
         let mut m = Recording::mv(1, 0);
         assert!(matches!(
             m.extend_counts(&[&[1][..]]),
