@@ -184,6 +184,31 @@ impl pipeline_process::Listener for Harness {
     }
 }
 
+/// The on-call cardiologist acknowledges every alert as it arrives, as
+/// the chest-pain centre does: left unacknowledged, a year's alerts would
+/// pile up pending and escalate every five minutes, a load that no real
+/// run carries.
+fn acknowledge(client: &rumqttc::AsyncClient, alert: &Alert) {
+    let ack = ecg_wire::AlertAck {
+        alert_id: alert.alert_id,
+        by: "bench-cardiologist".into(),
+        at: time::OffsetDateTime::now_utc(),
+        verdict: None,
+    };
+    let topic = ecg_wire::topic::Topic::AlertAck {
+        centre_id: alert.centre_id.clone(),
+    }
+    .to_string();
+    let client = client.clone();
+    // Not awaited on the polling task: a full request channel would wait
+    // for the very poll that empties it.
+    tokio::spawn(async move {
+        let _ = client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, ack.to_json())
+            .await;
+    });
+}
+
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
@@ -346,6 +371,7 @@ pub async fn run(opts: BenchOptions, say: &dyn Fn(&str)) -> Result<Outcome, Benc
     .await?;
     let alerts: Arc<Mutex<HashMap<VisitId, Instant>>> = Arc::default();
     let alert_sink = alerts.clone();
+    let acker = client.clone();
     let alert_task = tokio::spawn(async move {
         loop {
             match alerts_loop.poll().await {
@@ -357,6 +383,7 @@ pub async fn run(opts: BenchOptions, say: &dyn Fn(&str)) -> Result<Outcome, Benc
                             .unwrap_or_else(|e| e.into_inner())
                             .entry(a.visit_id)
                             .or_insert(now);
+                        acknowledge(&acker, &a);
                     }
                 }
                 Ok(_) => {}

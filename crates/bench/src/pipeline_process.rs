@@ -11,6 +11,10 @@
 //!   the analysis, at that wall-clock time;
 //! - `finished`: a visit's outputs were handed on;
 //! - `end JSON`: last, the run's [`End`].
+//!
+//! [`PROFILER_ENV`] runs that process under a profiler, e.g.
+//! `perf record -g -o pipeline.data --` or `heaptrack -o pipeline`: the
+//! profile is then the pipeline's alone.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +34,10 @@ use crate::{stats, BenchError};
 
 /// Set in the pipeline process's environment: its [`Spec`] as JSON.
 pub const SPEC_ENV: &str = "ECG_BENCH_PIPELINE_PROCESS";
+
+/// When set, a command (split on whitespace) that the pipeline process is
+/// started under, its own command line appended.
+pub const PROFILER_ENV: &str = "ECG_BENCH_PROFILER";
 
 /// What the pipeline process needs to know.
 #[derive(Serialize, Deserialize)]
@@ -213,7 +221,20 @@ impl PipelineProcess {
         let spec = serde_json::to_string(&spec).map_err(|e| BenchError::Setup(e.to_string()))?;
         let exe = std::env::current_exe()
             .map_err(|e| BenchError::Setup(format!("finding this executable: {e}")))?;
-        let mut child = Command::new(&exe)
+        let profiler = std::env::var(PROFILER_ENV).unwrap_or_default();
+        let mut command = match profiler
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .split_first()
+        {
+            Some((tool, args)) => {
+                let mut c = Command::new(tool);
+                c.args(args).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = command
             .env(SPEC_ENV, spec)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
