@@ -255,9 +255,9 @@ pub async fn start(
         .store(spool.segment_count() as u64, Ordering::Relaxed);
 
     let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
-    // Room for every ack of a full receive window, twice (a reconnect
-    // leaves the old window's messages in flight too).
-    let window = usize::from(cfg.receive_maximum) * 4 + 16;
+    // Acks queue here while the poller is not polling (see `Unacked`): room
+    // for far more than it lets in, so that the spooler does not wait.
+    let window = ACK_QUEUE;
     opts.set_clean_start(false)
         .set_session_expiry_interval(Some(
             cfg.session_expiry.as_secs().min(u32::MAX as u64) as u32
@@ -338,14 +338,25 @@ pub async fn start(
     ))
 }
 
+/// Capacity of the client's request channel, which carries the spooler's
+/// acks (a few dozen bytes each) to the poller.
+const ACK_QUEUE: usize = 1 << 16;
+
 /// Publishes received and not yet acknowledged by the spooler, and acks
 /// the spooler issued that the poller has not sent yet. The poller polls
-/// while either the first is under `max` or the second is not zero: acks
-/// only leave when it polls, and the spooler must never wait on them.
+/// while the first is under `max`, or while acks wait and the first is
+/// under twice `max`: acks only leave when it polls, but a poll that sends
+/// an ack may also read, and this broker sends on as acks flow, so without
+/// the second bound every batch of acks let more in than it acked (86,000
+/// messages held in an 8,000-visit run). Past it the waiting acks leave
+/// with the spooler's next ones, which free room (the spooler takes from
+/// what was received, never from the network). The acks wait in a channel
+/// that the poller empties before it fills, so the spooler never waits.
 struct Unacked {
     count: AtomicUsize,
     unsent: AtomicUsize,
-    /// The poller stops polling at this many.
+    /// The poller stops polling at this many with no ack to send, and at
+    /// twice as many in any case.
     max: usize,
     acked: Notify,
 }
@@ -357,9 +368,9 @@ impl Unacked {
             let acked = self.acked.notified();
             tokio::pin!(acked);
             acked.as_mut().enable();
-            if self.count.load(Ordering::Acquire) < self.max
-                || self.unsent.load(Ordering::Acquire) > 0
-            {
+            let count = self.count.load(Ordering::Acquire);
+            let unsent = self.unsent.load(Ordering::Acquire);
+            if count < self.max || (unsent > 0 && count < 2 * self.max) || unsent >= ACK_QUEUE / 2 {
                 return;
             }
             acked.await;
@@ -512,9 +523,10 @@ async fn spool_and_ack(
                     continue;
                 };
                 for (publish, _) in batch.drain(..) {
-                    // The poller keeps polling, so this never waits for long.
+                    // Counted first: the poller, which empties the channel
+                    // this may wait on, polls again when that frees room.
+                    unacked.acked();
                     if client.ack(&publish).await.is_ok() {
-                        unacked.acked();
                         stats.acked.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ecg_ingest::{start, AssemblyEvent, IngestConfig, IngestHandle};
@@ -365,9 +366,28 @@ async fn a_backlog_stays_in_the_broker_while_the_pipeline_is_behind() {
         "{held} of {N} messages taken while the pipeline took none (bound {bound})"
     );
 
-    // The pipeline catches up: everything arrives.
+    // The pipeline catches up, more slowly than the broker sends: while it
+    // does, the messages received and not yet acked stay bounded too
+    // (before 2026-11-30 every ack let more in, and they piled up: a poll
+    // that sends an ack also reads, and this broker sends on).
+    let watched = stats.clone();
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watch_on = watching.clone();
+    let watcher = tokio::spawn(async move {
+        let mut most = 0u64;
+        while watch_on.load(Ordering::Relaxed) {
+            let received = watched.received.load(Ordering::Relaxed);
+            let acked = watched.acked.load(Ordering::Relaxed);
+            most = most.max(received.saturating_sub(acked));
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        most
+    });
     let mut rejected = 0;
     while rejected < N {
+        if rejected % 16 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
             Ok(Some(AssemblyEvent::Rejected(_))) => rejected += 1,
             Ok(Some(_)) => {}
@@ -383,5 +403,12 @@ async fn a_backlog_stays_in_the_broker_while_the_pipeline_is_behind() {
         }
     }
     assert_eq!(stats.received.load(Ordering::Relaxed) as usize, N);
+    watching.store(false, Ordering::Relaxed);
+    let most_unacked = watcher.await.unwrap() as usize;
+    let unacked_bound = 2 * unacked_max + 64;
+    assert!(
+        most_unacked <= unacked_bound,
+        "{most_unacked} messages received and not yet acked at once (bound {unacked_bound})"
+    );
     ingest.finish().await.unwrap();
 }
