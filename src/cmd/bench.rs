@@ -43,6 +43,10 @@ pub struct Args {
     /// Keep the work dir (archive) after the run and print its path.
     #[arg(long)]
     pub keep: bool,
+    /// With --max, the most visits started and not yet through the
+    /// pipeline; the others wait on their devices, not in the broker.
+    #[arg(long, default_value_t = 1000)]
+    pub max_ahead: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -72,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stall: Duration::from_secs(args.stall_s.max(1)),
         work_root: args.work_dir,
         keep: args.keep,
+        max_ahead: args.max_ahead,
         ..BenchOptions::default()
     };
     let say = |line: &str| println!("{line}");

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,9 @@ pub struct FleetRun {
     pub seed: u64,
     /// Stamp chunks (the pipeline run) or not (the ceiling run).
     pub stamps: Option<Arc<Stamps>>,
+    /// At `max` pace, hand a device no visit while this many are started
+    /// and not yet through the pipeline (the counter of those through it).
+    pub lead: Option<(Arc<AtomicU64>, u64)>,
 }
 
 /// Devices connected and ready to stream.
@@ -149,6 +153,11 @@ impl Fleet {
         match run.pace {
             Pace::Max => {
                 for (i, p) in plan.iter().enumerate() {
+                    if let Some((through, most)) = &run.lead {
+                        while i as u64 >= through.load(Ordering::Relaxed) + most {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    }
                     let _ = senders[p.device % senders.len()].send(i);
                 }
             }
