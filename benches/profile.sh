@@ -4,7 +4,8 @@
 #
 #   benches/profile.sh [VISITS] [max|RATE] [DEVICES]
 #
-# writes benches/profiles/pipeline-VISITS-PACE-DATE.{svg,folded}. Needs
+# writes benches/profiles/pipeline-VISITS-PACE-DATE.svg (and .txt, the
+# run's own output). Needs
 # perf (Debian: linux-perf) and inferno (`cargo install inferno`).
 set -euo pipefail
 visits=${1:-4000}
@@ -21,11 +22,14 @@ cargo build --release -p ecg-bench --example load
 load="${CARGO_TARGET_DIR:-target}/release/examples/load"
 out="benches/profiles/pipeline-${visits}-${pace}-$(date -u +%Y%m%d-%H%M)"
 data=$(mktemp /tmp/ecg-profile-XXXXXX.data)
-trap 'rm -f "$data"' EXIT
+folded=$(mktemp /tmp/ecg-profile-XXXXXX.folded)
+trap 'rm -f "$data" "$folded"' EXIT
 # DWARF unwinding: the release build keeps no frame pointers.
 ECG_BENCH_PROFILER="perf record -F 199 --call-graph dwarf,16384 -o $data --" \
     "$load" "$visits" "$pace" "$devices" | tee "$out.txt"
-perf script -i "$data" 2>/dev/null | inferno-collapse-perf >"$out.folded"
-inferno-flamegraph --title "ecg-triage pipeline process, load $visits $pace $devices ($(git rev-parse --short HEAD))" \
-    <"$out.folded" >"$out.svg"
+perf script -i "$data" 2>/dev/null | inferno-collapse-perf >"$folded"
+# Frames under 1 px left out: the graph stays small enough to keep.
+inferno-flamegraph --minwidth 1 \
+    --title "ecg-triage pipeline process, load $visits $pace $devices ($(git rev-parse --short HEAD))" \
+    <"$folded" >"$out.svg"
 echo "flame graph: $out.svg"
