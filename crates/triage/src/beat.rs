@@ -56,9 +56,37 @@ pub(crate) fn samples(fs_hz: f64, seconds: f64) -> usize {
 /// The interpretation's largest cost (one median per lead and sample, several templates
 /// per interpretation, an interpretation per chunk while streaming), so the medians are
 /// taken [`LANES`] samples at a time: the beats' values as integer keys in
-/// `f32::total_cmp` order, sorted by a branch-free network that the compiler vectorises.
-/// The result is [`median`]'s, bit for bit.
+/// `f32::total_cmp` order, put in place by a branch-free comparator network (only the
+/// comparators the middle positions depend on) whose compare-exchanges are vector
+/// instructions. The result is [`median`]'s, bit for bit.
+///
+/// Compiled twice: once for AVX2, where a compare-exchange of all [`LANES`] is one
+/// `vpminsd` and one `vpmaxsd`, chosen when the processor has it; once portable.
 pub(crate) fn median_beat(
+    leads: &[&[f32]],
+    centres: &[usize],
+    pre: usize,
+    post: usize,
+) -> Array2<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn median_beat_avx2(
+            leads: &[&[f32]],
+            centres: &[usize],
+            pre: usize,
+            post: usize,
+        ) -> Array2<f32> {
+            median_beat_portable(leads, centres, pre, post)
+        }
+        // SAFETY: the processor has AVX2.
+        return unsafe { median_beat_avx2(leads, centres, pre, post) };
+    }
+    median_beat_portable(leads, centres, pre, post)
+}
+
+#[inline(always)]
+fn median_beat_portable(
     leads: &[&[f32]],
     centres: &[usize],
     pre: usize,
@@ -75,6 +103,7 @@ pub(crate) fn median_beat(
     // One row per beat, one lane per sample; lanes past a short last block keep
     // whatever they held and are never read.
     let mut block = vec![[0i32; LANES]; n];
+    let network = median_network(n);
     for (li, lead) in leads.iter().enumerate() {
         let mut t = 0;
         while t < len {
@@ -85,7 +114,7 @@ pub(crate) fn median_beat(
                     *k = order_key(x);
                 }
             }
-            sort_lanes(&mut block);
+            compare_exchange_lanes(&mut block, &network);
             for l in 0..w {
                 out[[li, t + l]] = if n % 2 == 1 {
                     from_order_key(block[n / 2][l])
@@ -102,21 +131,62 @@ pub(crate) fn median_beat(
 /// Samples whose medians are taken together.
 const LANES: usize = 8;
 
-/// Sorts every lane of `rows` (rows = the values to sort): odd-even transposition,
-/// `rows.len()` rounds of compare-exchanges between neighbours, which sorts any input.
-fn sort_lanes(rows: &mut [[i32; LANES]]) {
-    let n = rows.len();
-    for round in 0..n {
-        let mut i = round % 2;
-        while i + 1 < n {
-            let (a, b) = rows.split_at_mut(i + 1);
-            let (x, y) = (&mut a[i], &mut b[0]);
-            for l in 0..LANES {
-                let (lo, hi) = (x[l].min(y[l]), x[l].max(y[l]));
-                x[l] = lo;
-                y[l] = hi;
+/// The comparators `(i, j)`, `i < j`, after which positions `(n - 1) / 2` and `n / 2` of
+/// `n` values hold what they would hold sorted: Batcher's odd-even merge sort, less every
+/// comparator that cannot reach those two positions: 35 for 12 beats, 1,124 for 120,
+/// where a transposition sort takes n(n - 1)/2 (66 and 7,140).
+fn median_network(n: usize) -> Vec<(usize, usize)> {
+    let mut all = Vec::new();
+    let mut p = 1;
+    while p < n {
+        let mut k = p;
+        while k >= 1 {
+            let mut j = k % p;
+            while j + k < n {
+                for i in 0..k.min(n - j - k) {
+                    if (i + j) / (2 * p) == (i + j + k) / (2 * p) {
+                        all.push((i + j, i + j + k));
+                    }
+                }
+                j += 2 * k;
             }
-            i += 2;
+            k /= 2;
+        }
+        p *= 2;
+    }
+    // Backwards from the outputs: a comparator matters when it writes a position that a
+    // later kept comparator (or the output) reads.
+    let mut needed = vec![false; n];
+    if n > 0 {
+        needed[(n - 1) / 2] = true;
+        needed[n / 2] = true;
+    }
+    let mut kept: Vec<(usize, usize)> = all
+        .into_iter()
+        .rev()
+        .filter(|&(i, j)| {
+            let keep = needed[i] || needed[j];
+            if keep {
+                needed[i] = true;
+                needed[j] = true;
+            }
+            keep
+        })
+        .collect();
+    kept.reverse();
+    kept
+}
+
+/// Applies `network` to every lane of `rows` (one row per value to order).
+#[inline(always)]
+fn compare_exchange_lanes(rows: &mut [[i32; LANES]], network: &[(usize, usize)]) {
+    for &(i, j) in network {
+        let (a, b) = rows.split_at_mut(j);
+        let (x, y) = (&mut a[i], &mut b[0]);
+        for l in 0..LANES {
+            let (lo, hi) = (x[l].min(y[l]), x[l].max(y[l]));
+            x[l] = lo;
+            y[l] = hi;
         }
     }
 }
@@ -146,53 +216,111 @@ fn from_order_key(k: i32) -> f32 {
     f32::from_bits((k ^ ((((k >> 31) as u32) >> 1) as i32)) as u32)
 }
 
-/// The template's QRS window, lead by lead, mean removed: the same for every beat and
-/// lag of one pass, so it is prepared once.
-fn template_qrs(
-    template: &Array2<f32>,
-    t_origin: usize,
-    m_pre: usize,
-    m_post: usize,
-) -> Vec<Vec<f64>> {
-    let n = (m_pre + m_post) as f64;
-    template
-        .rows()
-        .into_iter()
-        .map(|row| {
-            let y: Vec<f32> = (0..m_pre + m_post)
-                .map(|k| row[t_origin - m_pre + k])
-                .collect();
-            let my = y.iter().map(|&v| v as f64).sum::<f64>() / n;
-            y.iter().map(|&v| v as f64 - my).collect()
-        })
-        .collect()
+/// The template's QRS window, lead by lead, mean removed, and its sum of squares: the
+/// same for every beat and lag of one pass, so it is prepared once.
+#[derive(Debug, Clone)]
+struct TemplateQrs {
+    rows: Vec<Vec<f64>>,
+    syy: f64,
 }
 
-/// Pearson correlation of a beat's QRS (all leads concatenated, mean removed per lead)
-/// with the template's (from [`template_qrs`]), the beat being shifted by `lag` samples.
-fn qrs_correlation(
-    leads: &[&[f32]],
-    r: usize,
-    lag: isize,
-    template: &[Vec<f64>],
-    m_pre: usize,
-) -> f64 {
-    let (mut sxy, mut sxx, mut syy) = (0.0f64, 0.0f64, 0.0f64);
-    for (lead, y) in leads.iter().zip(template) {
-        let start = (r as isize + lag - m_pre as isize) as usize;
-        let x = &lead[start..start + y.len()];
-        let mx = x.iter().map(|&v| v as f64).sum::<f64>() / y.len() as f64;
-        for (&xv, &b) in x.iter().zip(y) {
-            let a = xv as f64 - mx;
-            sxy += a * b;
-            sxx += a * a;
-            syy += b * b;
+impl TemplateQrs {
+    fn new(template: &Array2<f32>, t_origin: usize, m_pre: usize, m_post: usize) -> TemplateQrs {
+        let n = (m_pre + m_post) as f64;
+        let rows: Vec<Vec<f64>> = template
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let y: Vec<f32> = (0..m_pre + m_post)
+                    .map(|k| row[t_origin - m_pre + k])
+                    .collect();
+                let my = y.iter().map(|&v| v as f64).sum::<f64>() / n;
+                y.iter().map(|&v| v as f64 - my).collect()
+            })
+            .collect();
+        let syy = rows.iter().flatten().map(|b| b * b).sum();
+        TemplateQrs { rows, syy }
+    }
+
+    /// The lag in `-align..=align` at which a beat's QRS (all leads concatenated, mean
+    /// removed per lead) best matches the template's in Pearson correlation, and that
+    /// correlation; the first lag wins ties.
+    ///
+    /// Every lag's correlation reads the same few samples, so each lead's span is
+    /// converted once, and the beat's sums and sums of squares come from running sums:
+    /// as the template's rows have zero mean, the covariance is a plain dot product,
+    /// the only per-lag work.
+    fn best_lag(&self, leads: &[&[f32]], r: usize, align: usize, m_pre: usize) -> (f64, isize) {
+        let lags = 2 * align + 1;
+        let (mut sxy, mut sx2) = (vec![0.0f64; lags], vec![0.0f64; lags]);
+        let mut span = Vec::new();
+        let mut prefix = Vec::new();
+        let mut prefix_sq = Vec::new();
+        for (lead, y) in leads.iter().zip(&self.rows) {
+            let width = y.len();
+            let from = r - align - m_pre;
+            span.clear();
+            span.extend(
+                lead[from..from + width + 2 * align]
+                    .iter()
+                    .map(|&v| v as f64),
+            );
+            // Centred, so that the sums of squares do not cancel on a lead far from zero.
+            let centre = span.iter().sum::<f64>() / span.len() as f64;
+            span.iter_mut().for_each(|v| *v -= centre);
+            prefix.clear();
+            prefix_sq.clear();
+            let (mut s, mut q) = (0.0, 0.0);
+            prefix.push(s);
+            prefix_sq.push(q);
+            for &v in &span {
+                s += v;
+                q += v * v;
+                prefix.push(s);
+                prefix_sq.push(q);
+            }
+            for k in 0..lags {
+                let x = &span[k..k + width];
+                sxy[k] += dot(x, y);
+                let sum = prefix[k + width] - prefix[k];
+                sx2[k] += prefix_sq[k + width] - prefix_sq[k] - sum * sum / width as f64;
+            }
+        }
+        let mut best = (f64::MIN, 0isize);
+        for k in 0..lags {
+            // A flat beat has no shape to match (its sum of squares about the mean is
+            // zero but for rounding).
+            let c = if sx2[k] <= 1e-12 || self.syy <= 0.0 {
+                0.0
+            } else {
+                sxy[k] / (sx2[k] * self.syy).sqrt()
+            };
+            if c > best.0 {
+                best = (c, k as isize - align as isize);
+            }
+        }
+        best
+    }
+}
+
+/// Four running sums, so the compiler can use vector instructions (one strict sum
+/// cannot be reordered).
+#[inline(always)]
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let tail: f64 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for l in 0..4 {
+            acc[l] += a[l] * b[l];
         }
     }
-    if sxx <= 0.0 || syy <= 0.0 {
-        return 0.0;
-    }
-    sxy / (sxx * syy).sqrt()
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Whether a beat at R peak `r` has room for its window and its alignment inside a
@@ -232,16 +360,10 @@ pub(crate) fn sort_beats(leads: &[&[f32]], r_peaks: &[usize], fs_hz: f64) -> Bea
     }
     let mut template = median_beat(leads, &r_usable, pre, post);
     for _pass in 0..2 {
-        let qrs = template_qrs(&template, pre, m_pre, m_post);
+        let qrs = TemplateQrs::new(&template, pre, m_pre, m_post);
         let mut corr = Vec::with_capacity(r_usable.len());
         for (k, &r) in r_usable.iter().enumerate() {
-            let mut best = (f64::MIN, 0isize);
-            for lag in -(align as isize)..=(align as isize) {
-                let c = qrs_correlation(leads, r, lag, &qrs, m_pre);
-                if c > best.0 {
-                    best = (c, lag);
-                }
-            }
+            let best = qrs.best_lag(leads, r, align, m_pre);
             set.r_aligned[k] = (r as isize + best.1) as usize;
             corr.push(best.0);
         }
@@ -267,7 +389,7 @@ pub(crate) fn sort_beats(leads: &[&[f32]], r_peaks: &[usize], fs_hz: f64) -> Bea
 /// Aligns single beats on a template's QRS the way [`sort_beats`] does.
 #[derive(Debug, Clone)]
 pub(crate) struct Aligner {
-    qrs: Vec<Vec<f64>>,
+    qrs: TemplateQrs,
     m_pre: usize,
     m_post: usize,
     align: usize,
@@ -279,7 +401,7 @@ impl Aligner {
         let m_pre = samples(fs_hz, MORPH_PRE_S);
         let m_post = samples(fs_hz, MORPH_POST_S);
         Aligner {
-            qrs: template_qrs(template, origin, m_pre, m_post),
+            qrs: TemplateQrs::new(template, origin, m_pre, m_post),
             m_pre,
             m_post,
             align: samples(fs_hz, ALIGN_S),
@@ -293,13 +415,7 @@ impl Aligner {
         if r < self.align + self.m_pre || r + self.align + self.m_post > n {
             return None;
         }
-        let mut best = (f64::MIN, 0isize);
-        for lag in -(self.align as isize)..=(self.align as isize) {
-            let c = qrs_correlation(leads, r, lag, &self.qrs, self.m_pre);
-            if c > best.0 {
-                best = (c, lag);
-            }
-        }
+        let best = self.qrs.best_lag(leads, r, self.align, self.m_pre);
         Some(((r as isize + best.1) as usize, best.0))
     }
 }
@@ -315,31 +431,32 @@ pub(crate) fn remove_baseline(lead: &[f32], knots: &[usize], half_width: usize) 
         }
         lead[a..b].iter().sum::<f32>() / (b - a) as f32
     };
-    let pts: Vec<(usize, f32)> = knots
+    let mut pts: Vec<(usize, f32)> = knots
         .iter()
         .filter(|&&k| k < lead.len())
         .map(|&k| (k, level(k)))
         .collect();
-    if pts.is_empty() {
+    pts.sort_by_key(|&(k, _)| k);
+    let (Some(&(t_first, y_first)), Some(&(_, y_last))) = (pts.first(), pts.last()) else {
         return lead.to_vec();
-    }
+    };
+    // Segment by segment, so that each inner loop is straight-line arithmetic the compiler
+    // turns into vector instructions.
     let mut out = Vec::with_capacity(lead.len());
-    let mut seg = 0;
-    for (t, &x) in lead.iter().enumerate() {
-        while seg + 1 < pts.len() && pts[seg + 1].0 <= t {
-            seg += 1;
-        }
-        let base = if t <= pts[0].0 {
-            pts[0].1
-        } else if seg + 1 >= pts.len() {
-            pts[pts.len() - 1].1
-        } else {
-            let (t0, y0) = pts[seg];
-            let (t1, y1) = pts[seg + 1];
-            y0 + (y1 - y0) * (t - t0) as f32 / (t1 - t0).max(1) as f32
-        };
-        out.push(x - base);
+    out.extend(lead[..=t_first].iter().map(|&x| x - y_first));
+    for w in pts.windows(2) {
+        let ((t0, y0), (t1, y1)) = (w[0], w[1]);
+        let span = (t1 - t0).max(1) as f32;
+        let from = t0.max(t_first + 1);
+        out.extend(
+            lead[from.min(t1)..t1]
+                .iter()
+                .zip(from - t0..)
+                .map(|(&x, dt)| x - (y0 + (y1 - y0) * dt as f32 / span)),
+        );
     }
+    let done = out.len();
+    out.extend(lead[done..].iter().map(|&x| x - y_last));
     out
 }
 
@@ -365,8 +482,8 @@ mod tests {
         let other: Vec<f32> = sig.iter().rev().copied().collect();
         let leads = [sig.as_slice(), other.as_slice()];
         let (pre, post) = (7, 12);
-        for n in 1..=19 {
-            let centres: Vec<usize> = (0..n).map(|k| 20 + k * 173).collect();
+        for n in (1..=40).chain([63, 64, 65, 119, 120]) {
+            let centres: Vec<usize> = (0..n).map(|k| 20 + k * 31).collect();
             let m = median_beat(&leads, &centres, pre, post);
             for (li, lead) in leads.iter().enumerate() {
                 for t in 0..pre + post {
@@ -382,6 +499,86 @@ mod tests {
         for &x in &special {
             assert_eq!(from_order_key(order_key(x)).to_bits(), x.to_bits());
         }
+    }
+
+    #[test]
+    fn the_median_network_orders_the_middle_of_every_zero_one_input() {
+        // The zero-one principle: a comparator network that orders every 0/1 input orders
+        // every input.
+        for n in 1..=16usize {
+            let net = median_network(n);
+            for bits in 0u32..1 << n {
+                let mut v: Vec<u32> = (0..n).map(|k| bits >> k & 1).collect();
+                for &(i, j) in &net {
+                    if v[i] > v[j] {
+                        v.swap(i, j);
+                    }
+                }
+                let ones = bits.count_ones() as usize;
+                let sorted = |k: usize| u32::from(k >= n - ones);
+                assert_eq!(v[(n - 1) / 2], sorted((n - 1) / 2), "n {n}, input {bits:b}");
+                assert_eq!(v[n / 2], sorted(n / 2), "n {n}, input {bits:b}");
+            }
+        }
+        // Fewer comparators than the transposition sort it replaced (n rounds of n/2).
+        assert!(median_network(12).len() < 12 * 11 / 2);
+    }
+
+    #[test]
+    fn the_vector_and_the_portable_code_agree() {
+        let sig: Vec<f32> = (0..3000u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) >> 9) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        let leads = [sig.as_slice(), &sig[7..]];
+        let centres: Vec<usize> = (0..23).map(|k| 100 + k * 97).collect();
+        let (pre, post) = (40, 60);
+        let dispatched = median_beat(&leads, &centres, pre, post);
+        let portable = median_beat_portable(&leads, &centres, pre, post);
+        assert_eq!(dispatched.mapv(f32::to_bits), portable.mapv(f32::to_bits));
+    }
+
+    #[test]
+    fn best_lag_is_the_pearson_correlation_of_the_concatenated_leads() {
+        let noise = |i: u32| ((i.wrapping_mul(2_654_435_761) >> 9) % 2001) as f32 / 1e4;
+        // Far from zero, to show that the sums do not cancel.
+        let a: Vec<f32> = (0..600u32)
+            .map(|i| 40.0 + (i as f32 * 0.07).sin() + noise(i))
+            .collect();
+        let b: Vec<f32> = (0..600u32)
+            .map(|i| (i as f32 * 0.05).cos() - noise(i + 9))
+            .collect();
+        let flat = vec![3.0f32; 600];
+        let leads = [a.as_slice(), b.as_slice(), flat.as_slice()];
+        let (m_pre, m_post, align) = (30, 40, 8);
+        let template = median_beat(&leads, &[300], 60, 60);
+        let qrs = TemplateQrs::new(&template, 60, m_pre, m_post);
+        for r in [280usize, 300, 313] {
+            let pearson = |lag: isize| {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                for (lead, row) in leads.iter().zip(template.rows()) {
+                    let from = (r as isize + lag) as usize - m_pre;
+                    let w = &lead[from..from + m_pre + m_post];
+                    let mw = w.iter().map(|&v| v as f64).sum::<f64>() / w.len() as f64;
+                    x.extend(w.iter().map(|&v| v as f64 - mw));
+                    let t: Vec<f64> = (0..m_pre + m_post)
+                        .map(|k| row[60 - m_pre + k] as f64)
+                        .collect();
+                    let mt = t.iter().sum::<f64>() / t.len() as f64;
+                    y.extend(t.iter().map(|v| v - mt));
+                }
+                let sxy: f64 = x.iter().zip(&y).map(|(p, q)| p * q).sum();
+                let sxx: f64 = x.iter().map(|p| p * p).sum();
+                let syy: f64 = y.iter().map(|q| q * q).sum();
+                sxy / (sxx * syy).sqrt()
+            };
+            let (c, lag) = qrs.best_lag(&leads, r, align, m_pre);
+            let best = (-8..=8).map(pearson).fold(f64::MIN, f64::max);
+            assert!((c - best).abs() < 1e-9, "r {r}: {c} against {best}");
+            assert!((pearson(lag) - c).abs() < 1e-9);
+        }
+        // A flat beat matches nothing.
+        let flat_leads = [flat.as_slice(), flat.as_slice(), flat.as_slice()];
+        assert_eq!(qrs.best_lag(&flat_leads, 300, align, m_pre).0, 0.0);
     }
 
     fn synthetic_beat(t: f64) -> f32 {
@@ -429,5 +626,38 @@ mod tests {
         let y = remove_baseline(&x, &[100, 500, 900], 5);
         assert!(y[300].abs() < 1e-4);
         assert!(y[700].abs() < 1e-4);
+    }
+
+    #[test]
+    fn baseline_is_the_line_through_the_knots_sample_by_sample() {
+        let x: Vec<f32> = (0..400u32)
+            .map(|t| ((t.wrapping_mul(2_654_435_761) >> 9) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        // Unsorted, repeated, at both ends and past the end.
+        let knots = [250, 3, 3, 120, 0, 250, 399, 180, 181, 1000];
+        let y = remove_baseline(&x, &knots, 2);
+        let level = |c: usize| {
+            let (a, b) = (c.saturating_sub(2), (c + 3).min(x.len()));
+            x[a..b].iter().sum::<f32>() / (b - a) as f32
+        };
+        let mut pts: Vec<(usize, f32)> = knots
+            .iter()
+            .filter(|&&k| k < x.len())
+            .map(|&k| (k, level(k)))
+            .collect();
+        pts.sort_by_key(|p| p.0);
+        for (t, (&xt, &yt)) in x.iter().zip(&y).enumerate() {
+            let seg = pts.iter().rposition(|p| p.0 <= t).unwrap_or(0);
+            let base = if t <= pts[0].0 {
+                pts[0].1
+            } else if seg + 1 == pts.len() {
+                pts[seg].1
+            } else {
+                let ((t0, y0), (t1, y1)) = (pts[seg], pts[seg + 1]);
+                y0 + (y1 - y0) * (t - t0) as f32 / (t1 - t0) as f32
+            };
+            assert_eq!(yt.to_bits(), (xt - base).to_bits(), "t {t}");
+        }
+        assert_eq!(y.len(), x.len());
     }
 }
