@@ -247,15 +247,13 @@ impl TemplateQrs {
     /// correlation; the first lag wins ties.
     ///
     /// Every lag's correlation reads the same few samples, so each lead's span is
-    /// converted once, and the beat's sums and sums of squares come from running sums:
+    /// converted once, and the beat's sums and sums of squares slide along it:
     /// as the template's rows have zero mean, the covariance is a plain dot product,
     /// the only per-lag work.
     fn best_lag(&self, leads: &[&[f32]], r: usize, align: usize, m_pre: usize) -> (f64, isize) {
         let lags = 2 * align + 1;
         let (mut sxy, mut sx2) = (vec![0.0f64; lags], vec![0.0f64; lags]);
         let mut span = Vec::new();
-        let mut prefix = Vec::new();
-        let mut prefix_sq = Vec::new();
         for (lead, y) in leads.iter().zip(&self.rows) {
             let width = y.len();
             let from = r - align - m_pre;
@@ -268,22 +266,19 @@ impl TemplateQrs {
             // Centred, so that the sums of squares do not cancel on a lead far from zero.
             let centre = span.iter().sum::<f64>() / span.len() as f64;
             span.iter_mut().for_each(|v| *v -= centre);
-            prefix.clear();
-            prefix_sq.clear();
-            let (mut s, mut q) = (0.0, 0.0);
-            prefix.push(s);
-            prefix_sq.push(q);
-            for &v in &span {
-                s += v;
-                q += v * v;
-                prefix.push(s);
-                prefix_sq.push(q);
+            let (mut sum, mut sq) = (0.0, 0.0);
+            for &v in &span[..width] {
+                sum += v;
+                sq += v * v;
             }
             for k in 0..lags {
-                let x = &span[k..k + width];
-                sxy[k] += dot(x, y);
-                let sum = prefix[k + width] - prefix[k];
-                sx2[k] += prefix_sq[k + width] - prefix_sq[k] - sum * sum / width as f64;
+                if k > 0 {
+                    let (gone, new) = (span[k - 1], span[k - 1 + width]);
+                    sum += new - gone;
+                    sq += new * new - gone * gone;
+                }
+                sxy[k] += dot(&span[k..k + width], y);
+                sx2[k] += sq - sum * sum / width as f64;
             }
         }
         let mut best = (f64::MIN, 0isize);
@@ -303,12 +298,12 @@ impl TemplateQrs {
     }
 }
 
-/// Four running sums, so the compiler can use vector instructions (one strict sum
-/// cannot be reordered).
+/// Eight running sums, so that the compiler can use vector instructions and several
+/// additions are in flight at once (one strict sum can neither be reordered nor overlap).
 #[inline(always)]
 fn dot(x: &[f64], y: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let mut acc = [0.0f64; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
     let tail: f64 = xc
         .remainder()
         .iter()
@@ -316,11 +311,11 @@ fn dot(x: &[f64], y: &[f64]) -> f64 {
         .map(|(a, b)| a * b)
         .sum();
     for (a, b) in xc.zip(yc) {
-        for l in 0..4 {
+        for l in 0..8 {
             acc[l] += a[l] * b[l];
         }
     }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
 }
 
 /// Whether a beat at R peak `r` has room for its window and its alignment inside a
@@ -358,9 +353,11 @@ pub(crate) fn sort_beats(leads: &[&[f32]], r_peaks: &[usize], fs_hz: f64) -> Bea
     if r_usable.len() < 2 {
         return set;
     }
-    let mut template = median_beat(leads, &r_usable, pre, post);
-    for _pass in 0..2 {
-        let qrs = TemplateQrs::new(&template, pre, m_pre, m_post);
+    // The passes compare QRS windows only: their templates need no more than that
+    // window, a seventh of the whole beat's.
+    let mut template = median_beat(leads, &r_usable, m_pre, m_post);
+    for pass in 0..2 {
+        let qrs = TemplateQrs::new(&template, m_pre, m_pre, m_post);
         let mut corr = Vec::with_capacity(r_usable.len());
         for (k, &r) in r_usable.iter().enumerate() {
             let best = qrs.best_lag(leads, r, align, m_pre);
@@ -380,9 +377,12 @@ pub(crate) fn sort_beats(leads: &[&[f32]], r_peaks: &[usize], fs_hz: f64) -> Bea
         if dom.is_empty() {
             return set;
         }
-        template = median_beat(leads, &dom, pre, post);
+        if pass == 0 {
+            template = median_beat(leads, &dom, m_pre, m_post);
+        } else {
+            set.dominant_median = Some(median_beat(leads, &dom, pre, post));
+        }
     }
-    set.dominant_median = Some(template);
     set
 }
 

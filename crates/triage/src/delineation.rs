@@ -184,16 +184,20 @@ fn t_wave_end(
     rr_s: f64,
 ) -> Option<usize> {
     let len = beats.ncols();
+    let bases: Vec<f32> = beats
+        .rows()
+        .into_iter()
+        .map(|lead| Some(window_mean(lead.as_slice()?, pr.0, pr.1)))
+        .collect::<Option<Vec<f32>>>()?;
     let rms: Vec<f32> = (0..len)
         .map(|t| {
             let mut s = 0.0f32;
-            for lead in beats.rows() {
-                let base = window_mean(lead.as_slice()?, pr.0, pr.1);
+            for (lead, base) in beats.rows().into_iter().zip(&bases) {
                 s += (lead[t] - base).powi(2);
             }
-            Some((s / beats.nrows() as f32).sqrt())
+            (s / beats.nrows() as f32).sqrt()
         })
-        .collect::<Option<Vec<f32>>>()?;
+        .collect();
     let start = j + samples(fs_hz, 0.06);
     let limit = origin + samples(fs_hz, (0.8 * rr_s).clamp(0.3, 0.6));
     let end = limit.min(len - 2);
