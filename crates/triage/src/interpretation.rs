@@ -114,7 +114,7 @@ fn interpret_inner(
     let mut r: Vec<usize> = r_peaks.iter().copied().filter(|&x| x < n).collect();
     r.sort_unstable();
     r.dedup();
-    let analysis = if names.is_empty() || signals.iter().any(|s| s.iter().any(|v| !v.is_finite())) {
+    let analysis = if names.is_empty() || signals.iter().any(|s| !crate::quality::all_finite(s)) {
         None
     } else {
         analyse(fs_hz, &names, &signals, &r)
