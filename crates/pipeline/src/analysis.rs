@@ -43,7 +43,7 @@ pub struct VisitAnalysis {
     /// stream saw exactly the samples to archive without comparing them whole (the
     /// interpreter shares the assembler's blocks; the archive gets a copy assembled at
     /// the end).
-    lead_hashes: Vec<u64>,
+    lead_hashes: Vec<LeadHash>,
     n_samples: u64,
     max_samples: u64,
     r_peaks: Vec<usize>,
@@ -90,7 +90,7 @@ impl VisitAnalysis {
             detector_leads,
             detector: Some(detector),
             interpreter,
-            lead_hashes: vec![FNV_OFFSET; labels.len()],
+            lead_hashes: vec![LeadHash::default(); labels.len()],
             n_samples: 0,
             max_samples: MAX_VISIT_S * u64::from(meta.fs_hz),
             r_peaks: Vec::new(),
@@ -107,10 +107,11 @@ impl VisitAnalysis {
     pub fn saw_exactly(&self, samples: &[Vec<i16>]) -> bool {
         samples.len() == self.lead_hashes.len()
             && samples.iter().all(|l| l.len() as u64 == self.n_samples)
-            && samples
-                .iter()
-                .zip(&self.lead_hashes)
-                .all(|(l, &h)| fnv(FNV_OFFSET, l) == h)
+            && samples.iter().zip(&self.lead_hashes).all(|(l, h)| {
+                let mut whole = LeadHash::default();
+                whole.push(l);
+                whole == *h
+            })
     }
 
     /// Pushes the next samples (ADC counts, one vector per lead). Returns
@@ -161,7 +162,7 @@ impl VisitAnalysis {
             det.release_scratch();
         }
         for (h, new) in self.lead_hashes.iter_mut().zip(per_lead.iter()) {
-            *h = fnv(*h, new);
+            h.push(new);
         }
         self.n_samples += len as u64;
         self.feed(per_lead, &beats)
@@ -205,17 +206,49 @@ impl VisitAnalysis {
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// A hash of one lead's samples that is the same however the lead is cut into
+/// pieces: FNV-1a over the samples (16 bits at a time), in four interleaved lanes
+/// (sample `i` goes to lane `i % 4`) so that four multiplications are in flight at
+/// once; every visit's samples pass through it twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LeadHash {
+    lanes: [u64; 4],
+    /// Samples hashed so far: where the next piece's first sample goes.
+    len: u64,
+}
 
-/// FNV-1a over the samples' bytes, continued from `h`: pushing a lead in pieces gives
-/// the hash of the whole.
-fn fnv(mut h: u64, samples: &[i16]) -> u64 {
-    for &v in samples {
-        for b in v.to_le_bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+impl Default for LeadHash {
+    fn default() -> LeadHash {
+        LeadHash {
+            lanes: [FNV_OFFSET; 4],
+            len: 0,
         }
     }
-    h
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+impl LeadHash {
+    fn push(&mut self, samples: &[i16]) {
+        let step = |h: &mut u64, v: i16| *h = (*h ^ u64::from(v as u16)).wrapping_mul(FNV_PRIME);
+        // Up to the next multiple of four, so that the blocks below start at lane 0.
+        let lead_in = ((4 - self.len % 4) % 4).min(samples.len() as u64) as usize;
+        for (k, &v) in samples[..lead_in].iter().enumerate() {
+            step(&mut self.lanes[(self.len as usize + k) % 4], v);
+        }
+        let blocks = samples[lead_in..].chunks_exact(4);
+        let rest = blocks.remainder();
+        for b in blocks {
+            for (h, &v) in self.lanes.iter_mut().zip(b) {
+                step(h, v);
+            }
+        }
+        for (h, &v) in self.lanes.iter_mut().zip(rest) {
+            step(h, v);
+        }
+        self.len += samples.len() as u64;
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +271,36 @@ mod tests {
             acquired_at: time::OffsetDateTime::UNIX_EPOCH,
             chunk_samples: 100,
             firmware_version: "test-1".into(),
+        }
+    }
+
+    #[test]
+    fn a_lead_hash_does_not_depend_on_how_the_lead_was_cut() {
+        let lead: Vec<i16> = (0..300)
+            .map(|i| ((i * 7919) % 4001 - 2000) as i16)
+            .collect();
+        let mut whole = LeadHash::default();
+        whole.push(&lead);
+        for sizes in [&[1usize, 2, 3, 5, 7][..], &[4, 4, 1], &[299], &[0, 3, 0, 1]] {
+            let mut pieces = LeadHash::default();
+            let mut at = 0;
+            for &n in sizes.iter().cycle() {
+                let end = (at + n).min(lead.len());
+                pieces.push(&lead[at..end]);
+                at = end;
+                if at == lead.len() {
+                    break;
+                }
+            }
+            assert_eq!(pieces, whole, "{sizes:?}");
+        }
+        // Two samples swapped, in the same lane and in different lanes.
+        for (i, j) in [(10, 14), (10, 11)] {
+            let mut other = lead.clone();
+            other.swap(i, j);
+            let mut h = LeadHash::default();
+            h.push(&other);
+            assert_ne!(h, whole);
         }
     }
 
