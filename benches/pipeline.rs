@@ -14,10 +14,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ecg_archive::store::StoreError;
 use ecg_archive::time::OffsetDateTime;
 use ecg_archive::{ArchiveWriter, ObjectStore, VisitRecord, VisitRow, WriterConfig};
+use ecg_pipeline::analysis::VisitAnalysis;
 use ecg_signal::filter::{DetectionBandpass, DiagnosticFilter, Mains};
 use ecg_signal::{Beat, QrsDetector};
 use ecg_triage::{LeadSignal, Patient};
-use ecg_wire::{Chunk, LeadSet, VisitId};
+use ecg_wire::{Chunk, ClinicId, DeviceId, LeadSet, PatientPseudonym, Sex, VisitId, VisitMeta};
 use firmware_sim::synth::{self, VisitSpec};
 
 const FS_HZ: u32 = 500;
@@ -210,6 +211,43 @@ fn bench(c: &mut Criterion) {
     // delineation, ST measurement and the criteria.
     g.bench_function("delineation_and_st", |b| {
         b.iter(|| ecg_triage::interpret(fs, &leads, &r_peaks, patient).unwrap())
+    });
+
+    // What the pipeline does per visit on its analysis threads: the visit
+    // streamed in ten 1 s blocks of counts (detector, the early decision's
+    // window readings), then the final interpretation of the whole.
+    let meta = VisitMeta {
+        device_id: DeviceId::new("bench-1").unwrap(),
+        clinic_id: ClinicId::new("clinic-1").unwrap(),
+        visit_id,
+        patient_pseudonym: PatientPseudonym::new("k1-9f86d081884c7d659a2feaa0c55ad015").unwrap(),
+        sex: Sex::Male,
+        age_years: Some(60),
+        leads: LeadSet::STANDARD_12,
+        fs_hz: FS_HZ,
+        gain_uv_per_lsb: f64::from(v.uv_per_lsb),
+        acquired_at: OffsetDateTime::UNIX_EPOCH,
+        chunk_samples: FS_HZ as u16,
+        firmware_version: "bench".into(),
+    };
+    let blocks: Vec<Arc<[Vec<i16>]>> = (0..n / FS_HZ as usize)
+        .map(|k| {
+            let from = k * FS_HZ as usize;
+            v.samples
+                .iter()
+                .map(|l| l[from..from + FS_HZ as usize].to_vec())
+                .collect::<Vec<_>>()
+                .into()
+        })
+        .collect();
+    g.bench_function("visit_analysis_streamed", |b| {
+        b.iter(|| {
+            let mut a = VisitAnalysis::new(&meta).unwrap();
+            for (k, block) in blocks.iter().enumerate() {
+                a.push((k * FS_HZ as usize) as u64, block.clone()).unwrap();
+            }
+            a.finish().unwrap()
+        })
     });
 
     // Parquet encoding of the waveforms (and the other tables) of eight
