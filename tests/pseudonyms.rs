@@ -114,6 +114,7 @@ fn no_patient_identifier_or_device_pseudonym_reaches_the_archive() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("ecgtriage run starts");
+    wait_subscribed_log(&mut run, &log);
 
     let clinic_key = PseudonymKey::new(1, CLINIC_KEY.as_bytes()).unwrap();
     let mut cfg = s.fleet(VISITS, 77);

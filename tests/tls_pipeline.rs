@@ -70,6 +70,7 @@ fn pipeline_devices_and_watcher_over_mqtts_archive_every_visit() {
         &["--ca", "--client-cert", "--client-key"],
         &log,
     );
+    wait_subscribed_log(&mut run, &log);
 
     let mut cfg = s.fleet(24, 5);
     cfg.broker = BrokerUrl::parse_with_tls(&broker.tls_url().unwrap(), Some(client_tls.clone()))

@@ -307,6 +307,28 @@ pub fn archived_ids(archive: &Path) -> Vec<String> {
 
 /// Waits until `n` distinct visits are archived (or `timeout`, after which
 /// the caller's checks say what is missing).
+/// Waits until the pipeline writing `log` (at level info or below) is
+/// subscribed: a device message published before that has no session to
+/// wait in and is dropped by the broker, as MQTT says.
+pub fn wait_subscribed_log(run: &mut Child, log: &Path) {
+    let t0 = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("subscribed") {
+            return;
+        }
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the pipeline exited before it subscribed:\n{text}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the pipeline did not subscribe:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn wait_for_archive(archive: &Path, n: usize, timeout: Duration) -> Vec<String> {
     let t0 = Instant::now();
     loop {

@@ -477,6 +477,8 @@ async fn poll(
             Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => unacked.ack_sent(),
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+                // From here on the broker keeps the devices' messages for us.
+                tracing::info!(filter = %filter, "subscribed");
             }
             Ok(_) => {}
             Err(e) => {
