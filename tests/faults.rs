@@ -47,8 +47,8 @@ fn finish(
 fn pipeline_sigkilled_at_ten_random_moments_loses_nothing_and_archives_once() {
     let s = Setup::new(16, &[]);
     let seen = watch(s.broker.port());
-    let fleet = spawn_fleet(s.fleet(200, 23));
     let mut pipeline = s.start_pipeline();
+    let fleet = spawn_fleet(s.fleet(200, 23));
     // A fresh seed each run, printed so that a failure can be told apart.
     let mut state = RandomState::new().hash_one(Instant::now()) | 1;
     eprintln!("kill schedule seed {state:#x}");

@@ -178,19 +178,9 @@ fn pipeline_refuses_a_plaintext_port_and_a_broker_of_another_ca() {
     let log = work.join("pipeline.log");
     let url = format!("mqtts://pipeline:x@127.0.0.1:{}", a.tls_port().unwrap());
     let mut run = pipeline(&work, &url, &[&ca_a], &["--ca"], &log);
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("pipeline running")
-    {
-        assert!(
-            run.try_wait().unwrap().is_none(),
-            "good CA: exited early:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        assert!(t0.elapsed() < Duration::from_secs(60), "good CA: no start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_log(&mut run, &log, "start with the good CA", |l| {
+        l.contains("pipeline running")
+    });
     let status = sigterm(&mut run);
     assert!(status.success(), "good CA: {status}");
 }

@@ -100,10 +100,11 @@ impl Setup {
     }
 
     /// `ecgtriage run` with archive and spool under `data`, plus `extra`
-    /// flags.
+    /// flags; returns once the broker keeps the devices' messages for it
+    /// (see [`wait_ready`]). Its log goes on to the test's stderr.
     pub fn start_pipeline_in(&self, data: &Path, extra: &[&str]) -> Child {
         let url = self.broker.url_with("pipeline", "not-this-one");
-        pipeline_command(&url, data)
+        let mut child = pipeline_command(&url, data)
             .args(["--log-format", "json"])
             .args(if extra.contains(&"--visit-timeout-s") {
                 &[][..]
@@ -111,8 +112,13 @@ impl Setup {
                 &["--visit-timeout-s", "30"][..]
             })
             .args(extra)
+            // Ingest's connection lines are what tells that it is ready.
+            .env("RUST_LOG", "warn,ecg_ingest::source=info")
+            .stderr(Stdio::piped())
             .spawn()
-            .expect("ecgtriage run starts")
+            .expect("ecgtriage run starts");
+        wait_ready(&mut child);
+        child
     }
 
     /// The fleet's settings: `visits` visits at about 12 arrivals a
@@ -305,30 +311,85 @@ pub fn archived_ids(archive: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Waits until `n` distinct visits are archived (or `timeout`, after which
-/// the caller's checks say what is missing).
+/// Whether a line of the pipeline's log says that the broker now keeps the
+/// devices' messages for it: its subscription was confirmed, or it resumed
+/// a session that has one. A device message published before that has no
+/// session to wait in and is dropped by the broker, as MQTT says.
+fn says_ready(line: &str) -> bool {
+    line.contains("subscribed")
+        || (line.contains("connected to broker")
+            && (line.contains("session_present=true") || line.contains("\"session_present\":true")))
+}
+
+/// Reads the stderr of a pipeline started by [`Setup::start_pipeline_in`]
+/// on a thread that passes every line on to the test's stderr, and waits
+/// until a line [`says_ready`].
+fn wait_ready(run: &mut Child) {
+    use std::io::BufRead;
+    let stderr = run.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{line}");
+            if says_ready(&line) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    let t0 = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(()) => return,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the pipeline's stderr closed before it was ready (it exited?)")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the pipeline exited before it was ready"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the pipeline was not ready within 60 s"
+        );
+    }
+}
+
 /// Waits until the pipeline writing `log` (at level info or below) is
-/// subscribed: a device message published before that has no session to
-/// wait in and is dropped by the broker, as MQTT says.
+/// subscribed (see [`says_ready`]).
 pub fn wait_subscribed_log(run: &mut Child, log: &Path) {
+    wait_for_log(run, log, "subscribe", says_ready);
+}
+
+/// Waits until a line of `log`, written by `run`, passes `found`; panics
+/// with the log if `run` exits first or after 60 s, naming `what` it
+/// waited for.
+pub fn wait_for_log(run: &mut Child, log: &Path, what: &str, found: impl Fn(&str) -> bool) {
     let t0 = Instant::now();
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains("subscribed") {
+        if text.lines().any(&found) {
             return;
         }
         assert!(
             run.try_wait().unwrap().is_none(),
-            "the pipeline exited before it subscribed:\n{text}"
+            "the pipeline exited before it could {what}:\n{text}"
         );
         assert!(
             t0.elapsed() < Duration::from_secs(60),
-            "the pipeline did not subscribe:\n{text}"
+            "the pipeline did not {what} within 60 s:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
+/// Waits until `n` distinct visits are archived (or `timeout`, after which
+/// the caller's checks say what is missing).
 pub fn wait_for_archive(archive: &Path, n: usize, timeout: Duration) -> Vec<String> {
     let t0 = Instant::now();
     loop {
