@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::reader::{committed_batches, read_visit_ids};
@@ -446,6 +446,9 @@ pub(crate) fn encode(batch: &RecordBatch, config: &WriterConfig) -> Result<Vec<u
     let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(level));
     if batch.schema().column_with_name("samples").is_some() {
         let leaf = ColumnPath::new(vec!["samples".into(), "list".into(), "item".into()]);
+        // No reader prunes on a sample's value, and min/max over every
+        // sample cost 1.4 % of the pipeline's CPU (profile of 2026-11-30).
+        props = props.set_column_statistics_enabled(leaf.clone(), EnabledStatistics::None);
         props = match config.sample_encoding {
             SampleEncoding::Dictionary => props,
             other => {
