@@ -103,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => {}
     }
+    ecg_pipeline::allocator::keep_freed_memory();
     let summary = ecg_pipeline::service::run_until_terminated_with(cfg, side)
         .context("the pipeline stopped")?;
     tracing::info!(

@@ -63,6 +63,8 @@ pub struct End {
 /// its exit code. `None` otherwise.
 pub fn run_if_requested() -> Option<ExitCode> {
     let spec = std::env::var(SPEC_ENV).ok()?;
+    // As `ecgtriage run` does.
+    ecg_pipeline::allocator::keep_freed_memory();
     Some(match serve(&spec) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -18,9 +18,11 @@
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`demo`]: embedded broker + simulated fleet + pipeline on one machine.
 //! - [`logging`]: tracing subscriber set-up (text or JSON).
+//! - [`allocator`]: keep freed memory for reuse (the archive's flushes).
 
 pub mod acks;
 pub mod alerting;
+pub mod allocator;
 pub mod analysis;
 pub mod config;
 pub mod demo;
