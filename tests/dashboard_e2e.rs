@@ -58,15 +58,13 @@ fn stemi_fleet(
     spawn_fleet(cfg)
 }
 
-/// The alert ids pending in the pipeline's state file.
+/// The alert ids pending in the pipeline's book (`state` is its snapshot;
+/// the journal beside it is read too).
 fn pending_ids(state: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(state).expect("state file");
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["pending"]
-        .as_object()
-        .expect("pending map")
-        .keys()
-        .cloned()
+    ecg_pipeline::lifecycle::read_pending(state)
+        .expect("the pending-alert book reads")
+        .into_iter()
+        .map(|p| p.alert.alert_id.to_string())
         .collect()
 }
 
@@ -94,7 +92,7 @@ fn unacknowledged_alert_escalates_also_after_a_restart_and_an_mqtt_ack_ends_it()
     let state = data.join("spool").join("alerts-pending.json");
     let id = alert.alert_id.to_string();
     wait_until("the pending alert on disk", Duration::from_secs(60), || {
-        state.exists() && pending_ids(&state).contains(&id)
+        pending_ids(&state).contains(&id)
     });
     fleet.join().unwrap();
     sigkill(&mut p1);
