@@ -270,14 +270,13 @@ impl AlertBook {
                 .map_err(io_err("truncating", &journal_path))?;
             f.sync_all().map_err(io_err("syncing", &journal_path))?;
         }
-        let (state, journaled) = (loaded.state, loaded.journaled);
         Ok(AlertBook {
             cfg,
             path,
-            state,
+            state: loaded.state,
             journal_path,
             journal: None,
-            journaled,
+            journaled: loaded.journaled,
         })
     }
 
@@ -361,9 +360,7 @@ impl AlertBook {
         let journal = match &mut self.journal {
             Some(f) => f,
             None => {
-                if let Some(dir) = self.path.parent() {
-                    std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-                }
+                self.create_folder()?;
                 let f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -382,11 +379,17 @@ impl AlertBook {
         Ok(())
     }
 
+    /// The spool folder that holds the book, created at its first write.
+    fn create_folder(&self) -> Result<(), LifecycleError> {
+        match self.path.parent() {
+            Some(dir) => std::fs::create_dir_all(dir).map_err(io_err("creating", dir)),
+            None => Ok(()),
+        }
+    }
+
     /// Writes the whole state as the new snapshot, then empties the journal.
     fn compact(&mut self) -> Result<(), LifecycleError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        }
+        self.create_folder()?;
         let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(&self.state).expect("state serialises");
         let mut f = std::fs::File::create(&tmp).map_err(io_err("creating", &tmp))?;
@@ -501,6 +504,15 @@ mod tests {
         }
     }
 
+    /// A fresh folder (kept while the first value lives), the snapshot and
+    /// journal paths in it, and the default settings.
+    fn book_files() -> (tempfile::TempDir, PathBuf, PathBuf, LifecycleConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let journal = dir.path().join(JOURNAL_FILE);
+        (dir, path, journal, LifecycleConfig::default())
+    }
+
     fn lines(path: &Path) -> usize {
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -510,10 +522,7 @@ mod tests {
 
     #[test]
     fn a_long_run_is_journaled_compacted_and_reopens_as_it_was() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_FILE);
-        let journal = dir.path().join(JOURNAL_FILE);
-        let cfg = LifecycleConfig::default();
+        let (_dir, path, journal, cfg) = book_files();
         let mut book = AlertBook::open(path.clone(), cfg.clone()).unwrap();
         let all = alerts(COMPACT_AFTER + 300);
         for (i, a) in all.iter().enumerate() {
@@ -544,10 +553,7 @@ mod tests {
     #[test]
     fn a_journal_replayed_onto_a_snapshot_that_has_it_changes_nothing() {
         // The crash between writing the snapshot and emptying the journal.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_FILE);
-        let journal = dir.path().join(JOURNAL_FILE);
-        let cfg = LifecycleConfig::default();
+        let (_dir, path, journal, cfg) = book_files();
         let mut book = AlertBook::open(path.clone(), cfg.clone()).unwrap();
         let a = alerts(3);
         for x in &a {
@@ -577,10 +583,7 @@ mod tests {
 
     #[test]
     fn a_line_cut_short_by_a_crash_is_dropped_and_a_bad_line_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_FILE);
-        let journal = dir.path().join(JOURNAL_FILE);
-        let cfg = LifecycleConfig::default();
+        let (_dir, path, journal, cfg) = book_files();
         let a = alerts(2);
         let mut book = AlertBook::open(path.clone(), cfg.clone()).unwrap();
         book.published(&a[0]).unwrap();
