@@ -64,6 +64,17 @@ impl Analysis {
             .map(|te| (te.saturating_sub(self.fid.qrs_on)) as f64 / self.fs_hz * 1000.0)
     }
 
+    /// ST deviation `after_s` after the clinical QRS end in `lead`, relative to the PR
+    /// segment, averaged over 8 ms like every ST point.
+    pub fn st_after_clinical_end_uv(&self, lead: LeadName, after_s: f64) -> Option<f32> {
+        let li = self.leads.iter().position(|&l| l == lead)?;
+        let x = self.median.row(li);
+        let base = crate::measurement::level(x, self.fid.pr.0, self.fid.pr.1);
+        let t = self.clinical_qrs.1 + samples(self.fs_hz, after_s);
+        let half = samples(self.fs_hz, 0.004);
+        Some((crate::measurement::level(x, t, t + 2 * half + 1) - base) * 1000.0)
+    }
+
     pub fn dominant_count(&self) -> usize {
         self.sorted.dominant.iter().filter(|&&d| d).count()
     }

@@ -505,7 +505,11 @@ fn anterior_occlusion_formula(
         ));
         return None;
     }
-    let score = four_variable_score(qt, rr, v2.qrs_pp_uv(), v4.r_uv, v3.st_j60_uv);
+    // Smith's STE60 is 60 ms after the J point as a reader places it, the visible end of
+    // the QRS: the clinical offset, not the global one (a median 18 ms later, higher on the
+    // rising ST of both early repolarisation and LAD occlusion).
+    let ste60_v3 = a.st_after_clinical_end_uv(V3, 0.06).unwrap_or(v3.st_j60_uv);
+    let score = four_variable_score(qt, rr, v2.qrs_pp_uv(), v4.r_uv, ste60_v3);
     let occlusion = score > FOUR_VARIABLE_CUTOFF;
     reasons.push(format!(
         "4-variable LAD-occlusion formula {score:.1} ({} {FOUR_VARIABLE_CUTOFF})",

@@ -42,7 +42,8 @@ impl LeadMeasurement {
     }
 }
 
-fn mean(x: ArrayView1<f32>, a: usize, b: usize) -> f32 {
+/// Mean of `x[a..b]` (the sample at `a` when the span is empty).
+pub(crate) fn level(x: ArrayView1<f32>, a: usize, b: usize) -> f32 {
     let b = b.min(x.len());
     if b <= a {
         return x[a.min(x.len() - 1)];
@@ -54,13 +55,13 @@ fn mean(x: ArrayView1<f32>, a: usize, b: usize) -> f32 {
 /// the PR level is subtracted here).
 pub(crate) fn measure_lead(x: ArrayView1<f32>, f: &Fiducials, fs_hz: f64) -> LeadMeasurement {
     let len = x.len();
-    let base = mean(x, f.pr.0, f.pr.1);
+    let base = level(x, f.pr.0, f.pr.1);
     let half = samples(fs_hz, 0.004);
     // Averaged over the 8 ms from the point onwards, so that the end of the QRS never
     // leaks into the J-point level.
     let at = |t: usize| -> f32 {
         let t = t.min(len - 1);
-        (mean(x, t, t + 2 * half + 1) - base) * 1000.0
+        (level(x, t, t + 2 * half + 1) - base) * 1000.0
     };
     let st_j_uv = at(f.j);
     let st_j60_uv = at(f.j + samples(fs_hz, 0.06));
@@ -137,7 +138,7 @@ pub(crate) fn terminal_qrs_distortion(x: ArrayView1<f32>, f: &Fiducials) -> bool
     let len = x.len();
     let on = f.qrs_on.min(len - 1);
     let off = f.qrs_off.clamp(on, len - 1);
-    let base = mean(x, f.pr.0, f.pr.1);
+    let base = level(x, f.pr.0, f.pr.1);
     let r = (on..=off)
         .max_by(|&a, &b| x[a].total_cmp(&x[b]))
         .unwrap_or(on);
