@@ -38,6 +38,8 @@ pub(crate) struct Analysis {
     pub clinical_qrs: (usize, usize),
     pub measurements: Vec<LeadMeasurement>,
     pub rr_s: Option<f64>,
+    /// Pacemaker stimuli cut out of the signals before anything was measured.
+    pub pace_needles: Vec<(usize, usize)>,
 }
 
 impl Analysis {
@@ -98,6 +100,16 @@ pub(crate) fn analyse(
 ) -> Option<Analysis> {
     let pre = samples(fs_hz, PRE_R_S);
     let post = samples(fs_hz, POST_R_S);
+    let pace_needles = crate::pacing::find(signals, fs_hz);
+    let despiked: Vec<Vec<f32>>;
+    let despiked_views: Vec<&[f32]>;
+    let signals = if pace_needles.is_empty() {
+        signals
+    } else {
+        despiked = crate::pacing::remove(signals, &pace_needles);
+        despiked_views = despiked.iter().map(Vec::as_slice).collect();
+        &despiked_views[..]
+    };
     let mut sorted = sort_beats(signals, r_peaks, fs_hz);
     let dom = sorted.dominant_r();
     if dom.is_empty() {
@@ -179,5 +191,6 @@ pub(crate) fn analyse(
         clinical_qrs,
         measurements,
         rr_s,
+        pace_needles,
     })
 }

@@ -14,6 +14,9 @@ use crate::beat::samples;
 /// an annotated database); neighbouring values (0.03-0.05) change the means by < 4 ms.
 const ONSET_FRACTION: f32 = 0.04;
 const OFFSET_FRACTION: f32 = 0.04;
+/// Fraction of the QRS spatial-velocity peak that slopes on the far side of a pause must
+/// reach for the pause to be a notch inside the QRS rather than its onset.
+const NOTCH_BRIDGE_FRACTION: f32 = 0.15;
 /// Slopes are taken over +-20 ms: wide enough that notches and noise do not break the
 /// QRS into pieces, narrow enough to keep its edges.
 const SLOPE_HALF_SPAN_S: f64 = 0.02;
@@ -88,8 +91,22 @@ pub(crate) fn delineate(beats: &Array2<f32>, origin: usize, fs_hz: f64, rr_s: f6
     let mut qrs_on = (pk.saturating_sub(samples(fs_hz, 0.03)).max(from)..=pk)
         .find(|&t| sv[t] > major)
         .unwrap_or(pk);
-    while qrs_on > from && sv[qrs_on] > on_thr {
-        qrs_on -= 1;
+    // The broad, notched R of a bundle-branch block can pause every lead's slope at once
+    // for a few ms: a pause with QRS-sized slopes resuming within `hold` before it is
+    // inside the QRS. A P wave's slopes are a small fraction of the QRS's and never bridge.
+    let hold = samples(fs_hz, 0.012);
+    let bridge = floor + NOTCH_BRIDGE_FRACTION * (sv[pk] - floor);
+    loop {
+        while qrs_on > from && sv[qrs_on] > on_thr {
+            qrs_on -= 1;
+        }
+        match (qrs_on.saturating_sub(hold).max(from)..qrs_on)
+            .rev()
+            .find(|&t| sv[t] > bridge)
+        {
+            Some(t) => qrs_on = t,
+            None => break,
+        }
     }
 
     // The offset threshold is relative to the ST segment's own floor: an ischaemic ST
@@ -100,7 +117,6 @@ pub(crate) fn delineate(beats: &Array2<f32>, origin: usize, fs_hz: f64, rr_s: f6
         quietest(&sv, st_from, st_to, w / 2).unwrap_or(((len - 1, len - 1), floor));
     let off_thr = st_floor + OFFSET_FRACTION * (sv[pk] - st_floor).max(1e-6);
     // The offset must be stable: a notched or fragmented QRS can dip briefly below it.
-    let hold = samples(fs_hz, 0.012);
     let mut qrs_off = pk;
     while qrs_off < st_quiet && (qrs_off..(qrs_off + hold).min(len)).any(|t| sv[t] > off_thr) {
         qrs_off += 1;
@@ -349,5 +365,42 @@ mod tests {
         let (on, off, _) = clinical_ms(&m, origin, fs);
         assert!((on - 300.0).abs() <= 6.0, "onset {on}");
         assert!((off - 390.0).abs() <= 10.0, "offset {off}");
+    }
+
+    #[test]
+    fn a_broad_r_apex_inside_a_wide_qrs_does_not_end_the_onset_search() {
+        // Every lead peaks at once in a broad, symmetric R (its slope over +-20 ms is zero
+        // at the apex in all leads, as in a slurred bundle-branch block), then swings into
+        // a steep S; the detector's R sits on the S, where the slope is largest.
+        let fs = 500.0;
+        let on_s = 0.3;
+        let pts = [
+            (0.0, 0.0),
+            (0.07, 1.0),
+            (0.14, 0.0),
+            (0.17, -1.5),
+            (0.2, 0.0),
+        ];
+        let len = samples(fs, 0.95);
+        let mut m = Array2::<f32>::zeros((3, len));
+        for (li, k) in [1.0, 0.7, -0.5].into_iter().enumerate() {
+            for t in 0..len {
+                let s = t as f64 / fs - on_s;
+                m[[li, t]] = if s < 0.0 {
+                    0.0
+                } else {
+                    (k * pw(s, &pts)) as f32
+                };
+            }
+        }
+        let f = delineate(&m, samples(fs, on_s + 0.16), fs, 1.0);
+        let on_ms = (f.qrs_on as f64 / fs - on_s) * 1000.0;
+        // The global onset sees a deflection up to 20 ms early (+-20 ms slopes).
+        assert!(
+            (-25.0..=5.0).contains(&on_ms),
+            "onset {on_ms} ms from the true one"
+        );
+        let off_ms = (f.qrs_off as f64 / fs - on_s) * 1000.0;
+        assert!((195.0..=225.0).contains(&off_ms), "offset {off_ms} ms");
     }
 }

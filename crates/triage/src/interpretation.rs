@@ -579,6 +579,93 @@ mod tests {
         assert_eq!(out.beats.len(), s.r_peaks.len());
     }
 
+    /// Concave anterior elevation with tall T waves: early repolarisation at 1.5 mm, but
+    /// not at 5.5 mm, which no normal variant reaches.
+    #[test]
+    fn early_repolarisation_stops_short_of_five_mm() {
+        let young_man = Patient {
+            sex: Some(crate::Sex::Male),
+            age_years: Some(28.0),
+        };
+        let read = |st_mv: f64, t_mv: f64| {
+            let limb = [normal_shape(0.8, 0.1, 0.0), normal_shape(1.0, 0.2, 0.0)];
+            let rs = [
+                (0.2, 1.0),
+                (0.4, 1.4),
+                (0.8, 0.9),
+                (1.4, 0.5),
+                (1.6, 0.2),
+                (1.2, 0.1),
+            ];
+            let chest: [crate::synthetic::Shape; 6] = std::array::from_fn(|k| {
+                let (r, s) = rs[k];
+                let mut shape = normal_shape(r, s, 0.0);
+                if (1..=3).contains(&k) {
+                    shape.st_mv = st_mv;
+                    shape.t_mv = t_mv;
+                }
+                shape
+            });
+            let s = ecg(limb, chest, 0.0, 5);
+            interpret(s.fs_hz, &leads(&s), &s.r_peaks, young_man).unwrap()
+        };
+        let variant = read(0.15, 0.7);
+        assert!(variant.quality.ok, "{:?}", variant.quality);
+        assert!(
+            variant.mimics.contains(&Mimic::EarlyRepolarisation),
+            "{:?}",
+            variant.reasons
+        );
+        let occlusion = read(0.55, 1.6);
+        assert!(
+            !occlusion.mimics.contains(&Mimic::EarlyRepolarisation),
+            "{:?}",
+            occlusion.reasons
+        );
+        assert!(occlusion.stemi, "{:?}", occlusion.reasons);
+    }
+
+    /// Stimulus needles before every QRS: the rhythm is called paced, and the needles are
+    /// not measured as part of the QRS.
+    #[test]
+    fn pacing_stimuli_are_recognised_and_cut_out() {
+        let plain = with_st([0.0, 0.0], [0.0; 6], 0.0, 2);
+        let mut paced = with_st([0.0, 0.0], [0.0; 6], 0.0, 2);
+        // One stimulus dipole: 1.5 mV in I, -0.9 mV in II, the other limb leads by
+        // Einthoven and Goldberger, and the chest leads in between.
+        let (i, ii) = (1.5f32, -0.9f32);
+        let needle = [
+            i,
+            ii,
+            ii - i,
+            -(i + ii) / 2.0,
+            i - ii / 2.0,
+            ii - i / 2.0,
+            -0.8,
+            -1.0,
+            -0.6,
+            0.4,
+            0.9,
+            1.1,
+        ];
+        for (x, v) in paced.leads.iter_mut().zip(needle) {
+            for &r in &plain.r_peaks {
+                x[r - 30] += v;
+            }
+        }
+        let read = |s: &Synthetic| interpret(s.fs_hz, &leads(s), &s.r_peaks, Patient::default());
+        let (plain, paced) = (read(&plain).unwrap(), read(&paced).unwrap());
+        assert!(!plain.mimics.contains(&Mimic::Paced));
+        assert!(paced.mimics.contains(&Mimic::Paced), "{:?}", paced.reasons);
+        let qrs = |o: &Interpretation| o.qrs_global_ms.unwrap();
+        assert!(
+            (qrs(&paced) - qrs(&plain)).abs() <= 4.0,
+            "QRS {} ms with the stimuli, {} ms without",
+            qrs(&paced),
+            qrs(&plain)
+        );
+    }
+
     #[test]
     fn normal_ecg_does_not_alert() {
         let s = with_st([0.0, 0.0], [0.0; 6], 10.0, 3);

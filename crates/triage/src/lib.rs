@@ -5,6 +5,7 @@
 //! - `delineation`: global QRS onset/offset, J point, T end, PR isoelectric window, on the
 //!   spatial velocity of all leads;
 //! - `measurement`: per-lead ST at J and J+60 ms, QRS and T amplitudes (uV);
+//! - `pacing`: pacemaker stimuli, found and cut out before anything is measured;
 //! - `analysis`: runs the above, with baseline removal between PR knots.
 //!
 //! The judging half:
@@ -27,6 +28,7 @@ mod interpretation;
 mod lead;
 mod measurement;
 mod mimic;
+mod pacing;
 mod patient;
 mod quality;
 mod recording;

@@ -140,6 +140,20 @@ fn paced(a: &Analysis) -> bool {
     let before = samples(a.fs_hz, 0.25);
     let after = samples(a.fs_hz, 0.01);
     let on = a.fid.qrs_on;
+    // Needles cut out before measuring (`pacing`), in the same window.
+    let with_needle = dom
+        .iter()
+        .filter(|&&r| {
+            let start = r + on - a.origin;
+            a.pace_needles
+                .iter()
+                .any(|&(s, _)| s + before >= start && s < start + after)
+        })
+        .count();
+    if with_needle * 2 > dom.len() {
+        return true;
+    }
+    // Stimuli wider or smaller than a needle (filtered by the recorder) are still there.
     let mut with_spike = 0;
     for &r in &dom {
         let start = r + on - a.origin;
@@ -186,6 +200,11 @@ pub(crate) fn early_repolarisation(a: &Analysis) -> Option<String> {
         })
     };
     let pair = pairs.iter().find(|(x, y)| er_lead(*x) && er_lead(*y))?;
+    // Elevation of 5 mm is beyond the normal variant: the 4-variable formula's derivation
+    // (Smith et al. 2012) left it out of the normal-variant differential as obvious STEMI.
+    if a.measurements.iter().any(|m| m.st_j_uv >= 500.0) {
+        return None;
+    }
     let depressed = a
         .leads
         .iter()
