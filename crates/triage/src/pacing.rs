@@ -17,6 +17,9 @@ const MIN_HEIGHT_MV: f32 = 0.3;
 /// for a stimulus on a steep stretch (a fusion beat's upstroke).
 const RETURN_FRACTION: f32 = 0.5;
 
+/// Samples scanned at once for a steep step.
+const SCAN_BLOCK: usize = 64;
+
 /// Sample ranges `[start, end)` of needles in any lead, merged across leads, in order.
 pub(crate) fn find(signals: &[&[f32]], fs_hz: f64) -> Vec<(usize, usize)> {
     let w_max = samples(fs_hz, MAX_WIDTH_S);
@@ -28,16 +31,29 @@ pub(crate) fn find(signals: &[&[f32]], fs_hz: f64) -> Vec<(usize, usize)> {
         let n = x.len();
         let mut t = 1;
         while t + 1 < n {
-            if (x[t] - x[t - 1]).abs() < min_step {
-                t += 1;
+            // Blocks without a step that large are skipped whole; the test has no early
+            // exit so that it compiles to vector code (this runs at every window reading).
+            let end = (t + SCAN_BLOCK).min(n - 1);
+            let steep = x[t - 1..end - 1]
+                .iter()
+                .zip(&x[t..end])
+                .fold(false, |any, (a, b)| any | ((b - a).abs() >= min_step));
+            if !steep {
+                t = end;
                 continue;
             }
-            match needle_at(x, t, w_max) {
-                Some(w) => {
-                    found.push((t, t + w));
-                    t += w + 1;
+            while t < end {
+                if (x[t] - x[t - 1]).abs() < min_step {
+                    t += 1;
+                    continue;
                 }
-                None => t += 1,
+                match needle_at(x, t, w_max) {
+                    Some(w) => {
+                        found.push((t, t + w));
+                        t += w + 1;
+                    }
+                    None => t += 1,
+                }
             }
         }
     }
