@@ -247,6 +247,25 @@ fn load(path: &Path, journal_path: &Path) -> Result<Loaded, LifecycleError> {
     })
 }
 
+/// [`load`], and a last journal line cut short (by a crash, or a failed
+/// append) cut off the file, so that the next append starts a line.
+fn load_whole(path: &Path, journal_path: &Path) -> Result<Loaded, LifecycleError> {
+    let loaded = load(path, journal_path)?;
+    if loaded.whole_bytes < loaded.journal_bytes {
+        tracing::warn!(path = %journal_path.display(),
+            bytes = loaded.journal_bytes - loaded.whole_bytes,
+            "alert journal ends in a cut-off line (a crash or a failed write); dropped");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(journal_path)
+            .map_err(io_err("opening", journal_path))?;
+        f.set_len(loaded.whole_bytes)
+            .map_err(io_err("truncating", journal_path))?;
+        f.sync_all().map_err(io_err("syncing", journal_path))?;
+    }
+    Ok(loaded)
+}
+
 fn after(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
     t + time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
@@ -257,19 +276,7 @@ impl AlertBook {
     /// is a write that a crash cut short: it never counted, and is cut off.
     pub fn open(path: PathBuf, cfg: LifecycleConfig) -> Result<AlertBook, LifecycleError> {
         let journal_path = path.with_file_name(JOURNAL_FILE);
-        let loaded = load(&path, &journal_path)?;
-        if loaded.whole_bytes < loaded.journal_bytes {
-            tracing::warn!(path = %journal_path.display(),
-                bytes = loaded.journal_bytes - loaded.whole_bytes,
-                "alert journal ends in a cut-off line (a crash mid-write); dropped");
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&journal_path)
-                .map_err(io_err("opening", &journal_path))?;
-            f.set_len(loaded.whole_bytes)
-                .map_err(io_err("truncating", &journal_path))?;
-            f.sync_all().map_err(io_err("syncing", &journal_path))?;
-        }
+        let loaded = load_whole(&path, &journal_path)?;
         Ok(AlertBook {
             cfg,
             path,
@@ -371,12 +378,30 @@ impl AlertBook {
         };
         let mut line = serde_json::to_vec(&change).expect("a change serialises");
         line.push(b'\n');
-        journal
-            .write_all(&line)
-            .and_then(|()| journal.sync_data())
-            .map_err(io_err("appending to", &self.journal_path))?;
+        if let Err(e) = journal.write_all(&line).and_then(|()| journal.sync_data()) {
+            self.recover();
+            return Err(io_err("appending to", &self.journal_path)(e));
+        }
         self.journaled += 1;
         Ok(())
+    }
+
+    /// After a failed append (a full disk): the book goes back to what its
+    /// files hold, with the part of the line that was written cut off, so
+    /// that memory and disk agree and a later append starts a clean line.
+    /// Best effort: if the files cannot be read either, the next open does
+    /// the same.
+    fn recover(&mut self) {
+        self.journal = None;
+        match load_whole(&self.path, &self.journal_path) {
+            Ok(loaded) => {
+                self.state = loaded.state;
+                self.journaled = loaded.journaled;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "alert book could not be re-read after a failed write")
+            }
+        }
     }
 
     /// The spool folder that holds the book, created at its first write.
@@ -613,5 +638,31 @@ mod tests {
             err.contains(JOURNAL_FILE) && err.contains("line 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_failed_append_leaves_memory_and_disk_as_the_last_whole_line() {
+        let (_dir, path, journal, cfg) = book_files();
+        let a = alerts(3);
+        let mut book = AlertBook::open(path.clone(), cfg.clone()).unwrap();
+        book.published(&a[0]).unwrap();
+        let whole = std::fs::read(&journal).unwrap();
+        // A write that fails after part of its line reached the file (a
+        // disk that fills mid-line): the handle refuses the write, and the
+        // file already holds the part.
+        let mut part = whole.clone();
+        part.extend_from_slice(&whole[..whole.len() / 3]);
+        std::fs::write(&journal, &part).unwrap();
+        book.journal = Some(std::fs::File::open(&journal).unwrap());
+        let err = book.published(&a[1]).unwrap_err().to_string();
+        assert!(err.contains(JOURNAL_FILE), "{err}");
+        assert_eq!(std::fs::read(&journal).unwrap(), whole);
+        assert!(!book.is_pending(a[1].alert_id));
+        assert_eq!(book.pending().len(), 1);
+        // The book goes on: the next line is whole, and a reopen agrees.
+        book.published(&a[2]).unwrap();
+        let reopened = AlertBook::open(path, cfg).unwrap();
+        assert_eq!(reopened.state, book.state);
+        assert_eq!(reopened.pending().len(), 2);
     }
 }
