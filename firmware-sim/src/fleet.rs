@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::broker::{BrokerUrl, TlsSettings};
 use crate::device::{DeviceError, Link, LinkStats};
 use crate::patient::{self, Patient};
-use crate::synth::{self, VisitSpec};
+use crate::synth;
 use crate::visit::{self, Recording, StreamOpts, VisitHeader};
 
 const SECONDS_PER_YEAR: f64 = 365.25 * 24.0 * 3600.0;
@@ -398,12 +398,13 @@ async fn device_task(
         if stop.as_ref().is_some_and(|s| *s.borrow()) {
             break;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
-        let spec = VisitSpec::random(&mut rng, cfg.stemi_fraction);
-        let synthetic =
-            synth::generate(&spec, rng.random()).map_err(|source| FleetError::Synth {
-                device: device.clone(),
-                source,
+        let mut rng = synth::visit_rng(job.seed);
+        let (spec, synthetic) =
+            synth::case_mix_visit(&mut rng, cfg.stemi_fraction).map_err(|source| {
+                FleetError::Synth {
+                    device: device.clone(),
+                    source,
+                }
             })?;
         let sex = match spec.sex {
             synth::Sex::Male => Sex::Male,

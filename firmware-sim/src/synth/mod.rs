@@ -468,6 +468,23 @@ fn stream(seed: u64, id: u64) -> ChaCha8Rng {
     rng
 }
 
+/// The random stream of the visit a simulated clinic records for `seed`.
+pub fn visit_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// A visit as a simulated clinic records it: its spec drawn from the case mix
+/// ([`VisitSpec::random`]), then its waveform, both from `rng` (see
+/// [`visit_rng`]), so that a test can read exactly what the fleet sends.
+pub fn case_mix_visit(
+    rng: &mut ChaCha8Rng,
+    stemi_fraction: f64,
+) -> Result<(VisitSpec, SyntheticVisit), SynthError> {
+    let spec = VisitSpec::random(rng, stemi_fraction);
+    let visit = generate(&spec, rng.random())?;
+    Ok((spec, visit))
+}
+
 /// Generates one visit. The same spec and seed always give the same visit.
 pub fn generate(spec: &VisitSpec, seed: u64) -> Result<SyntheticVisit, SynthError> {
     spec.validate()?;

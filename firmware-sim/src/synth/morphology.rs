@@ -129,20 +129,32 @@ pub(crate) fn stemi_design(loc: StemiLocation) -> ([f32; 3], &'static [Lead]) {
 /// The normal sinus beat's QRS: septal q (rightward, anterior), main left
 /// ventricular R, terminal basal S.
 fn normal_qrs(w: f32) -> Vec<Wave> {
+    // Sized so that the precordial voltages come near adults' normal values (S in V2
+    // about 1.5 mV in men, R in V4 about 1.5 mV; Rijnbeek et al. 2014, Macfarlane):
+    // the mid-QRS vector points well back as well as left.
     vec![
         wave(
             Group::Qrs,
             -0.028 * w,
             0.007 * w,
             0.007 * w,
-            [-120.0, 20.0, -150.0],
+            [-120.0, 20.0, -300.0],
+        ),
+        // The loop turns counter-clockwise in the horizontal plane: left and
+        // forward first (the R of V3-V4), then left and back (the S of V1-V2).
+        wave(
+            Group::Qrs,
+            -0.012 * w,
+            0.008 * w,
+            0.008 * w,
+            [500.0, 150.0, -450.0],
         ),
         wave(
             Group::Qrs,
             0.0,
             0.011 * w,
             0.011 * w,
-            [1100.0, 750.0, 600.0],
+            [1250.0, 750.0, 950.0],
         ),
         wave(
             Group::Qrs,

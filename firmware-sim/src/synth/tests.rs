@@ -429,28 +429,27 @@ fn bundle_branch_block_morphology() {
     }
 }
 
+/// Mean over the visit's beats of the largest (`up`) or the deepest QRS deflection in
+/// `lead`, in uV (positive either way).
+fn qrs_extreme_uv(v: &SyntheticVisit, lead: Lead, up: bool) -> f32 {
+    let mut sum = 0.0;
+    for bt in &v.truth.beats {
+        let qrs = &v.samples[lead.index()][bt.qrs_on..=bt.qrs_off];
+        sum += if up {
+            f32::from(*qrs.iter().max().unwrap())
+        } else {
+            -f32::from(*qrs.iter().min().unwrap())
+        };
+    }
+    sum / v.truth.beats.len() as f32
+}
+
 #[test]
 fn lvh_meets_sokolow_lyon() {
     for (p, patient) in PATIENTS.into_iter().enumerate() {
         for seed in 0..5 {
             let v = generate(&spec(Condition::Lvh, 500, patient), seed * 7 + p as u64).unwrap();
-            let mut sum = 0.0;
-            for bt in &v.truth.beats {
-                let s_v1 = -f32::from(
-                    *v.samples[Lead::V1.index()][bt.qrs_on..=bt.qrs_off]
-                        .iter()
-                        .min()
-                        .unwrap(),
-                );
-                let r_v5 = f32::from(
-                    *v.samples[Lead::V5.index()][bt.qrs_on..=bt.qrs_off]
-                        .iter()
-                        .max()
-                        .unwrap(),
-                );
-                sum += s_v1 + r_v5;
-            }
-            let sokolow = sum / v.truth.beats.len() as f32;
+            let sokolow = qrs_extreme_uv(&v, Lead::V1, false) + qrs_extreme_uv(&v, Lead::V5, true);
             assert!(sokolow >= 3500.0, "Sokolow-Lyon {sokolow} uV");
             // Strain: ST down in V5-V6.
             let st = measured_st_uv(&v);
@@ -458,6 +457,31 @@ fn lvh_meets_sokolow_lyon() {
                 st[Lead::V5.index()] < -30.0 || st[Lead::V6.index()] < -30.0,
                 "{st:?}"
             );
+        }
+    }
+}
+
+/// Adults' precordial voltages (normal limits of Rijnbeek et al. 2014 and Macfarlane:
+/// S in V2 around 1-2 mV, R in V4 around 1-2 mV): a normal beat as small as half that
+/// reads as a small heart to any rule that weighs voltage, such as the 4-variable
+/// LAD-occlusion formula.
+#[test]
+fn normal_precordial_voltages_are_adult_sized() {
+    for (p, patient) in PATIENTS.into_iter().enumerate() {
+        for seed in 0..4 {
+            let v = generate(&spec(Condition::Normal, 500, patient), seed * 5 + p as u64).unwrap();
+            let v2 = qrs_extreme_uv(&v, Lead::V2, true) + qrs_extreme_uv(&v, Lead::V2, false);
+            let r_v4 = qrs_extreme_uv(&v, Lead::V4, true);
+            let sokolow = qrs_extreme_uv(&v, Lead::V1, false) + qrs_extreme_uv(&v, Lead::V5, true);
+            assert!(
+                (800.0..=3500.0).contains(&v2),
+                "{patient:?}: V2 QRS {v2} uV"
+            );
+            assert!(
+                (800.0..=2600.0).contains(&r_v4),
+                "{patient:?}: R in V4 {r_v4} uV"
+            );
+            assert!(sokolow < 4500.0, "{patient:?}: Sokolow-Lyon {sokolow} uV");
         }
     }
 }
