@@ -11,8 +11,11 @@
 //! - [`writer`]: [`ArchiveWriter`] batches visits, writes one file per table
 //!   and partition per batch, commits the batch by writing its `visits` file
 //!   last, and archives a redelivered visit once.
+//! - `flusher` (private): the writer's own thread, when batches are
+//!   encoded and written in the background.
 //! - [`reader`]: reading back the samples of a visit, bit for bit.
 
+mod flusher;
 pub mod reader;
 pub mod record;
 pub mod store;
@@ -47,4 +50,8 @@ pub enum ArchiveError {
     VisitNotFound(String),
     #[error("writer config: {0}")]
     Config(String),
+    /// The writer's background flush thread could not start or has died
+    /// (a bug): the visits it held are not archived and not released.
+    #[error("the archive's flush thread is gone")]
+    FlushThread,
 }

@@ -18,6 +18,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::flusher::Flusher;
 use crate::reader::{committed_batches, read_visit_ids};
 use crate::record::{AlertAck, AlertEscalation, AlertRow, VisitRecord};
 use crate::store::{LocalDisk, ObjectStore};
@@ -111,30 +112,40 @@ pub enum Appended {
     Duplicate,
     /// Buffered; durable after a later flush.
     Buffered,
-    /// Buffered, and the flush it triggered committed these visits
-    /// (this one among them).
+    /// Buffered, and the flush it triggered committed these visits (this
+    /// one among them); in the background mode, the flushes that finished
+    /// meanwhile committed these (not this one, which is buffered).
     Committed(Vec<String>),
 }
 
 /// Writes visits into the archive in batches. Synchronous: an async caller
-/// runs it on a blocking thread.
+/// runs it on a blocking thread. By default a flush runs on the caller's
+/// thread; after [`ArchiveWriter::flush_in_background`], the batches are
+/// encoded and written on a thread of the writer's own.
 pub struct ArchiveWriter {
-    store: Arc<dyn ObjectStore>,
-    config: WriterConfig,
+    files: Files,
     archived: HashSet<String>,
     buffer: Vec<VisitRecord>,
+    /// Visits buffered or in the running background flush.
     buffered_ids: HashSet<String>,
     acks: Vec<AlertAck>,
     escalations: Vec<AlertEscalation>,
     first_buffered_at: Option<Instant>,
+    flusher: Option<Flusher>,
+    /// Visits in the background flush under way, if one is.
+    in_flight: Option<usize>,
+    /// Committed visits not yet returned to the caller (a flush that
+    /// failed part-way, or a background flush taken in by an error path).
+    unreported: Vec<String>,
 }
 
 impl std::fmt::Debug for ArchiveWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArchiveWriter")
-            .field("writer_id", &self.config.writer_id)
+            .field("writer_id", &self.files.config.writer_id)
             .field("archived", &self.archived.len())
-            .field("buffered", &self.buffer.len())
+            .field("buffered", &self.buffered())
+            .field("background", &self.flusher.is_some())
             .finish()
     }
 }
@@ -182,15 +193,40 @@ impl ArchiveWriter {
             archived.extend(read_visit_ids(store.as_ref(), &b.key)?);
         }
         Ok(Self {
-            store,
-            config,
+            files: Files {
+                store,
+                config: Arc::new(config),
+            },
             archived,
             buffer: Vec::new(),
             buffered_ids: HashSet::new(),
             acks: Vec::new(),
             escalations: Vec::new(),
             first_buffered_at: None,
+            flusher: None,
+            in_flight: None,
+            unreported: Vec::new(),
         })
+    }
+
+    /// From now on, flushes triggered by [`ArchiveWriter::append`] and
+    /// [`ArchiveWriter::poll`] encode and write on the writer's own thread,
+    /// one at a time, while the caller goes on buffering; `on_flushed` is
+    /// called on that thread after each, so that the caller can collect the
+    /// committed visits with `poll`. A visit counts as archived only once
+    /// its flush has been collected. [`ArchiveWriter::flush`] still waits.
+    ///
+    /// Why: encoding (delta packing, zstd) is the heaviest part of
+    /// archiving, and a caller that also publishes alerts should not stop
+    /// for it.
+    pub fn flush_in_background(
+        &mut self,
+        on_flushed: impl Fn() + Send + 'static,
+    ) -> Result<(), ArchiveError> {
+        if self.flusher.is_none() {
+            self.flusher = Some(Flusher::start(self.files.clone(), Box::new(on_flushed))?);
+        }
+        Ok(())
     }
 
     /// Whether the visit is in a committed batch.
@@ -198,21 +234,24 @@ impl ArchiveWriter {
         self.archived.contains(visit_id)
     }
 
-    /// Visits waiting for the next flush.
+    /// Visits not yet committed: buffered or being flushed.
     pub fn buffered(&self) -> usize {
-        self.buffer.len()
+        self.buffer.len() + self.in_flight.unwrap_or(0)
     }
 
     /// When [`ArchiveWriter::poll`] will flush, if anything is buffered.
     pub fn flush_deadline(&self) -> Option<Instant> {
-        self.first_buffered_at.map(|t| t + self.config.max_age)
+        self.first_buffered_at
+            .map(|t| t + self.files.config.max_age)
     }
 
     /// Buffers a visit (ignored if already archived or buffered) and
-    /// flushes when the buffer is full or old enough.
+    /// flushes when the buffer is full or old enough. In the background
+    /// mode, a full buffer waits for the flush under way, if any, and the
+    /// visits returned are those of finished flushes, not this one.
     pub fn append(&mut self, mut record: VisitRecord) -> Result<Appended, ArchiveError> {
         record.validate()?;
-        if let Some(key) = &self.config.pseudonym_key {
+        if let Some(key) = &self.files.config.pseudonym_key {
             record.visit.patient_pseudonym = key
                 .pseudonymise(record.visit.patient_pseudonym.as_bytes())
                 .to_string();
@@ -224,10 +263,23 @@ impl ArchiveWriter {
         self.buffered_ids.insert(id.clone());
         self.buffer.push(record);
         self.first_buffered_at.get_or_insert_with(Instant::now);
-        if self.buffer.len() >= self.config.max_visits || self.due(Instant::now()) {
-            return Ok(Appended::Committed(self.flush()?));
+        let full = self.buffer.len() >= self.files.config.max_visits;
+        if self.flusher.is_none() {
+            if full || self.due(Instant::now()) {
+                return Ok(Appended::Committed(self.flush()?));
+            }
+            return Ok(Appended::Buffered);
         }
-        Ok(Appended::Buffered)
+        if let Some(e) = self.settle(full)? {
+            return Err(e);
+        }
+        self.start_flush_if_due(Instant::now())?;
+        let ids = std::mem::take(&mut self.unreported);
+        Ok(if ids.is_empty() {
+            Appended::Buffered
+        } else {
+            Appended::Committed(ids)
+        })
     }
 
     /// Buffers an acknowledgement that came after its alert was archived;
@@ -248,64 +300,191 @@ impl ArchiveWriter {
         self.flush_deadline().is_some_and(|d| now >= d)
     }
 
-    /// Flushes if the oldest buffered item is older than `max_age`; returns
-    /// the visit ids committed.
+    /// Flushes if the oldest buffered item is older than `max_age` (in the
+    /// background mode: also if the buffer is full, and only when no flush
+    /// is under way); returns the visit ids committed, in the background
+    /// mode those of the flushes that finished since the last call.
     pub fn poll(&mut self, now: Instant) -> Result<Vec<String>, ArchiveError> {
-        if self.due(now) {
-            self.flush()
+        if self.flusher.is_none() {
+            if self.due(now) {
+                return self.flush();
+            }
         } else {
-            Ok(Vec::new())
+            if let Some(e) = self.settle(false)? {
+                return Err(e);
+            }
+            self.start_flush_if_due(now)?;
+        }
+        Ok(std::mem::take(&mut self.unreported))
+    }
+
+    /// Writes every buffered visit and ack, after waiting for a background
+    /// flush under way; returns the visit ids committed. On error the
+    /// visits not written stay buffered (a later flush retries) and the
+    /// files of the failed batch are removed as far as possible.
+    pub fn flush(&mut self) -> Result<Vec<String>, ArchiveError> {
+        // A background flush that failed has put its visits back in the
+        // buffer: they are written again now, so its error is not the last word.
+        let _ = self.settle(true)?;
+        let batch = self.take_batch();
+        let written = self.files.write(batch);
+        self.absorb(written)?;
+        Ok(std::mem::take(&mut self.unreported))
+    }
+
+    fn take_batch(&mut self) -> Batch {
+        self.first_buffered_at = None;
+        Batch {
+            records: std::mem::take(&mut self.buffer),
+            acks: std::mem::take(&mut self.acks),
+            escalations: std::mem::take(&mut self.escalations),
         }
     }
 
-    /// Writes every buffered visit and ack; returns the visit ids committed.
-    /// On error the buffer is kept (a later flush retries) and the files of
-    /// the failed batch are removed as far as possible.
-    pub fn flush(&mut self) -> Result<Vec<String>, ArchiveError> {
+    /// Books what a flush committed, and puts what it did not write back
+    /// in front of what was buffered since; returns the flush's error.
+    fn absorb(&mut self, written: Written) -> Result<(), ArchiveError> {
+        for id in &written.committed {
+            self.buffered_ids.remove(id);
+            self.archived.insert(id.clone());
+        }
+        self.unreported.extend(written.committed);
+        let Batch {
+            mut records,
+            mut acks,
+            mut escalations,
+        } = written.rest;
+        if !(records.is_empty() && acks.is_empty() && escalations.is_empty()) {
+            records.append(&mut self.buffer);
+            self.buffer = records;
+            acks.append(&mut self.acks);
+            self.acks = acks;
+            escalations.append(&mut self.escalations);
+            self.escalations = escalations;
+            self.first_buffered_at.get_or_insert_with(Instant::now);
+        }
+        written.error.map_or(Ok(()), Err)
+    }
+
+    /// Takes in the background flush under way if it has finished (with
+    /// `wait`, once it has). `Ok(Some(e))`: it failed and its visits are
+    /// buffered again; `Err`: the flush thread is gone.
+    fn settle(&mut self, wait: bool) -> Result<Option<ArchiveError>, ArchiveError> {
+        let (Some(flusher), Some(_)) = (&self.flusher, self.in_flight) else {
+            return Ok(None);
+        };
+        let Some(written) = flusher.finished(wait)? else {
+            return Ok(None);
+        };
+        self.in_flight = None;
+        Ok(self.absorb(written).err())
+    }
+
+    fn start_flush_if_due(&mut self, now: Instant) -> Result<(), ArchiveError> {
+        let full = self.buffer.len() >= self.files.config.max_visits;
+        if self.in_flight.is_some() || !(full || self.due(now)) {
+            return Ok(());
+        }
+        if self.flusher.is_none() {
+            return Ok(());
+        }
+        let batch = self.take_batch();
+        let visits = batch.records.len();
+        let submitted = match &self.flusher {
+            Some(flusher) => flusher.submit(batch),
+            None => Err(batch),
+        };
+        match submitted {
+            Ok(()) => {
+                self.in_flight = Some(visits);
+                Ok(())
+            }
+            Err(batch) => {
+                let _ = self.absorb(Written {
+                    committed: Vec::new(),
+                    rest: batch,
+                    error: None,
+                });
+                Err(ArchiveError::FlushThread)
+            }
+        }
+    }
+}
+
+/// Visits, acks and escalations taken from the buffer for one flush.
+pub(crate) struct Batch {
+    records: Vec<VisitRecord>,
+    acks: Vec<AlertAck>,
+    escalations: Vec<AlertEscalation>,
+}
+
+/// What a flush did with its [`Batch`].
+pub(crate) struct Written {
+    committed: Vec<String>,
+    /// Not written: to be buffered again.
+    rest: Batch,
+    error: Option<ArchiveError>,
+}
+
+/// The store and settings a flush needs, cheap to hand to another thread.
+#[derive(Clone)]
+pub(crate) struct Files {
+    store: Arc<dyn ObjectStore>,
+    config: Arc<WriterConfig>,
+}
+
+impl Files {
+    /// Writes one batch per UTC date, then the acks and escalations; stops
+    /// at the first error.
+    pub(crate) fn write(&self, mut batch: Batch) -> Written {
         let mut by_date: BTreeMap<time::Date, Vec<usize>> = BTreeMap::new();
-        for (i, r) in self.buffer.iter().enumerate() {
+        for (i, r) in batch.records.iter().enumerate() {
             by_date
                 .entry(utc_date(r.visit.started_at))
                 .or_default()
                 .push(i);
         }
         let mut committed = Vec::new();
-        let mut done = vec![false; self.buffer.len()];
-        let mut result = Ok(());
+        let mut done = vec![false; batch.records.len()];
+        let mut error = None;
         for (date, idx) in &by_date {
-            let records: Vec<&VisitRecord> = idx.iter().map(|&i| &self.buffer[i]).collect();
+            let records: Vec<&VisitRecord> = idx.iter().map(|&i| &batch.records[i]).collect();
             if let Err(e) = self.write_batch(*date, &records) {
-                result = Err(e);
+                error = Some(e);
                 break;
             }
             for &i in idx {
                 done[i] = true;
-                let id = self.buffer[i].visit.visit_id.clone();
-                self.buffered_ids.remove(&id);
-                self.archived.insert(id.clone());
-                committed.push(id);
+                committed.push(batch.records[i].visit.visit_id.clone());
             }
         }
         let mut i = 0;
-        self.buffer.retain(|_| {
+        batch.records.retain(|_| {
             i += 1;
             !done[i - 1]
         });
-        if result.is_ok() && !self.acks.is_empty() {
-            result = self.write_acks();
+        if error.is_none() && !batch.acks.is_empty() {
+            match self.write_acks(&batch.acks) {
+                Ok(()) => batch.acks.clear(),
+                Err(e) => error = Some(e),
+            }
         }
-        if result.is_ok() && !self.escalations.is_empty() {
-            result = self.write_escalations();
+        if error.is_none() && !batch.escalations.is_empty() {
+            match self.write_escalations(&batch.escalations) {
+                Ok(()) => batch.escalations.clear(),
+                Err(e) => error = Some(e),
+            }
         }
-        if self.buffer.is_empty() && self.acks.is_empty() && self.escalations.is_empty() {
-            self.first_buffered_at = None;
+        Written {
+            committed,
+            rest: batch,
+            error,
         }
-        result.map(|()| committed)
     }
 
-    fn write_acks(&mut self) -> Result<(), ArchiveError> {
+    fn write_acks(&self, acks: &[AlertAck]) -> Result<(), ArchiveError> {
         let mut by_date: BTreeMap<time::Date, Vec<&AlertAck>> = BTreeMap::new();
-        for a in &self.acks {
+        for a in acks {
             by_date.entry(utc_date(a.acked_at)).or_default().push(a);
         }
         let stem = format!(
@@ -317,13 +496,12 @@ impl ArchiveWriter {
             let batch = table::acks_batch(acks)?;
             self.put(Table::AlertAcks, *date, &stem, &batch)?;
         }
-        self.acks.clear();
         Ok(())
     }
 
-    fn write_escalations(&mut self) -> Result<(), ArchiveError> {
+    fn write_escalations(&self, escalations: &[AlertEscalation]) -> Result<(), ArchiveError> {
         let mut by_date: BTreeMap<time::Date, Vec<&AlertEscalation>> = BTreeMap::new();
-        for e in &self.escalations {
+        for e in escalations {
             by_date.entry(utc_date(e.escalated_at)).or_default().push(e);
         }
         let stem = format!(
@@ -335,7 +513,6 @@ impl ArchiveWriter {
             let batch = table::escalations_batch(rows)?;
             self.put(Table::AlertEscalations, *date, &stem, &batch)?;
         }
-        self.escalations.clear();
         Ok(())
     }
 
@@ -865,6 +1042,111 @@ mod tests {
         let deadline = w.flush_deadline().unwrap();
         assert_eq!(w.poll(deadline).unwrap(), ["c"]);
         assert_eq!(w.flush_deadline(), None);
+    }
+
+    /// Every visit comes back committed exactly once, whichever call
+    /// reports it, and the archive holds them all.
+    #[test]
+    fn background_flushes_commit_every_visit_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ArchiveWriter::open_local(dir.path(), config(3)).unwrap();
+        let (tx, flushed) = std::sync::mpsc::channel();
+        w.flush_in_background(move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        let ids: Vec<String> = (0..20).map(|i| format!("v{i:02}")).collect();
+        let mut reported = Vec::new();
+        for id in &ids {
+            match w.append(record(id, T0, vec![vec![1, 2, 3]])).unwrap() {
+                Appended::Committed(c) => reported.extend(c),
+                Appended::Buffered => {}
+                Appended::Duplicate => panic!("{id} is new"),
+            }
+            // A visit in a flush under way is still known to the writer.
+            assert_eq!(
+                w.append(record(id, T0, vec![vec![9]])).unwrap(),
+                Appended::Duplicate
+            );
+        }
+        // Six full buffers were handed over; at least one has been written.
+        flushed.recv().unwrap();
+        reported.extend(w.poll(Instant::now()).unwrap());
+        reported.extend(w.flush().unwrap());
+        assert_eq!(w.buffered(), 0);
+        reported.sort();
+        assert_eq!(reported, ids);
+        let mut rows = visits_rows(dir.path());
+        rows.sort();
+        assert_eq!(rows, ids);
+        assert!(ids.iter().all(|id| w.is_archived(id)));
+    }
+
+    /// A store that refuses every put while `down` is set (a full disk).
+    struct FullDisk {
+        inner: LocalDisk,
+        down: AtomicBool,
+    }
+
+    impl ObjectStore for FullDisk {
+        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::InvalidKey("disk full".into()));
+            }
+            self.inner.put(key, bytes)
+        }
+        fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+            self.inner.get(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+    }
+
+    #[test]
+    fn a_failed_background_flush_keeps_its_visits_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FullDisk {
+            inner: LocalDisk::new(dir.path()),
+            down: AtomicBool::new(true),
+        });
+        let mut w = ArchiveWriter::open(store.clone(), config(2)).unwrap();
+        let (tx, flushed) = std::sync::mpsc::channel();
+        w.flush_in_background(move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        w.append(record("a", T0, vec![vec![1]])).unwrap();
+        w.append_ack(AlertAck {
+            alert_id: "x".into(),
+            acked_at: T0,
+            acked_by: "dr-x".into(),
+            verdict: None,
+        });
+        assert_eq!(
+            w.append(record("b", T0, vec![vec![2]])).unwrap(),
+            Appended::Buffered
+        );
+        flushed.recv().unwrap();
+        assert!(matches!(
+            w.poll(Instant::now()),
+            Err(ArchiveError::Store(_))
+        ));
+        assert_eq!(w.buffered(), 2);
+        assert!(!w.is_archived("a"));
+        assert!(visits_rows(dir.path()).is_empty());
+        // Space is back: the retry writes the visits and the ack.
+        store.down.store(false, Ordering::SeqCst);
+        w.append(record("c", T0, vec![vec![3]])).unwrap();
+        let mut ids = w.flush().unwrap();
+        ids.sort();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let keys = LocalDisk::new(dir.path()).list("alert_acks").unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(w.buffered(), 0);
     }
 
     #[test]

@@ -193,10 +193,16 @@ async fn run_full(
     };
     let archive_dir = cfg.archive_dir.clone();
     let writer_cfg = cfg.archive.clone();
-    let writer =
+    let mut writer =
         tokio::task::spawn_blocking(move || ArchiveWriter::open_local(archive_dir, writer_cfg))
             .await
             .expect("archive open does not panic")?;
+    // Encoding a batch (delta packing, zstd) happens off this task, so that
+    // alerts are not published late behind it; the driver collects what
+    // was committed when the writer says a flush is done.
+    let flushed = Arc::new(tokio::sync::Notify::new());
+    let notify = flushed.clone();
+    writer.flush_in_background(move || notify.notify_one())?;
     let publisher = MqttPublisher::connect(&cfg.output, &cfg.output_client_id);
     let (ingest, events) = ecg_ingest::start(cfg.ingest.clone()).await?;
     if let Some(p) = &probe {
@@ -228,7 +234,9 @@ async fn run_full(
         centre: cfg.centre.to_string(),
         probe,
     };
-    let result = driver.run(events, results, acks_rx, shutdown).await;
+    let result = driver
+        .run(events, results, acks_rx, &flushed, shutdown)
+        .await;
     let summary = driver.summary;
     drop(driver);
     let finished = ingest.finish().await;
@@ -397,6 +405,7 @@ impl<P: Publisher> Driver<'_, P> {
         mut events: tokio::sync::mpsc::Receiver<AssemblyEvent>,
         mut results: tokio::sync::mpsc::UnboundedReceiver<Analysed>,
         mut acks: tokio::sync::mpsc::Receiver<ecg_dashboard::AckRequest>,
+        flushed: &tokio::sync::Notify,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServiceError> {
         tokio::pin!(shutdown);
@@ -416,6 +425,11 @@ impl<P: Publisher> Driver<'_, P> {
                 _ = tick.tick() => {
                     self.tick()?;
                     self.escalate().await?;
+                }
+                // A background flush finished: release its visits now
+                // rather than at the next tick.
+                _ = flushed.notified(), if self.archive_retry_at.is_none() => {
+                    self.poll_archive(Instant::now())?;
                 }
                 _ = &mut shutdown, if !stopping => {
                     tracing::info!("shutting down: no new messages; finishing what was received");
@@ -464,22 +478,7 @@ impl<P: Publisher> Driver<'_, P> {
     }
 
     fn tick(&mut self) -> Result<(), ServiceError> {
-        let now = Instant::now();
-        let flushed = match self.archive_retry_at {
-            Some(at) if now < at => Ok(Vec::new()),
-            Some(_) => self.writer.flush(),
-            None => self.writer.poll(now),
-        };
-        match flushed {
-            Ok(committed) => {
-                if self.archive_retry_at.take().is_some() {
-                    tracing::info!("archive writable again; taking messages");
-                    self.archive_retry_wait = ARCHIVE_RETRY_MIN;
-                }
-                self.release(committed);
-            }
-            Err(e) => self.archive_failed(e)?,
-        }
+        self.poll_archive(Instant::now())?;
         let stats = self.ingest.stats();
         self.metrics
             .messages_received
@@ -498,6 +497,27 @@ impl<P: Publisher> Driver<'_, P> {
             .spool_errors
             .set(stats.spool_errors.load(Ordering::Relaxed));
         Ok(())
+    }
+
+    /// Takes in finished flushes and starts one that is due; while the
+    /// archive is failing, retries a full flush once the wait is over.
+    fn poll_archive(&mut self, now: Instant) -> Result<(), ServiceError> {
+        let flushed = match self.archive_retry_at {
+            Some(at) if now < at => Ok(Vec::new()),
+            Some(_) => self.writer.flush(),
+            None => self.writer.poll(now),
+        };
+        match flushed {
+            Ok(committed) => {
+                if self.archive_retry_at.take().is_some() {
+                    tracing::info!("archive writable again; taking messages");
+                    self.archive_retry_wait = ARCHIVE_RETRY_MIN;
+                }
+                self.release(committed);
+                Ok(())
+            }
+            Err(e) => self.archive_failed(e),
+        }
     }
 
     /// A transient archive failure holds intake (the spool keeps the
