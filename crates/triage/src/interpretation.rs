@@ -485,7 +485,7 @@ fn consistent(a: &Analysis, n: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synthetic::{ecg, normal_shape, Synthetic, LABELS};
+    use crate::synthetic::{ecg, normal_shape, Shape, Synthetic, LABELS};
 
     fn leads(s: &Synthetic) -> Vec<LeadSignal<'_>> {
         LABELS
@@ -498,8 +498,8 @@ mod tests {
             .collect()
     }
 
-    /// Limb leads I, II and chest V1-V6 with the given ST offsets (mV).
-    fn with_st(limb_st: [f64; 2], chest_st: [f64; 6], noise_uv: f64, seed: u64) -> Synthetic {
+    /// Beats of limb leads I, II and chest V1-V6 with the given ST offsets (mV).
+    fn shapes(limb_st: [f64; 2], chest_st: [f64; 6]) -> ([Shape; 2], [Shape; 6]) {
         let limb = [
             normal_shape(0.8, 0.1, limb_st[0]),
             normal_shape(1.0, 0.2, limb_st[1]),
@@ -512,8 +512,12 @@ mod tests {
             (1.6, 0.2),
             (1.2, 0.1),
         ];
-        let chest: [crate::synthetic::Shape; 6] =
-            std::array::from_fn(|k| normal_shape(rs[k].0, rs[k].1, chest_st[k]));
+        let chest = std::array::from_fn(|k| normal_shape(rs[k].0, rs[k].1, chest_st[k]));
+        (limb, chest)
+    }
+
+    fn with_st(limb_st: [f64; 2], chest_st: [f64; 6], noise_uv: f64, seed: u64) -> Synthetic {
+        let (limb, chest) = shapes(limb_st, chest_st);
         ecg(limb, chest, noise_uv, seed)
     }
 
@@ -588,24 +592,11 @@ mod tests {
             age_years: Some(28.0),
         };
         let read = |st_mv: f64, t_mv: f64| {
-            let limb = [normal_shape(0.8, 0.1, 0.0), normal_shape(1.0, 0.2, 0.0)];
-            let rs = [
-                (0.2, 1.0),
-                (0.4, 1.4),
-                (0.8, 0.9),
-                (1.4, 0.5),
-                (1.6, 0.2),
-                (1.2, 0.1),
-            ];
-            let chest: [crate::synthetic::Shape; 6] = std::array::from_fn(|k| {
-                let (r, s) = rs[k];
-                let mut shape = normal_shape(r, s, 0.0);
-                if (1..=3).contains(&k) {
-                    shape.st_mv = st_mv;
-                    shape.t_mv = t_mv;
-                }
-                shape
-            });
+            // Concave elevation with tall T waves in V2-V4.
+            let (limb, mut chest) = shapes([0.0; 2], [0.0, st_mv, st_mv, st_mv, 0.0, 0.0]);
+            for shape in &mut chest[1..=3] {
+                shape.t_mv = t_mv;
+            }
             let s = ecg(limb, chest, 0.0, 5);
             interpret(s.fs_hz, &leads(&s), &s.r_peaks, young_man).unwrap()
         };
