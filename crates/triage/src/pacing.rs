@@ -76,9 +76,9 @@ fn needle_at(x: &[f32], t: usize, w_max: usize) -> Option<usize> {
             return false;
         };
         let mut height = 0f32;
-        for k in t..t + w {
-            let line = before + (after - before) * (k + 1 - t) as f32 / (w + 1) as f32;
-            height = height.max((x[k] - line).abs());
+        for (i, &v) in x[t..t + w].iter().enumerate() {
+            let line = before + (after - before) * (i + 1) as f32 / (w + 1) as f32;
+            height = height.max((v - line).abs());
         }
         height >= MIN_HEIGHT_MV && (after - before).abs() <= RETURN_FRACTION * height
     })
