@@ -382,10 +382,7 @@ impl ArchiveWriter {
 
     fn start_flush_if_due(&mut self, now: Instant) -> Result<(), ArchiveError> {
         let full = self.buffer.len() >= self.files.config.max_visits;
-        if self.in_flight.is_some() || !(full || self.due(now)) {
-            return Ok(());
-        }
-        if self.flusher.is_none() {
+        if self.flusher.is_none() || self.in_flight.is_some() || !(full || self.due(now)) {
             return Ok(());
         }
         let batch = self.take_batch();

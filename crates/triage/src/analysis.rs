@@ -70,11 +70,13 @@ impl Analysis {
     /// segment, averaged over 8 ms like every ST point.
     pub fn st_after_clinical_end_uv(&self, lead: LeadName, after_s: f64) -> Option<f32> {
         let li = self.leads.iter().position(|&l| l == lead)?;
-        let x = self.median.row(li);
-        let base = crate::measurement::level(x, self.fid.pr.0, self.fid.pr.1);
         let t = self.clinical_qrs.1 + samples(self.fs_hz, after_s);
-        let half = samples(self.fs_hz, 0.004);
-        Some((crate::measurement::level(x, t, t + 2 * half + 1) - base) * 1000.0)
+        Some(crate::measurement::st_level_uv(
+            self.median.row(li),
+            self.fid.pr,
+            t,
+            self.fs_hz,
+        ))
     }
 
     pub fn dominant_count(&self) -> usize {

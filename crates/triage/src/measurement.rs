@@ -43,7 +43,7 @@ impl LeadMeasurement {
 }
 
 /// Mean of `x[a..b]` (the sample at `a` when the span is empty).
-pub(crate) fn level(x: ArrayView1<f32>, a: usize, b: usize) -> f32 {
+fn level(x: ArrayView1<f32>, a: usize, b: usize) -> f32 {
     let b = b.min(x.len());
     if b <= a {
         return x[a.min(x.len() - 1)];
@@ -51,18 +51,20 @@ pub(crate) fn level(x: ArrayView1<f32>, a: usize, b: usize) -> f32 {
     x.slice(ndarray::s![a..b]).sum() / (b - a) as f32
 }
 
+/// The level at sample `t` relative to the PR segment `pr`, in uV: averaged over the 8 ms
+/// from the point onwards, so that the end of the QRS never leaks into a J-point level.
+pub(crate) fn st_level_uv(x: ArrayView1<f32>, pr: (usize, usize), t: usize, fs_hz: f64) -> f32 {
+    let t = t.min(x.len() - 1);
+    let half = samples(fs_hz, 0.004);
+    (level(x, t, t + 2 * half + 1) - level(x, pr.0, pr.1)) * 1000.0
+}
+
 /// Measures one baseline-corrected lead (isoelectric level already at zero is not assumed:
 /// the PR level is subtracted here).
 pub(crate) fn measure_lead(x: ArrayView1<f32>, f: &Fiducials, fs_hz: f64) -> LeadMeasurement {
     let len = x.len();
     let base = level(x, f.pr.0, f.pr.1);
-    let half = samples(fs_hz, 0.004);
-    // Averaged over the 8 ms from the point onwards, so that the end of the QRS never
-    // leaks into the J-point level.
-    let at = |t: usize| -> f32 {
-        let t = t.min(len - 1);
-        (level(x, t, t + 2 * half + 1) - base) * 1000.0
-    };
+    let at = |t: usize| st_level_uv(x, f.pr, t, fs_hz);
     let st_j_uv = at(f.j);
     let st_j60_uv = at(f.j + samples(fs_hz, 0.06));
     let on = f.qrs_on;
