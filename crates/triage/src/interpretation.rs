@@ -363,7 +363,16 @@ impl Interpreter {
             .map(|&i| signals[i].as_slice())
             .collect();
         if let Some(screen) = &self.screen {
-            if ready.iter().all(|&r| screen.matches(&analysed, r)) {
+            // A beat is screened above its baseline up to the next beat's PR segment;
+            // until the next R peak is known it waits (at the end, `finish` reads all).
+            let (known, waiting): (Vec<usize>, Vec<usize>) = ready
+                .iter()
+                .partition(|&&r| crate::screen::has_next_beat(&self.r_peaks, r, fs_hz));
+            if known
+                .iter()
+                .all(|&r| screen.matches(&analysed, r, &self.r_peaks))
+            {
+                self.pending.extend(waiting);
                 return Ok(None);
             }
         }
@@ -407,7 +416,7 @@ impl Interpreter {
             return Ok(None);
         };
         self.screen = if self.screening && !interp.stemi && interp.quality.ok {
-            BeatScreen::new(&a, &analysed, start)
+            BeatScreen::new(&a, &analysed, start, &self.r_peaks)
         } else {
             None
         };
@@ -897,6 +906,24 @@ mod tests {
         let once = interpret(500.0, &leads(&s), &s.r_peaks, Patient::default()).unwrap();
         assert_eq!(fin.beats, once.beats);
         assert!(!fin.stemi);
+    }
+
+    #[test]
+    fn breathing_wander_is_not_read_as_a_change_of_the_beats() {
+        // Respiratory wander of 0.4 mV at 0.25 Hz tilts the baseline by up to 0.1 mV
+        // between the PR segment and J: on the PR level alone most new beats
+        // missed the screen and the window was read again and again.
+        let mut s = with_st([0.0, 0.0], [0.0; 6], 10.0, 3);
+        for lead in &mut s.leads {
+            for (i, v) in lead.iter_mut().enumerate() {
+                let t = i as f32 / 500.0;
+                *v += 0.4 * (2.0 * std::f32::consts::PI * 0.25 * t + 0.7).sin();
+            }
+        }
+        let (it, decided) = stream(&s.leads, &s.r_peaks, Patient::default());
+        assert_eq!(decided, None);
+        assert_eq!(it.window_interpretations(), 1);
+        assert!(!it.finish().unwrap().stemi);
     }
 
     #[test]
