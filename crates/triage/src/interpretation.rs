@@ -356,6 +356,15 @@ impl Interpreter {
         if ready.is_empty() || self.r_peaks.len() < CONSISTENT_BEATS {
             return Ok(None);
         }
+        // A beat is screened above its baseline up to the next beat's PR segment; until
+        // the next R peak is known it waits (at the end, `finish` reads all).
+        let (known, waiting): (Vec<usize>, Vec<usize>) = ready
+            .iter()
+            .partition(|&&r| crate::screen::has_next_beat(&self.r_peaks, r, fs_hz));
+        if self.screen.is_some() && known.is_empty() {
+            self.pending.extend(waiting);
+            return Ok(None);
+        }
         let signals = self.recording.millivolts();
         let analysed: Vec<&[f32]> = self
             .analysed
@@ -363,11 +372,6 @@ impl Interpreter {
             .map(|&i| signals[i].as_slice())
             .collect();
         if let Some(screen) = &self.screen {
-            // A beat is screened above its baseline up to the next beat's PR segment;
-            // until the next R peak is known it waits (at the end, `finish` reads all).
-            let (known, waiting): (Vec<usize>, Vec<usize>) = ready
-                .iter()
-                .partition(|&&r| crate::screen::has_next_beat(&self.r_peaks, r, fs_hz));
             if known
                 .iter()
                 .all(|&r| screen.matches(&analysed, r, &self.r_peaks))
