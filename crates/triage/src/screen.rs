@@ -49,7 +49,7 @@ struct Offsets {
     refractory: usize,
 }
 
-/// Per lead, in uV: ST at J (from the PR level), the ST's rise from J to J+60 ms, the
+/// Per lead, in uV: ST at J (above the baseline line), the ST's rise from J to J+60 ms, the
 /// T wave from J+60 ms, and the QRS peak-to-peak.
 type Points = [f32; 4];
 
