@@ -449,6 +449,11 @@ impl Aligner {
         let best = self.qrs.best_lag(leads, r, self.align, self.m_pre);
         Some(((r as isize + best.1) as usize, best.0))
     }
+
+    /// How many samples `align` reads before and after the `r` it is given.
+    pub fn reach(&self) -> (usize, usize) {
+        (self.align + self.m_pre, self.align + self.m_post)
+    }
 }
 
 /// Removes baseline wander by linear interpolation between isoelectric knots (one per beat,

@@ -14,6 +14,10 @@
 //! wander (a few hundred uV at 0.2-0.3 Hz) tilts ST by up to 1 mm between PR and J, and
 //! on the simulated clinics' tracings with wander the screen sent 3-5 readings per
 //! visit instead of 1.5. A beat is therefore screened once the next R peak is known.
+//!
+//! In a paced rhythm both sides are read without the stimulus needles, as the analysis
+//! reads its beats: left in a new beat, the needle alone pulled its correlation with the
+//! needle-free median under the dominant threshold, and every paced beat missed.
 
 use crate::analysis::Analysis;
 use crate::beat::{median, samples, Aligner, DOMINANT_CORR};
@@ -61,6 +65,9 @@ pub(crate) struct BeatScreen {
     /// Per analysed lead (in the analysis' lead order) and point, the median over the
     /// dominant beats and how far from it a new beat may lie.
     reference: Vec<[(f32, f32); 4]>,
+    /// The analysis cut pacing needles: new beats get theirs cut too.
+    paced: bool,
+    fs_hz: f64,
 }
 
 impl BeatScreen {
@@ -91,19 +98,38 @@ impl BeatScreen {
             half: samples(fs, HALF_WIDTH_S),
             refractory: samples(fs, REFRACTORY_S),
         };
+        let paced = !a.pace_needles.is_empty();
+        // Paced: the window's signals without the needles the analysis cut (its needles
+        // are in window coordinates, so everything below is too).
+        let despiked: Vec<Vec<f32>>;
+        let (view, shift): (Vec<&[f32]>, usize) = if paced {
+            let window: Vec<&[f32]> = signals
+                .iter()
+                .map(|x| x.get(start..))
+                .collect::<Option<_>>()?;
+            despiked = crate::pacing::remove(&window, &a.pace_needles);
+            (despiked.iter().map(Vec::as_slice).collect(), start)
+        } else {
+            (signals.to_vec(), 0)
+        };
+        let r_peaks: Vec<usize> = r_peaks
+            .iter()
+            .filter(|&&r| r >= shift)
+            .map(|&r| r - shift)
+            .collect();
         let dominant: Vec<usize> = a
             .sorted
             .r_aligned
             .iter()
             .zip(&a.sorted.dominant)
             .filter(|(_, &d)| d)
-            .map(|(&r, _)| r + start)
+            .map(|(&r, _)| r + start - shift)
             .collect();
-        let mut reference = Vec::with_capacity(signals.len());
-        for x in signals {
+        let mut reference = Vec::with_capacity(view.len());
+        for x in &view {
             let per_beat: Vec<Points> = dominant
                 .iter()
-                .filter_map(|&r| points(x, r, next_beat(r_peaks, r, &offsets), &offsets))
+                .filter_map(|&r| points(x, r, next_beat(&r_peaks, r, &offsets), &offsets))
                 .collect();
             if per_beat.is_empty() {
                 return None;
@@ -133,6 +159,8 @@ impl BeatScreen {
             aligner: Aligner::new(&a.median, a.origin, fs),
             offsets,
             reference,
+            paced,
+            fs_hz: fs,
         })
     }
 
@@ -141,6 +169,47 @@ impl BeatScreen {
     /// include the next beat's, see `has_next_beat`). A beat that cannot be measured
     /// does not match.
     pub fn matches(&self, signals: &[&[f32]], r: usize, r_peaks: &[usize]) -> bool {
+        if !self.paced {
+            return self.matches_at(signals, r, r_peaks);
+        }
+        // Only the stretch the beat is read on, from the alignment's reach before R (or
+        // the PR segment's, from the earliest aligned R) to the next beat's PR segment,
+        // is copied without needles; generous, as a needle cut or not outside the points
+        // read changes nothing.
+        let o = &self.offsets;
+        let (before, after) = self.aligner.reach();
+        let margin = 2 * o.half + 2;
+        let first = r as isize - (before as isize - o.pr.0) - margin as isize;
+        let mut last = r as isize + (after + o.half) as isize + o.t.max(0);
+        if let Some(n) = next_beat(r_peaks, r, o) {
+            last = last.max(n as isize + o.pr.1);
+        }
+        let len = signals.iter().map(|x| x.len()).min().unwrap_or(0);
+        let (Ok(lo), Ok(hi)) = (
+            usize::try_from(first),
+            usize::try_from(last + margin as isize + 1).map(|h| h.min(len)),
+        ) else {
+            return false;
+        };
+        let Some(span) = signals
+            .iter()
+            .map(|x| x.get(lo..hi))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return false;
+        };
+        let needles = crate::pacing::find(&span, self.fs_hz);
+        let despiked = crate::pacing::remove(&span, &needles);
+        let view: Vec<&[f32]> = despiked.iter().map(Vec::as_slice).collect();
+        let peaks: Vec<usize> = r_peaks
+            .iter()
+            .filter(|&&p| p >= lo)
+            .map(|&p| p - lo)
+            .collect();
+        self.matches_at(&view, r - lo, &peaks)
+    }
+
+    fn matches_at(&self, signals: &[&[f32]], r: usize, r_peaks: &[usize]) -> bool {
         // Aligned as the analysis aligns beats, or the detector's few samples of jitter
         // would read as a change on the steep end of the QRS; a beat of another
         // morphology (ectopic) is a change.
