@@ -15,9 +15,9 @@
 //! - `lead`: lead names, contiguity, territories; `patient`: sex and age.
 //!
 //! `interpretation` ties them together: [`interpret`] for a whole record and
-//! [`Interpreter`] for a stream that decides as soon as the criteria hold on enough beats (`screen`
-//! spares it re-reading beats like those it has read; `recording` keeps the stream,
-//! as ADC counts when it comes as counts).
+//! [`Interpreter`] for a stream that decides as soon as the criteria hold on enough
+//! beats (`screen` spares it re-reading beats like those it has read; `recording` keeps
+//! the stream, as ADC counts when it comes as counts).
 
 mod analysis;
 mod beat;
