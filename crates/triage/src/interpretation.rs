@@ -276,8 +276,8 @@ impl Interpreter {
     }
 
     /// Screening (on by default) spares re-reading the window when new beats look like
-    /// those of the last reading that could not decide (see `screen`); off, every beat that gets a
-    /// full window is read again (to measure what screening changes).
+    /// those of the last reading that could not decide (see `screen`); off, every beat
+    /// that gets a full window is read again (to measure what screening changes).
     pub fn with_screening(mut self, on: bool) -> Self {
         self.screening = on;
         self
