@@ -8,7 +8,8 @@
 //!   (R peaks from the signal core's detector) against LUDB's per-lead expert annotations
 //!   (global reference: earliest onset, latest offset across the 12 leads).
 //! - `triage_vs_labels`: Se / Sp of `stemi` against `labels/stemi_dev.csv`, false alarms by
-//!   category.
+//!   category; and as the pipeline alerts, the early decision of the streamed record
+//!   counting too (an alert sent cannot be taken back).
 //! - `st_on_real_beats_with_known_offset`: semi-synthetic, real LUDB "normal" records with an
 //!   ST shift of known size added after the reference QRS end; kept apart from the real
 //!   results.
