@@ -3,11 +3,11 @@
 //! While a visit streams, the interpreter could re-run the whole interpretation each
 //! time a beat arrives, but a median beat does not change when the beats added to it
 //! look like the ones it was made of, and neither does the verdict read from it. So
-//! after a reading that cannot decide early (it does not alert on the 4th-UDMI criteria)
-//! the interpreter measures each new beat at a few points
-//! that the rules read (ST at J from the beat's own PR segment, ST at J+60 ms, the
-//! T wave, the QRS amplitude), and interprets again only when some lead differs from
-//! the reference beats by more than a tolerance. The final interpretation of the
+//! after a reading that cannot decide early (it does not alert on the 4th-UDMI
+//! criteria) the interpreter measures each new beat at a few points that the rules read
+//! (ST at J from the beat's own PR segment, ST at J+60 ms, the T wave, the QRS
+//! amplitude), and interprets again only when some lead differs from the reference
+//! beats by more than a tolerance. The final interpretation of the
 //! whole recording never depends on this screen.
 //!
 //! The points are read above a line through the beat's PR segment and the next beat's,
