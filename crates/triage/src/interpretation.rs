@@ -48,8 +48,14 @@ pub struct Interpretation {
     pub patient: Patient,
 }
 
+/// Sampling rates the interpretation takes: a diagnostic ECG needs 100 Hz at least, and
+/// the QRS detector stops at 20 kHz (the pacing-needle search grows with the rate).
+fn usable_rate(fs_hz: f64) -> bool {
+    fs_hz.is_finite() && (100.0..=20_000.0).contains(&fs_hz)
+}
+
 fn validate(fs_hz: f64, leads: &[LeadSignal<'_>]) -> Result<(), TriageError> {
-    if !(fs_hz.is_finite() && fs_hz >= 100.0) {
+    if !usable_rate(fs_hz) {
         return Err(TriageError::SamplingRate(fs_hz));
     }
     let Some(first) = leads.first() else {
@@ -183,6 +189,10 @@ fn interpret_inner(
 pub const CONSISTENT_BEATS: usize = 5;
 /// The streaming window: older samples are dropped from re-evaluation.
 const STREAM_WINDOW_S: f64 = 20.0;
+/// Two R peaks closer than this are one beat reported twice (400 bpm is beyond any
+/// conducted rhythm): a caller that re-sends its peaks, or sends noise as peaks, must not
+/// make every push read the window again.
+const MIN_RR_S: f64 = 0.15;
 /// A resting ECG lasts 10 s: room for that up front, so that a visit's samples do not
 /// end in a vector grown by doubling, 60 % larger than they are (a visit in flight
 /// is the pipeline's largest memory cost). Longer recordings still grow.
@@ -236,7 +246,7 @@ pub struct Interpreter {
 
 impl Interpreter {
     pub fn new(fs_hz: f64, labels: &[&str], patient: Patient) -> Result<Self, TriageError> {
-        if !(fs_hz.is_finite() && fs_hz >= 100.0) {
+        if !usable_rate(fs_hz) {
             return Err(TriageError::SamplingRate(fs_hz));
         }
         if labels.is_empty() {
@@ -319,6 +329,22 @@ impl Interpreter {
         self.pushed(r_peaks)
     }
 
+    /// Keeps `r` among the R peaks (in order) unless a kept one lies within `MIN_RR_S`.
+    fn accept(&mut self, r: usize) -> bool {
+        let gap = samples(self.fs_hz, MIN_RR_S);
+        let i = self.r_peaks.partition_point(|&x| x < r);
+        let near = |x: &usize| x.abs_diff(r) < gap;
+        if self.r_peaks.get(i).is_some_and(near)
+            || i.checked_sub(1)
+                .and_then(|j| self.r_peaks.get(j))
+                .is_some_and(near)
+        {
+            return false;
+        }
+        self.r_peaks.insert(i, r);
+        true
+    }
+
     /// One slice per lead of the stream, all of one length.
     fn check_chunk<T>(&self, chunk: &[&[T]]) -> Result<(), TriageError> {
         if chunk.len() != self.labels.len() {
@@ -343,11 +369,15 @@ impl Interpreter {
 
     /// After a chunk was appended: the early decision when it is first reached.
     fn pushed(&mut self, r_peaks: &[usize]) -> Result<Option<&EarlyDecision>, TriageError> {
-        self.r_peaks.extend_from_slice(r_peaks);
+        let new: Vec<usize> = r_peaks
+            .iter()
+            .copied()
+            .filter(|&r| self.accept(r))
+            .collect();
         if self.early.is_some() {
             return Ok(None);
         }
-        self.pending.extend_from_slice(r_peaks);
+        self.pending.extend_from_slice(&new);
         let total = self.recording.len();
         let start = total.saturating_sub(samples(self.fs_hz, STREAM_WINDOW_S));
         // Only beats with a full window can change a reading; the others wait.
@@ -755,10 +785,13 @@ mod tests {
             interpret(500.0, &l, &[], Patient::default()),
             Err(TriageError::LeadLength { .. })
         ));
-        assert_eq!(
-            interpret(0.0, &l, &[], Patient::default()).unwrap_err(),
-            TriageError::SamplingRate(0.0)
-        );
+        for fs in [0.0, 20_001.0, f64::MAX, f64::NAN] {
+            assert!(matches!(
+                interpret(fs, &l, &[], Patient::default()),
+                Err(TriageError::SamplingRate(_))
+            ));
+            assert!(Interpreter::new(fs, &["I"], Patient::default()).is_err());
+        }
         // No beats at all: an answer ("repeat"), not an error.
         let l = [LeadSignal {
             label: "I",
@@ -929,6 +962,40 @@ mod tests {
         let once = interpret(500.0, &leads(&s), &s.r_peaks, Patient::default()).unwrap();
         assert_eq!(fin.beats, once.beats);
         assert!(!fin.stemi);
+    }
+
+    #[test]
+    fn peaks_sent_again_or_twice_are_one_beat() {
+        // Every new beat with a full window is read (no screen), so each peak that counted
+        // twice would cost a reading: a caller re-sending all its peaks with every chunk,
+        // each also a sample late, must read like one sending each peak once.
+        let s = with_st([0.0, 0.0], [0.0; 6], 10.0, 3);
+        let n = s.leads[0].len();
+        let run = |resend: bool| {
+            let mut it = Interpreter::new(500.0, &LABELS, Patient::default())
+                .unwrap()
+                .with_screening(false);
+            for start in (0..n).step_by(250) {
+                let end = (start + 250).min(n);
+                let parts: Vec<&[f32]> = s.leads.iter().map(|x| &x[start..end]).collect();
+                let r: Vec<usize> = s
+                    .r_peaks
+                    .iter()
+                    .copied()
+                    .filter(|&r| r + 50 < end && (resend || r + 50 >= start))
+                    .flat_map(|r| if resend { vec![r, r + 1] } else { vec![r] })
+                    .collect();
+                it.push(&parts, &r).unwrap();
+            }
+            it
+        };
+        let (once, again) = (run(false), run(true));
+        assert!(once.window_interpretations() > 1);
+        assert_eq!(
+            again.window_interpretations(),
+            once.window_interpretations()
+        );
+        assert_eq!(again.finish().unwrap().beats, once.finish().unwrap().beats);
     }
 
     #[test]

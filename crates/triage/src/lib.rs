@@ -50,7 +50,7 @@ pub use quality::Quality;
 /// What can be wrong with the input.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TriageError {
-    #[error("sampling rate {0} Hz is not usable (need a finite rate >= 100 Hz)")]
+    #[error("sampling rate {0} Hz is not usable (need 100-20,000 Hz)")]
     SamplingRate(f64),
     #[error("no leads given")]
     NoLeads,

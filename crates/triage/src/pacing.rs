@@ -71,10 +71,10 @@ pub(crate) fn find(signals: &[&[f32]], fs_hz: f64) -> Vec<(usize, usize)> {
 /// The width of the narrowest needle starting at `t`, if there is one.
 fn needle_at(x: &[f32], t: usize, w_max: usize) -> Option<usize> {
     let before = x[t - 1];
-    (1..=w_max).find(|&w| {
-        let Some(&after) = x.get(t + w) else {
-            return false;
-        };
+    // Widths that run past the signal's end cannot be needles.
+    let w_end = w_max.min(x.len().saturating_sub(t + 1));
+    (1..=w_end).find(|&w| {
+        let after = x[t + w];
         let mut height = 0f32;
         for (i, &v) in x[t..t + w].iter().enumerate() {
             let line = before + (after - before) * (i + 1) as f32 / (w + 1) as f32;
