@@ -53,7 +53,7 @@ fn pipeline_devices_and_watcher_over_mqtts_archive_every_visit() {
     let dir = s.dir.path();
     let log = dir.join("pipeline.log");
     let client_tls = TlsSettings {
-        ca: files.ca.clone(),
+        ca: Some(files.ca.clone()),
         client_cert: Some((files.client_cert.clone(), files.client_key.clone())),
     };
     // A cardiologist-side client with its own certificate.

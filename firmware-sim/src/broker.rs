@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub enum BrokerConfigError {
     #[error("broker URL {0:?} must look like mqtt://[user:pass@]host:port")]
     Url(String),
-    #[error("broker URL {0:?} uses TLS, which needs a CA file (--ca FILE)")]
+    #[error("broker URL {0:?} uses TLS, which this command does not support")]
     TlsUnsupported(String),
     #[error("a CA file was given but broker URL {0:?} is not mqtts://")]
     TlsNotRequested(String),
@@ -20,6 +20,10 @@ pub enum BrokerConfigError {
     TlsFile { path: String, reason: String },
     #[error("client certificate and client key must be given together")]
     ClientCertPair,
+    #[error(
+        "no trusted CA certificate in the system store ({0}): give the broker's CA with --ca FILE"
+    )]
+    NoSystemRoots(String),
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
     #[error("credentials file {path}: {source}")]
@@ -81,14 +85,15 @@ impl BrokerUrl {
     }
 
     /// Parses `mqtt://` or `mqtts://` and checks that TLS settings are given
-    /// exactly when the scheme asks for TLS.
+    /// only when the scheme asks for TLS; `mqtts://` without them trusts the
+    /// system's CA store, as any TLS client does.
     pub fn parse_with_tls(
         url: &str,
         tls: Option<TlsSettings>,
     ) -> Result<(BrokerUrl, Option<TlsSettings>), BrokerConfigError> {
         match (Self::parse_any(url)?, tls) {
             ((broker, true), Some(tls)) => Ok((broker, Some(tls))),
-            ((_, true), None) => Err(BrokerConfigError::TlsUnsupported(redact_url(url))),
+            ((broker, true), None) => Ok((broker, Some(TlsSettings::system_roots()))),
             ((_, false), Some(_)) => Err(BrokerConfigError::TlsNotRequested(redact_url(url))),
             ((broker, false), None) => Ok((broker, None)),
         }
@@ -129,10 +134,11 @@ impl BrokerUrl {
 }
 
 /// PEM files for a TLS connection: the CA that signed the broker's
-/// certificate and, optionally, the device's own certificate and key.
+/// certificate (`None`: the system's CA store, or `SSL_CERT_FILE`) and,
+/// optionally, the device's own certificate and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
-    pub ca: PathBuf,
+    pub ca: Option<PathBuf>,
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
@@ -149,22 +155,41 @@ impl TlsSettings {
             (None, None) => None,
             _ => return Err(BrokerConfigError::ClientCertPair),
         };
-        match ca {
-            Some(ca) => Ok(Some(TlsSettings { ca, client_cert })),
-            None if client_cert.is_some() => Err(BrokerConfigError::TlsFile {
-                path: "--ca".into(),
-                reason: "a client certificate needs the CA file too".into(),
-            }),
-            None => Ok(None),
+        Ok((ca.is_some() || client_cert.is_some()).then_some(TlsSettings { ca, client_cert }))
+    }
+
+    /// A server-authenticated connection trusting the system's CA store.
+    pub fn system_roots() -> TlsSettings {
+        TlsSettings {
+            ca: None,
+            client_cert: None,
         }
     }
 
-    /// A rustls client configuration (ring provider) that trusts only the
-    /// CA file, never the system store: the fleet's broker has its own CA.
+    /// A rustls client configuration (ring provider). A CA file is trusted
+    /// alone, never with the system store: a network with its own CA must
+    /// not also accept any publicly certified host.
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, BrokerConfigError> {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in read_certs(&self.ca)? {
-            roots.add(cert)?;
+        match &self.ca {
+            Some(ca) => {
+                for cert in read_certs(ca)? {
+                    roots.add(cert)?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                // Unparsable entries in a system bundle are skipped, as
+                // other TLS clients do; only an empty store is an error.
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    let why = found
+                        .errors
+                        .first()
+                        .map_or_else(|| "none found".to_owned(), ToString::to_string);
+                    return Err(BrokerConfigError::NoSystemRoots(why));
+                }
+            }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -258,7 +283,7 @@ mod tests {
             Err(BrokerConfigError::TlsUnsupported(_))
         ));
         let tls = TlsSettings {
-            ca: "ca.pem".into(),
+            ca: Some("ca.pem".into()),
             client_cert: None,
         };
         let (u, t) = BrokerUrl::parse_with_tls("mqtts://d:p@h:8883", Some(tls.clone())).unwrap();
@@ -268,7 +293,8 @@ mod tests {
             BrokerUrl::parse_with_tls("mqtt://h:1883", Some(tls)),
             Err(BrokerConfigError::TlsNotRequested(_))
         ));
-        assert!(BrokerUrl::parse_with_tls("mqtts://h:8883", None).is_err());
+        let (_, t) = BrokerUrl::parse_with_tls("mqtts://h:8883", None).unwrap();
+        assert_eq!(t, Some(TlsSettings::system_roots()));
         for bad in [
             "h:1883",
             "mqtt://h",
@@ -302,7 +328,13 @@ mod tests {
             TlsSettings::from_files(Some("ca".into()), Some("c".into()), None),
             Err(BrokerConfigError::ClientCertPair)
         ));
-        assert!(TlsSettings::from_files(None, Some("c".into()), Some("k".into())).is_err());
+        assert_eq!(
+            TlsSettings::from_files(None, Some("c".into()), Some("k".into())).unwrap(),
+            Some(TlsSettings {
+                ca: None,
+                client_cert: Some(("c".into(), "k".into())),
+            })
+        );
         assert_eq!(TlsSettings::from_files(None, None, None).unwrap(), None);
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
@@ -313,7 +345,7 @@ mod tests {
         let err = tls.client_config().unwrap_err();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
         let missing = TlsSettings {
-            ca: dir.path().join("absent.pem"),
+            ca: Some(dir.path().join("absent.pem")),
             client_cert: None,
         };
         assert!(missing.client_config().is_err());

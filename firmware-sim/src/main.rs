@@ -55,7 +55,8 @@ struct DeviceArgs {
     /// Fault injection: how long each link drop lasts, in seconds.
     #[arg(long, default_value_t = 1.0)]
     link_outage_s: f64,
-    /// CA certificate (PEM) that signed the broker's; required by mqtts://.
+    /// CA certificate (PEM) that signed the broker's, trusted alone
+    /// (mqtts://; default: the system's CA store or SSL_CERT_FILE).
     #[arg(long)]
     ca: Option<PathBuf>,
     /// Client certificate (PEM) for brokers that require one.
@@ -112,8 +113,10 @@ struct PlayArgs {
     record: PathBuf,
     #[arg(long)]
     broker: String,
-    #[arg(long, default_value = "dev-play")]
-    device: String,
+    /// Device id (default: the broker URL's user name, as a broker ACL
+    /// `pattern write ecg/v1/dev/%u/#` expects; `dev-play` without one).
+    #[arg(long)]
+    device: Option<String>,
     #[arg(long, default_value = "clinic-play")]
     clinic: String,
     #[arg(long, default_value_t = 1.0)]
@@ -225,10 +228,28 @@ async fn run_fleet(a: FleetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The played visit's device: `--device`, else the MQTT user name, because
+/// the device id is the user name on the wire (DESIGN: topics).
+fn play_device_id(flag: Option<&str>, broker: &BrokerUrl) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| broker.user.as_ref().map(|(u, _)| u.clone()))
+        .unwrap_or_else(|| "dev-play".to_owned())
+}
+
 async fn run_play(a: PlayArgs) -> anyhow::Result<()> {
     let (broker, tls) = a.opts.broker(&a.broker)?;
     let rec = firmware_sim::playback::load(&a.record)?;
-    let device_id = DeviceId::new(a.device.clone())?;
+    let device_id = DeviceId::new(play_device_id(a.device.as_deref(), &broker))?;
+    if let Some((user, _)) = broker
+        .user
+        .as_ref()
+        .filter(|(u, _)| u != device_id.as_str())
+    {
+        eprintln!(
+            "warning: device {device_id} logs in as {user}: a broker ACL such as \
+             `pattern write ecg/v1/dev/%u/#` refuses its messages"
+        );
+    }
     let mut rng = rand_chacha::ChaCha8Rng::from_os_rng();
     // A made-up patient of the record's sex and age (50 when unknown).
     let patient = Patient::random(
@@ -263,4 +284,18 @@ async fn run_play(a: PlayArgs) -> anyhow::Result<()> {
         rec.digest()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_played_visit_speaks_as_the_broker_user_unless_told_otherwise() {
+        let with_user = BrokerUrl::parse("mqtt://dev-07:pw@127.0.0.1:1883").unwrap();
+        let anonymous = BrokerUrl::parse("mqtt://127.0.0.1:1883").unwrap();
+        assert_eq!(play_device_id(None, &with_user), "dev-07");
+        assert_eq!(play_device_id(Some("dev-x"), &with_user), "dev-x");
+        assert_eq!(play_device_id(None, &anonymous), "dev-play");
+    }
 }

@@ -21,12 +21,13 @@ pub struct Args {
     /// Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Broker URL, mqtt://[user:pass@]host:port or mqtts://... with --ca
+    /// Broker URL, mqtt://[user:pass@]host:port or mqtts://...
     /// (default mqtt://127.0.0.1:1883).
     #[arg(long)]
     pub broker: Option<String>,
     /// PEM file of the CA that signed the broker's certificate (mqtts://).
-    /// Only this CA is trusted, never the system store.
+    /// Only this CA is trusted; without it, the system's CA store (or
+    /// SSL_CERT_FILE).
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// PEM client certificate, for a broker that asks for one (with --client-key).

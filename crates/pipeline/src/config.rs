@@ -58,6 +58,54 @@ impl std::fmt::Debug for EnvSecrets {
     }
 }
 
+/// The file, in the pipeline's spool folder, of the archive key generated
+/// when none is configured.
+pub const GENERATED_KEY_FILE: &str = "pseudonym.key";
+
+/// The archive key kept in `spool_dir`, made on the first start without a
+/// configured one. The spool is the pipeline's own durable state and never
+/// goes to analysts with the archive; losing the key only means that later
+/// visits of a patient no longer share earlier ones' pseudonym, so it says
+/// loudly where the key is and how to manage it instead.
+fn generated_pseudonym_key(spool_dir: &Path) -> Result<String, ConfigError> {
+    let path = spool_dir.join(GENERATED_KEY_FILE);
+    let failed = |e: std::io::Error| invalid("pseudonym_key", format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let text = text.trim().to_owned();
+            tracing::warn!(
+                path = %path.display(),
+                "archive pseudonym key read from the spool folder (none configured); \
+                 set {PSEUDONYM_KEY_ENV} to manage it yourself"
+            );
+            return Ok(text);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| invalid("pseudonym_key", format!("no randomness: {e}")))?;
+    let text: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(spool_dir).map_err(failed)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    {
+        use std::io::Write;
+        let mut file = opts.open(&path).map_err(failed)?;
+        writeln!(file, "{text}").map_err(failed)?;
+        file.sync_all().map_err(failed)?;
+    }
+    tracing::warn!(
+        path = %path.display(),
+        "no archive pseudonym key configured: generated one; back it up, or set \
+         {PSEUDONYM_KEY_ENV} (patients keep their pseudonym only while the key stays)"
+    );
+    Ok(text)
+}
+
 /// Why the settings are unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -110,7 +158,8 @@ impl std::str::FromStr for LogFormat {
 #[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// `mqtt://[user:pass@]host:port` or `mqtts://...` (then `ca` is needed).
+    /// `mqtt://[user:pass@]host:port` or `mqtts://...` (trusting `ca`, else
+    /// the system's CA store).
     pub broker: Option<String>,
     /// PEM file of the CA that signed the broker's certificate (TLS).
     pub ca: Option<PathBuf>,
@@ -118,7 +167,8 @@ pub struct Settings {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     /// The archive's pseudonym key (at least 16 bytes of text); prefer the
-    /// environment variable. Required.
+    /// environment variable. Without one, a key is generated once and kept
+    /// in the spool folder (`pseudonym.key`).
     pub pseudonym_key: Option<String>,
     /// Goes into every archived pseudonym (`k<version>-...`); default 1.
     pub pseudonym_key_version: Option<u16>,
@@ -266,21 +316,12 @@ impl Settings {
             )),
             None => None,
         };
-        let key_text = env
-            .pseudonym_key
-            .or_else(|| self.pseudonym_key.clone())
-            .ok_or_else(|| {
-                invalid(
-                    "pseudonym_key",
-                    format!(
-                        "not set: the archive stores patients only under a keyed pseudonym; \
-                         set {PSEUDONYM_KEY_ENV} (or pseudonym_key in the file)"
-                    ),
-                )
-            })?;
-        let pseudonym_key =
-            PseudonymKey::new(self.pseudonym_key_version.unwrap_or(1), key_text.as_bytes())
+        let key_text = env.pseudonym_key.or_else(|| self.pseudonym_key.clone());
+        let key_version = self.pseudonym_key_version.unwrap_or(1);
+        if let Some(text) = &key_text {
+            PseudonymKey::new(key_version, text.as_bytes())
                 .map_err(|e| invalid("pseudonym_key", e.to_string()))?;
+        }
         let mut credentials = broker.user.clone();
         if let Some(u) = &self.username {
             let pass = credentials.map(|(_, p)| p).unwrap_or_default();
@@ -316,6 +357,7 @@ impl Settings {
             .spool
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.spool", archive_dir.display())));
+        let spool_for_key = spool_dir.clone();
         let mut ingest = ecg_ingest::IngestConfig::new(
             broker.host.clone(),
             broker.port,
@@ -342,13 +384,21 @@ impl Settings {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
         let mut archive = ecg_archive::WriterConfig::new(writer_id);
-        archive.pseudonym_key = Some(pseudonym_key);
         if let Some(s) = self.archive_flush_s {
             if !(s.is_finite() && s > 0.0 && s <= 3600.0) {
                 return Err(invalid("archive_flush_s", "must be in (0, 3600]"));
             }
             archive.max_age = Duration::from_secs_f64(s);
         }
+        // Last, once every setting is valid: the generated key is a file.
+        let key_text = match key_text {
+            Some(text) => text,
+            None => generated_pseudonym_key(&spool_for_key)?,
+        };
+        archive.pseudonym_key = Some(
+            PseudonymKey::new(key_version, key_text.as_bytes())
+                .map_err(|e| invalid("pseudonym_key", e.to_string()))?,
+        );
         Ok(ServiceConfig {
             ingest,
             output: BrokerAddr {
@@ -477,11 +527,51 @@ mod secret_tests {
     }
 
     #[test]
-    fn the_pseudonym_key_is_required_env_wins_and_short_keys_fail() {
-        let s = Settings::default();
-        let e = s.resolve(EnvSecrets::default()).unwrap_err();
-        assert!(e.to_string().contains("pseudonym_key"), "{e}");
-        assert!(e.to_string().contains(PSEUDONYM_KEY_ENV), "{e}");
+    fn without_a_key_one_is_generated_once_and_kept_in_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let s = Settings {
+            spool: Some(spool.clone()),
+            ..Default::default()
+        };
+        let first = s.resolve(EnvSecrets::default()).unwrap();
+        let file = spool.join(GENERATED_KEY_FILE);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.trim().len(), 64, "32 random bytes in hex");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "readable by others: {mode:o}");
+        }
+        let key = PseudonymKey::new(1, text.trim().as_bytes()).unwrap();
+        assert_eq!(first.archive.pseudonym_key, Some(key.clone()));
+        let again = s.resolve(EnvSecrets::default()).unwrap();
+        assert_eq!(again.archive.pseudonym_key, Some(key.clone()));
+        // Another spool gets another key; a configured key makes no file.
+        let other = Settings {
+            spool: Some(dir.path().join("other")),
+            ..Default::default()
+        };
+        assert_ne!(
+            other
+                .resolve(EnvSecrets::default())
+                .unwrap()
+                .archive
+                .pseudonym_key,
+            Some(key)
+        );
+        let configured = Settings {
+            spool: Some(dir.path().join("configured")),
+            pseudonym_key: Some("file-key-0123456789".into()),
+            ..Default::default()
+        };
+        configured.resolve(EnvSecrets::default()).unwrap();
+        assert!(!dir.path().join("configured").exists());
+    }
+
+    #[test]
+    fn a_configured_key_env_wins_and_short_keys_fail() {
         let s = Settings {
             pseudonym_key: Some("file-key-0123456789".into()),
             pseudonym_key_version: Some(3),
@@ -539,7 +629,7 @@ pseudonym_key = "file-secret-pseudonym-key"
     }
 
     #[test]
-    fn tls_needs_mqtts_and_a_readable_ca() {
+    fn tls_needs_mqtts_and_a_readable_ca_or_the_system_store() {
         let dir = tempfile::tempdir().unwrap();
         let base = Settings {
             pseudonym_key: Some("archive-key-for-unit-tests".into()),
@@ -549,8 +639,11 @@ pseudonym_key = "file-secret-pseudonym-key"
             broker: Some("mqtts://h:8883".into()),
             ..base.clone()
         };
-        let e = s.resolve(EnvSecrets::default()).unwrap_err();
-        assert!(e.to_string().contains("CA file"), "{e}");
+        // Without a CA file, the system's store (empty on some machines).
+        match s.resolve(EnvSecrets::default()) {
+            Ok(cfg) => assert!(cfg.ingest.tls.is_some() && cfg.output.tls.is_some()),
+            Err(e) => assert!(e.to_string().contains("system store"), "{e}"),
+        }
         let s = Settings {
             broker: Some("mqtt://h:1883".into()),
             ca: Some(write(dir.path(), "ca.pem", "x")),
