@@ -73,6 +73,18 @@ fn generated_pseudonym_key(spool_dir: &Path) -> Result<String, ConfigError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let text = text.trim().to_owned();
+            if text.len() < 16 {
+                // Generating another would silently change every pseudonym.
+                return Err(invalid(
+                    "pseudonym_key",
+                    format!(
+                        "{} holds no usable key ({} bytes); restore it from a backup, \
+                         or set {PSEUDONYM_KEY_ENV}",
+                        path.display(),
+                        text.len()
+                    ),
+                ));
+            }
             tracing::warn!(
                 path = %path.display(),
                 "archive pseudonym key read from the spool folder (none configured); \
@@ -568,6 +580,14 @@ mod secret_tests {
         };
         configured.resolve(EnvSecrets::default()).unwrap();
         assert!(!dir.path().join("configured").exists());
+        // A damaged key file is named, not replaced.
+        std::fs::write(&file, "\n").unwrap();
+        let e = s.resolve(EnvSecrets::default()).unwrap_err().to_string();
+        assert!(
+            e.contains(GENERATED_KEY_FILE) && e.contains("no usable key"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "\n");
     }
 
     #[test]
