@@ -177,19 +177,7 @@ impl TlsSettings {
                     roots.add(cert)?;
                 }
             }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                // Unparsable entries in a system bundle are skipped, as
-                // other TLS clients do; only an empty store is an error.
-                roots.add_parsable_certificates(found.certs);
-                if roots.is_empty() {
-                    let why = found
-                        .errors
-                        .first()
-                        .map_or_else(|| "none found".to_owned(), ToString::to_string);
-                    return Err(BrokerConfigError::NoSystemRoots(why));
-                }
-            }
+            None => roots = system_roots()?,
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -203,6 +191,30 @@ impl TlsSettings {
         };
         Ok(Arc::new(config))
     }
+}
+
+/// The system's CA store, read once per process: a fleet opens a link per
+/// device, and the bundle is a few hundred kB to parse.
+fn system_roots() -> Result<rustls::RootCertStore, BrokerConfigError> {
+    static ROOTS: std::sync::OnceLock<Result<rustls::RootCertStore, String>> =
+        std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
+            // Unparsable entries in a system bundle are skipped, as other
+            // TLS clients do; only an empty store is an error.
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(found
+                    .errors
+                    .first()
+                    .map_or_else(|| "none found".to_owned(), ToString::to_string));
+            }
+            Ok(roots)
+        })
+        .clone()
+        .map_err(BrokerConfigError::NoSystemRoots)
 }
 
 fn tls_file_err(path: &Path, reason: impl ToString) -> BrokerConfigError {
