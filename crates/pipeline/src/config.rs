@@ -328,12 +328,14 @@ impl Settings {
             )),
             None => None,
         };
-        let key_text = env.pseudonym_key.or_else(|| self.pseudonym_key.clone());
         let key_version = self.pseudonym_key_version.unwrap_or(1);
-        if let Some(text) = &key_text {
-            PseudonymKey::new(key_version, text.as_bytes())
-                .map_err(|e| invalid("pseudonym_key", e.to_string()))?;
-        }
+        // Built here so that a bad key is reported in settings order.
+        let configured_key = env
+            .pseudonym_key
+            .or_else(|| self.pseudonym_key.clone())
+            .map(|text| PseudonymKey::new(key_version, text.as_bytes()))
+            .transpose()
+            .map_err(|e| invalid("pseudonym_key", e.to_string()))?;
         let mut credentials = broker.user.clone();
         if let Some(u) = &self.username {
             let pass = credentials.map(|(_, p)| p).unwrap_or_default();
@@ -403,14 +405,15 @@ impl Settings {
             archive.max_age = Duration::from_secs_f64(s);
         }
         // Last, once every setting is valid: the generated key is a file.
-        let key_text = match key_text {
-            Some(text) => text,
-            None => generated_pseudonym_key(&spool_for_key)?,
+        let key = match configured_key {
+            Some(key) => key,
+            None => PseudonymKey::new(
+                key_version,
+                generated_pseudonym_key(&spool_for_key)?.as_bytes(),
+            )
+            .map_err(|e| invalid("pseudonym_key", e.to_string()))?,
         };
-        archive.pseudonym_key = Some(
-            PseudonymKey::new(key_version, key_text.as_bytes())
-                .map_err(|e| invalid("pseudonym_key", e.to_string()))?,
-        );
+        archive.pseudonym_key = Some(key);
         Ok(ServiceConfig {
             ingest,
             output: BrokerAddr {
