@@ -518,6 +518,18 @@ fn anterior_occlusion_formula(
     Some(occlusion)
 }
 
+/// A T wave as tall as a hyperacute one: at least 1 mV in the precordial leads (0.5 mV in
+/// the limb leads) and three quarters of the QRS amplitude.
+fn tall_t(l: LeadName, m: &LeadMeasurement) -> bool {
+    use LeadName::*;
+    let tall_uv = if matches!(l, V1 | V2 | V3 | V4 | V5 | V6) {
+        1000.0
+    } else {
+        500.0
+    };
+    m.t_uv >= tall_uv && m.t_uv >= 0.75 * m.qrs_pp_uv()
+}
+
 /// Signs of occlusion below the UDMI thresholds (Smith, Meyers: "occlusion MI").
 fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
     use LeadName::*;
@@ -558,14 +570,7 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
     }
     // Hyperacute T waves: broad T waves as tall as the QRS, with ST straightening upward,
     // in contiguous leads, and the facing territory's T inverted or ST depressed.
-    let hyper = pairs_meeting(a, |l, m| {
-        let tall_uv = if matches!(l, V1 | V2 | V3 | V4 | V5 | V6) {
-            1000.0
-        } else {
-            500.0
-        };
-        l != AVR && m.t_uv >= tall_uv && m.t_uv >= 0.75 * m.qrs_pp_uv() && m.st_j60_uv >= 50.0
-    });
+    let hyper = pairs_meeting(a, |l, m| l != AVR && tall_t(l, m) && m.st_j60_uv >= 50.0);
     if !hyper.is_empty() {
         let leads = leads_of(&hyper);
         let inferior = leads
@@ -590,6 +595,34 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
                 reciprocal.iter().map(|l| l.label()).collect::<Vec<_>>().join(", ")
             ));
         }
+    }
+    // De Winter's pattern, an LAD occlusion without ST elevation (de Winter et al., N Engl
+    // J Med 2008;359:2071-3; Verouden et al., Heart 2009;95:1701-6): upsloping ST depression
+    // of 1-3 mm at the J point in the precordial leads, running into tall T waves, with a
+    // QRS that is not wide. ST elevation in aVR often goes with it (supporting only).
+    let de_winter = pairs_meeting(a, |l, m| {
+        a.qrs_ms() < 120.0
+            && !rbbb
+            && matches!(l, V1 | V2 | V3 | V4 | V5 | V6)
+            && m.st_j_uv <= -100.0
+            && m.st_j60_uv >= m.st_j_uv + 50.0
+            && tall_t(l, m)
+    });
+    if !de_winter.is_empty() {
+        let leads = leads_of(&de_winter);
+        v.stemi = true;
+        v.territories
+            .extend(leads.iter().filter_map(|l| l.territory()));
+        let avr = st(a, AVR);
+        v.reasons.push(format!(
+            "suspected LAD occlusion (de Winter pattern): upsloping ST depression at J into tall T waves in {}{}",
+            list(&leads),
+            if avr >= 50.0 {
+                format!(", ST elevation {:.1} mm in aVR", mm(avr))
+            } else {
+                String::new()
+            }
+        ));
     }
     // ST elevation out of proportion to the QRS: at least a quarter of the QRS amplitude
     // (the ratio Smith and Armstrong use for discordant ST in LBBB and LVH, here for
@@ -633,8 +666,9 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
             list(&leads)
         ));
     }
-    // Posterior: ST depression maximal in V1-V4, not explained by RBBB or by the strain
-    // pattern of right-ventricular hypertrophy.
+    // Posterior: ST depression maximal in V1-V4, not explained by RBBB, by the strain
+    // pattern of right-ventricular hypertrophy, or by de Winter's pattern (the same
+    // depression, rising into tall T waves: the LAD, not the posterior wall).
     let rv_strain = match (a.get(V1), a.get(I), a.get(AVF)) {
         (Some(v1), Some(i), Some(avf)) => rvh_with_right_axis(v1, i, avf),
         _ => false,
@@ -644,7 +678,7 @@ fn subtle_signs(a: &Analysis, mimics: &[Mimic], v: &mut Verdict) {
             "dominant R in V1 (>= 0.7 mV) with right axis deviation: right-ventricular hypertrophy, so ST depression in V1-V3 is not read as posterior occlusion".into(),
         );
     }
-    if !rbbb && !rv_strain {
+    if !rbbb && !rv_strain && de_winter.is_empty() {
         let post = pairs_meeting(a, |l, m| {
             matches!(l, V1 | V2 | V3 | V4) && m.st_j_uv <= -100.0
         });

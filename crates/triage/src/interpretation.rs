@@ -673,6 +673,46 @@ mod tests {
         assert!(occlusion.stemi, "{:?}", occlusion.reasons);
     }
 
+    /// Upsloping J-point depression in V2-V4: into tall T waves (de Winter's LAD occlusion)
+    /// and into ordinary T waves (read as posterior occlusion, as before).
+    #[test]
+    fn de_winter_pattern_is_read_as_lad_occlusion() {
+        let read = |t_mv: f64| {
+            let (limb, mut chest) = shapes([0.0; 2], [0.0, -0.2, -0.2, -0.2, 0.0, 0.0]);
+            for shape in &mut chest[1..=3] {
+                shape.t_mv = 0.0;
+            }
+            let mut s = ecg(limb, chest, 0.0, 4);
+            // A T wave that starts at the J point, so the depressed ST slopes up into it.
+            for x in &mut s.leads[7..=9] {
+                for &r in &s.r_peaks {
+                    for (k, v) in x.iter_mut().enumerate().skip(r).take(350) {
+                        let dt = (k - r) as f64 / s.fs_hz;
+                        *v += (t_mv * (-0.5 * ((dt - 0.22) / 0.06).powi(2)).exp()) as f32;
+                    }
+                }
+            }
+            interpret(s.fs_hz, &leads(&s), &s.r_peaks, Patient::default()).unwrap()
+        };
+        let tall = read(1.8);
+        assert!(tall.quality.ok, "{:?}", tall.quality);
+        assert!(tall.stemi && !tall.stemi_criteria_met, "{:?}", tall.reasons);
+        assert!(
+            tall.reasons.iter().any(|r| r.contains("de Winter")),
+            "{:?}",
+            tall.reasons
+        );
+        assert!(!tall.territories.contains(&Territory::Posterior));
+        let ordinary = read(0.3);
+        assert!(ordinary.stemi, "{:?}", ordinary.reasons);
+        assert!(
+            !ordinary.reasons.iter().any(|r| r.contains("de Winter")),
+            "{:?}",
+            ordinary.reasons
+        );
+        assert!(ordinary.territories.contains(&Territory::Posterior));
+    }
+
     /// A one-sample pacing stimulus `before_r` samples before every R peak of `s`.
     fn with_stimuli(mut s: Synthetic, before_r: usize) -> Synthetic {
         // One stimulus dipole: 1.5 mV in I, -0.9 mV in II, the other limb leads by
