@@ -406,16 +406,18 @@ impl Interpreter {
             self.pending.extend(waiting);
             return Ok(None);
         }
-        let signals = self.recording.millivolts();
-        let analysed: Vec<&[f32]> = self
-            .analysed
-            .iter()
-            .map(|&i| signals[i].as_slice())
-            .collect();
         if let Some(screen) = &self.screen {
+            // Only the stretch the new beats are read on.
+            let from = known
+                .iter()
+                .min()
+                .map_or(0, |&r| r.saturating_sub(screen.lookback()));
+            let span = self.recording.millivolts_from(from);
+            let analysed: Vec<&[f32]> = self.analysed.iter().map(|&i| &*span[i]).collect();
+            let peaks = shifted(&self.r_peaks, from);
             if known
                 .iter()
-                .all(|&r| screen.matches(&analysed, r, &self.r_peaks))
+                .all(|&r| screen.matches(&analysed, r - from, &peaks))
             {
                 self.pending.extend(waiting);
                 return Ok(None);
@@ -439,21 +441,17 @@ impl Interpreter {
         if room < CONSISTENT_BEATS {
             return Ok(None);
         }
+        let signals = self.recording.millivolts_from(start);
         let leads: Vec<LeadSignal<'_>> = self
             .labels
             .iter()
             .zip(signals.iter())
             .map(|(l, s)| LeadSignal {
                 label: l,
-                samples_mv: &s[start..],
+                samples_mv: s,
             })
             .collect();
-        let r: Vec<usize> = self
-            .r_peaks
-            .iter()
-            .filter(|&&x| x >= start)
-            .map(|&x| x - start)
-            .collect();
+        let r = shifted(&self.r_peaks, start);
         self.window_interpretations += 1;
         let (mut interp, analysis) = interpret_inner(self.fs_hz, &leads, &r, self.patient)?;
         let Some(a) = analysis else {
@@ -464,7 +462,8 @@ impl Interpreter {
         // beats agree; any other can only change with the beats, which the screen watches.
         let by_criteria = interp.stemi && interp.stemi_criteria_met;
         self.screen = if self.screening && !by_criteria && interp.quality.ok {
-            BeatScreen::new(&a, &analysed, start, &self.r_peaks)
+            let analysed: Vec<&[f32]> = self.analysed.iter().map(|&i| &*signals[i]).collect();
+            BeatScreen::new(&a, &analysed, &r)
         } else {
             None
         };
@@ -499,7 +498,7 @@ impl Interpreter {
 
     /// The refined interpretation of everything pushed.
     pub fn finish(&self) -> Result<Interpretation, TriageError> {
-        let signals = self.recording.millivolts();
+        let signals = self.recording.millivolts_from(0);
         let leads: Vec<LeadSignal<'_>> = self
             .labels
             .iter()
@@ -511,6 +510,15 @@ impl Interpreter {
             .collect();
         interpret(self.fs_hz, &leads, &self.r_peaks, self.patient)
     }
+}
+
+/// The R peaks from sample `from` on, counted from there.
+fn shifted(r_peaks: &[usize], from: usize) -> Vec<usize> {
+    r_peaks
+        .iter()
+        .filter(|&&x| x >= from)
+        .map(|&x| x - from)
+        .collect()
 }
 
 /// Whether the last `n` dominant beats each reproduce the representative beat's ST pattern:

@@ -268,4 +268,3 @@ mod tests {
         assert!(find(&[&x], fs).is_empty());
     }
 }
-

@@ -85,26 +85,34 @@ impl Recording {
         }
     }
 
-    /// Every lead in millivolts: borrowed, or converted for this reading.
-    pub(crate) fn millivolts(&self) -> Cow<'_, [Vec<f32>]> {
+    /// Every lead in millivolts from sample `start` on: borrowed, or converted for this
+    /// reading. Only that stretch is converted: the interpreter reads a window or a few
+    /// beats, and converting the whole stream at every beat made a long stream's cost
+    /// grow with the square of its length.
+    pub(crate) fn millivolts_from(&self, start: usize) -> Vec<Cow<'_, [f32]>> {
         match self {
-            Recording::Mv(leads) => Cow::Borrowed(leads),
+            Recording::Mv(leads) => leads
+                .iter()
+                .map(|l| Cow::Borrowed(l.get(start..).unwrap_or_default()))
+                .collect(),
             Recording::Counts {
                 mv_per_count,
                 n_leads,
                 blocks,
                 len,
-            } => Cow::Owned(
-                (0..*n_leads)
-                    .map(|p| {
-                        let mut lead = Vec::with_capacity(*len);
-                        for b in blocks {
-                            lead.extend(b[p].iter().map(|&c| f32::from(c) * *mv_per_count));
-                        }
-                        lead
-                    })
-                    .collect(),
-            ),
+            } => (0..*n_leads)
+                .map(|p| {
+                    let mut lead = Vec::with_capacity(len.saturating_sub(start));
+                    let mut at = 0;
+                    for b in blocks {
+                        let counts = &b[p];
+                        let skip = start.saturating_sub(at).min(counts.len());
+                        at += counts.len();
+                        lead.extend(counts[skip..].iter().map(|&c| f32::from(c) * *mv_per_count));
+                    }
+                    Cow::Owned(lead)
+                })
+                .collect(),
         }
     }
 }
@@ -121,10 +129,17 @@ mod tests {
         r.extend_counts(&counts[..]).unwrap();
         r.extend_counts(&[&[5][..], &[-5][..]]).unwrap();
         assert_eq!(r.len(), 5);
-        let mv = r.millivolts();
+        let mv = r.millivolts_from(0);
         assert_eq!(mv[0][3], f32::from(i16::MAX) * gain);
         assert_eq!(mv[1][0], f32::from(i16::MIN) * gain);
         assert_eq!(mv[1][4], -5.0 * gain);
+        // From a sample inside the first block, and from the second block on.
+        assert_eq!(
+            &*r.millivolts_from(3)[0],
+            &[f32::from(i16::MAX) * gain, 5.0 * gain]
+        );
+        assert_eq!(&*r.millivolts_from(4)[1], &[-5.0 * gain]);
+        assert!(r.millivolts_from(9)[1].is_empty());
         assert!(matches!(
             r.extend_mv(&[&[0.0][..], &[0.0][..]]),
             Err(TriageError::SampleKind {
@@ -137,7 +152,8 @@ mod tests {
         r.extend_block(block.clone()).unwrap();
         assert_eq!(Arc::strong_count(&block), 2);
         assert_eq!(r.len(), 7);
-        assert_eq!(r.millivolts()[1][6], 6.0 * gain);
+        assert_eq!(r.millivolts_from(0)[1][6], 6.0 * gain);
+        assert_eq!(&*r.millivolts_from(5)[1], &[7.0 * gain, 6.0 * gain]);
         let mut m = Recording::mv(1, 0);
         assert!(matches!(
             m.extend_counts(&[&[1][..]]),
@@ -147,6 +163,7 @@ mod tests {
             })
         ));
         m.extend_mv(&[&[0.25][..]]).unwrap();
-        assert!(matches!(m.millivolts(), Cow::Borrowed(_)));
+        assert!(matches!(m.millivolts_from(0)[0], Cow::Borrowed(&[0.25])));
+        assert!(m.millivolts_from(1)[0].is_empty());
     }
 }

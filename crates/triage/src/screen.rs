@@ -72,15 +72,10 @@ pub(crate) struct BeatScreen {
 }
 
 impl BeatScreen {
-    /// Builds the screen from an analysis of `signals[..][start..]` (`signals` in the
-    /// analysis' lead order, absolute sample indices; `r_peaks` the R peaks detected
-    /// so far, absolute). `None` when the reference beats cannot be measured.
-    pub fn new(
-        a: &Analysis,
-        signals: &[&[f32]],
-        start: usize,
-        r_peaks: &[usize],
-    ) -> Option<BeatScreen> {
+    /// Builds the screen from an analysis of `signals` (in the analysis' lead order, the
+    /// samples it read; `r_peaks` the R peaks detected so far, in the same numbering).
+    /// `None` when the reference beats cannot be measured.
+    pub fn new(a: &Analysis, signals: &[&[f32]], r_peaks: &[usize]) -> Option<BeatScreen> {
         let fs = a.fs_hz;
         let rel = |t: usize| t as isize - a.origin as isize;
         let j = rel(a.fid.j);
@@ -100,37 +95,27 @@ impl BeatScreen {
             refractory: samples(fs, REFRACTORY_S),
         };
         let paced = !a.pace_needles.is_empty();
-        // Paced: the window's signals without the needles the analysis cut (its needles
-        // are in window coordinates, so everything below is too).
+        // Paced: the signals without the needles the analysis cut.
         let despiked: Vec<Vec<f32>>;
-        let (view, shift): (Vec<&[f32]>, usize) = if paced {
-            let window: Vec<&[f32]> = signals
-                .iter()
-                .map(|x| x.get(start..))
-                .collect::<Option<_>>()?;
-            despiked = crate::pacing::remove(&window, &a.pace_needles);
-            (despiked.iter().map(Vec::as_slice).collect(), start)
+        let view: Vec<&[f32]> = if paced {
+            despiked = crate::pacing::remove(signals, &a.pace_needles);
+            despiked.iter().map(Vec::as_slice).collect()
         } else {
-            (signals.to_vec(), 0)
+            signals.to_vec()
         };
-        let r_peaks: Vec<usize> = r_peaks
-            .iter()
-            .filter(|&&r| r >= shift)
-            .map(|&r| r - shift)
-            .collect();
         let dominant: Vec<usize> = a
             .sorted
             .r_aligned
             .iter()
             .zip(&a.sorted.dominant)
             .filter(|(_, &d)| d)
-            .map(|(&r, _)| r + start - shift)
+            .map(|(&r, _)| r)
             .collect();
         let mut reference = Vec::with_capacity(view.len());
         for x in &view {
             let per_beat: Vec<Points> = dominant
                 .iter()
-                .filter_map(|&r| points(x, r, next_beat(&r_peaks, r, &offsets), &offsets))
+                .filter_map(|&r| points(x, r, next_beat(r_peaks, r, &offsets), &offsets))
                 .collect();
             if per_beat.is_empty() {
                 return None;
@@ -165,10 +150,17 @@ impl BeatScreen {
         })
     }
 
-    /// Whether the beat at R peak `r` (absolute) looks like the reference beats in
-    /// every lead (`r_peaks`: the R peaks detected so far, absolute, which should
-    /// include the next beat's, see `has_next_beat`). A beat that cannot be measured
-    /// does not match.
+    /// Samples before a beat's R peak that `matches` may read: the alignment's reach, the
+    /// PR segment and the averages' half-widths, with room to spare.
+    pub fn lookback(&self) -> usize {
+        let o = &self.offsets;
+        self.aligner.reach().0 + o.pr.0.unsigned_abs() + 4 * o.half + 4
+    }
+
+    /// Whether the beat at R peak `r` looks like the reference beats in every lead
+    /// (`r` and `r_peaks`, the R peaks detected so far, which should include the next
+    /// beat's, see `has_next_beat`, in the numbering of `signals`, which reach at least
+    /// `lookback` before `r`). A beat that cannot be measured does not match.
     pub fn matches(&self, signals: &[&[f32]], r: usize, r_peaks: &[usize]) -> bool {
         if !self.paced {
             return self.matches_at(signals, r, r_peaks);
