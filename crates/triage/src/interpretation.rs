@@ -241,6 +241,9 @@ pub struct Interpreter {
     screen: Option<BeatScreen>,
     screening: bool,
     window_interpretations: usize,
+    /// After a reading that failed the quality gate: the beats that got a full window
+    /// since.
+    beats_after_poor_reading: Option<usize>,
     early: Option<EarlyDecision>,
 }
 
@@ -274,6 +277,7 @@ impl Interpreter {
             screen: None,
             screening: true,
             window_interpretations: 0,
+            beats_after_poor_reading: None,
             early: None,
         })
     }
@@ -397,6 +401,14 @@ impl Interpreter {
         if ready.is_empty() || self.r_peaks.len() < CONSISTENT_BEATS {
             return Ok(None);
         }
+        // After a reading that failed the quality gate, a decision needs that many new
+        // beats anyway; reading at every beat in between cost noise's worth of readings.
+        if let Some(seen) = &mut self.beats_after_poor_reading {
+            *seen += ready.len();
+            if *seen < CONSISTENT_BEATS {
+                return Ok(None);
+            }
+        }
         // A beat is screened above its baseline up to the next beat's PR segment; until
         // the next R peak is known it waits (at the end, `finish` reads all).
         let (known, waiting): (Vec<usize>, Vec<usize>) = ready
@@ -454,6 +466,7 @@ impl Interpreter {
         let r = shifted(&self.r_peaks, start);
         self.window_interpretations += 1;
         let (mut interp, analysis) = interpret_inner(self.fs_hz, &leads, &r, self.patient)?;
+        self.beats_after_poor_reading = (analysis.is_none() || !interp.quality.ok).then_some(0);
         let Some(a) = analysis else {
             self.screen = None;
             return Ok(None);
@@ -813,6 +826,20 @@ mod tests {
         let out = interpret(s.fs_hz, &leads(&s), &s.r_peaks, Patient::default()).unwrap();
         assert!(!out.quality.ok, "{:?}", out.reasons);
         assert!(!out.stemi);
+    }
+
+    /// A stream too noisy to read is not read again at every beat: a decision needs
+    /// `CONSISTENT_BEATS` new beats after a reading that failed the quality gate.
+    #[test]
+    fn a_stream_too_noisy_to_read_is_read_every_few_beats() {
+        let s = with_st([0.0, 0.0], [0.0, 0.3, 0.3, 0.0, 0.0, 0.0], 400.0, 5);
+        let (it, decided) = stream(&s.leads, &s.r_peaks, Patient::default());
+        assert_eq!(decided, None);
+        assert!(!it.finish().unwrap().quality.ok);
+        // 12 beats: the first reading at the fifth, then one every five beats at most
+        // (every beat from the fifth without the wait: 7 or 8).
+        let readings = it.window_interpretations();
+        assert!((1..=3).contains(&readings), "{readings} readings");
     }
 
     #[test]
