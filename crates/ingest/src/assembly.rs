@@ -46,7 +46,17 @@ pub struct AssemblyConfig {
     pub visit_timeout: Duration,
     /// Open visits at most; a message opening one more is rejected.
     pub max_visits_in_flight: usize,
-    /// Sample bytes (and early chunk bytes) one visit may hold.
+    /// Open visits of one device at most: opening one more closes that device's oldest
+    /// as incomplete, so that one device cannot take the slots the others need. A device
+    /// records one visit at a time; the rest is room for a visit whose end was lost
+    /// while the next one streams.
+    pub max_visits_per_device: usize,
+    /// A visit open this long (reception time from its first message) is closed as
+    /// incomplete however active it is: a trickle of messages must not hold it, and the
+    /// spool segments it pins, forever. A resting ECG streams in seconds.
+    pub max_visit_open: Duration,
+    /// Memory one visit may hold: its samples (and early chunks) with their bookkeeping
+    /// (see [`chunk_held_bytes`]), so that tiny chunks cannot hold many times the bound.
     pub max_bytes_per_visit: usize,
     /// Largest chunk payload accepted, in bytes.
     pub max_chunk_bytes: usize,
@@ -64,6 +74,8 @@ impl Default for AssemblyConfig {
         AssemblyConfig {
             visit_timeout: Duration::from_secs(60),
             max_visits_in_flight: 1024,
+            max_visits_per_device: 8,
+            max_visit_open: Duration::from_secs(30 * 60),
             // 10 minutes of 12 leads at 1000 Hz is 14.4 MB.
             max_bytes_per_visit: 32 << 20,
             max_chunk_bytes: ecg_wire::chunk::HEADER_LEN
@@ -74,6 +86,23 @@ impl Default for AssemblyConfig {
             max_finished: 100_000,
         }
     }
+}
+
+/// Memory held for one chunk of `samples_per_lead` samples on `n_leads` leads, as
+/// counted against [`AssemblyConfig::max_bytes_per_visit`]: the samples, and the
+/// shared block with its vector per lead and the visit's map entries (an estimate with
+/// the allocator's rounding). Without the bookkeeping, chunks of one sample held some
+/// 30 times what was counted.
+pub fn chunk_held_bytes(n_leads: usize, samples_per_lead: usize) -> usize {
+    2 * n_leads * samples_per_lead + CHUNK_BOOKKEEPING_BYTES + LEAD_BOOKKEEPING_BYTES * n_leads
+}
+
+const CHUNK_BOOKKEEPING_BYTES: usize = 128;
+const LEAD_BOOKKEEPING_BYTES: usize = 32;
+
+/// An early chunk is held raw (to quote it in a rejection) and decoded.
+fn early_held_bytes(payload_len: usize) -> usize {
+    2 * payload_len + CHUNK_BOOKKEEPING_BYTES
 }
 
 /// What the assembler tells the pipeline.
@@ -133,6 +162,11 @@ pub enum IncompleteReason {
         /// Sequence numbers known to be missing (the first 32 at most).
         missing_chunks: Vec<u32>,
     },
+    /// Its device opened more than [`AssemblyConfig::max_visits_per_device`] visits;
+    /// this was its oldest.
+    Displaced { open_visits: usize },
+    /// Open for [`AssemblyConfig::max_visit_open`].
+    OpenTooLong { open_s: u64 },
 }
 
 impl fmt::Display for IncompleteReason {
@@ -154,6 +188,13 @@ impl fmt::Display for IncompleteReason {
                     write!(f, "; missing chunks {missing_chunks:?}")?;
                 }
                 Ok(())
+            }
+            IncompleteReason::Displaced { open_visits } => write!(
+                f,
+                "closed as the device's oldest of {open_visits} open visits, more than the bound"
+            ),
+            IncompleteReason::OpenTooLong { open_s } => {
+                write!(f, "still open after {open_s} s, the bound")
             }
         }
     }
@@ -238,8 +279,9 @@ struct Visit {
     /// Accepted chunks not yet contiguous, by seq.
     pending: BTreeMap<u32, Chunk>,
     /// CRC of every accepted chunk payload, by seq: tells a harmless
-    /// duplicate from a conflicting resend.
-    seen: HashMap<u32, u32>,
+    /// duplicate from a conflicting resend. Ordered, so that a chunk claiming
+    /// to be the last finds a later one without a scan of all.
+    seen: BTreeMap<u32, u32>,
     next_seq: u32,
     next_sample: u32,
     last_seq: Option<u32>,
@@ -247,6 +289,7 @@ struct Visit {
     /// The contiguous samples so far, as handed on in `Samples` events.
     blocks: Vec<SampleBlock>,
     bytes: usize,
+    opened_ms: i128,
     last_activity_ms: i128,
 }
 
@@ -257,13 +300,14 @@ impl Visit {
             end: None,
             early: Vec::new(),
             pending: BTreeMap::new(),
-            seen: HashMap::new(),
+            seen: BTreeMap::new(),
             next_seq: 0,
             next_sample: 0,
             last_seq: None,
             n_leads: 0,
             blocks: Vec::new(),
             bytes: 0,
+            opened_ms: now_ms,
             last_activity_ms: now_ms,
         }
     }
@@ -351,6 +395,7 @@ impl Assembler {
         let now_ms = millis(now);
         for v in self.visits.values_mut() {
             v.last_activity_ms = v.last_activity_ms.max(now_ms);
+            v.opened_ms = v.opened_ms.max(now_ms);
         }
     }
 
@@ -483,6 +528,7 @@ impl Assembler {
             return;
         }
         if !self.visits.contains_key(&key) {
+            self.make_room_for(&key.device_id, millis(received_at), out);
             if self.visits.len() >= self.cfg.max_visits_in_flight {
                 out.push(reject(
                     Some(key),
@@ -517,7 +563,7 @@ impl Assembler {
                     let mut early = std::mem::take(&mut visit.early);
                     early.sort_by_key(|e| e.chunk.seq());
                     for e in early {
-                        visit.bytes -= e.payload.len();
+                        visit.bytes -= early_held_bytes(e.payload.len());
                         visit.seen.remove(&e.chunk.seq());
                         let crc = crc32fast::hash(&e.payload);
                         if let Err((code, reason)) =
@@ -561,7 +607,9 @@ impl Assembler {
                                 visit.early.len()
                             ),
                         )),
-                        None if visit.bytes + payload.len() > cfg.max_bytes_per_visit => {
+                        None if visit.bytes + early_held_bytes(payload.len())
+                            > cfg.max_bytes_per_visit =>
+                        {
                             out.push(reject(
                                 Some(key.clone()),
                                 DeadLetterCode::TooLarge,
@@ -573,7 +621,7 @@ impl Assembler {
                         }
                         None => {
                             visit.seen.insert(chunk.seq(), crc);
-                            visit.bytes += payload.len();
+                            visit.bytes += early_held_bytes(payload.len());
                             visit.early.push(Early {
                                 topic: topic.to_owned(),
                                 payload: payload.to_vec(),
@@ -631,35 +679,79 @@ impl Assembler {
         }
     }
 
-    /// Closes visits idle for longer than the timeout as
-    /// [`AssemblyEvent::Incomplete`] and forgets old finished visits.
+    /// Before `device` opens another visit: closes its oldest while it has the most
+    /// it may have open.
+    fn make_room_for(&mut self, device: &DeviceId, now_ms: i128, out: &mut Vec<AssemblyEvent>) {
+        let mut open: Vec<(i128, VisitKey)> = self
+            .visits
+            .iter()
+            .filter(|(k, _)| k.device_id == *device)
+            .map(|(k, v)| (v.opened_ms, k.clone()))
+            .collect();
+        if open.len() < self.cfg.max_visits_per_device {
+            return;
+        }
+        open.sort();
+        let open_visits = open.len() + 1;
+        let excess = open_visits - self.cfg.max_visits_per_device;
+        for (_, key) in open.into_iter().take(excess) {
+            self.close_incomplete(key, now_ms, out, |_| IncompleteReason::Displaced {
+                open_visits,
+            });
+        }
+    }
+
+    fn close_incomplete(
+        &mut self,
+        key: VisitKey,
+        now_ms: i128,
+        out: &mut Vec<AssemblyEvent>,
+        reason: impl FnOnce(&Visit) -> IncompleteReason,
+    ) {
+        if let Some(v) = self.visits.remove(&key) {
+            let reason = reason(&v);
+            let samples = v.samples();
+            out.push(AssemblyEvent::Incomplete {
+                key: key.clone(),
+                meta: v.meta,
+                samples,
+                reason,
+            });
+            self.remember_finished(key, now_ms);
+        }
+    }
+
+    /// Closes visits idle for longer than the timeout, or open for longer than
+    /// their bound, as [`AssemblyEvent::Incomplete`] and forgets old finished
+    /// visits.
     pub fn tick(&mut self, now: OffsetDateTime) -> Vec<AssemblyEvent> {
         let now_ms = millis(now);
         let timeout_ms = self.cfg.visit_timeout.as_millis() as i128;
+        let open_ms = self.cfg.max_visit_open.as_millis() as i128;
         let mut expired: Vec<VisitKey> = self
             .visits
             .iter()
-            .filter(|(_, v)| now_ms - v.last_activity_ms >= timeout_ms)
+            .filter(|(_, v)| {
+                now_ms - v.last_activity_ms >= timeout_ms || now_ms - v.opened_ms >= open_ms
+            })
             .map(|(k, _)| k.clone())
             .collect();
         expired.sort();
         let mut out = Vec::new();
         for key in expired {
-            if let Some(v) = self.visits.remove(&key) {
-                let reason = IncompleteReason::TimedOut {
-                    meta_missing: v.meta.is_none(),
-                    end_missing: v.end.is_none(),
-                    missing_chunks: v.missing_chunks(),
-                };
-                let samples = v.samples();
-                out.push(AssemblyEvent::Incomplete {
-                    key: key.clone(),
-                    meta: v.meta,
-                    samples,
-                    reason,
-                });
-                self.remember_finished(key, now_ms);
-            }
+            self.close_incomplete(key, now_ms, &mut out, |v| {
+                if now_ms - v.last_activity_ms >= timeout_ms {
+                    IncompleteReason::TimedOut {
+                        meta_missing: v.meta.is_none(),
+                        end_missing: v.end.is_none(),
+                        missing_chunks: v.missing_chunks(),
+                    }
+                } else {
+                    IncompleteReason::OpenTooLong {
+                        open_s: ((now_ms - v.opened_ms) / 1000) as u64,
+                    }
+                }
+            });
         }
         let retention_ms = self.cfg.finished_retention.as_millis() as i128;
         while let Some((k, t)) = self.finished.front() {
@@ -727,14 +819,14 @@ fn accept_chunk(
         }
     }
     if chunk.is_last() {
-        let beyond = visit.seen.keys().any(|&s| s > seq);
+        let beyond = visit.seen.range(seq.saturating_add(1)..).next().is_some();
         if beyond {
             return inconsistent(format!(
                 "chunk seq {seq} says it is the last but later chunks arrived"
             ));
         }
     }
-    let bytes = 2 * chunk.samples().len();
+    let bytes = chunk_held_bytes(visit.n_leads, n);
     if visit.bytes + bytes > cfg.max_bytes_per_visit {
         return Err((
             DeadLetterCode::TooLarge,
@@ -1151,7 +1243,7 @@ pub(crate) mod tests {
         assert_eq!(asm.in_flight(), 0);
         // Per-visit bytes: room for two chunks of 3 x 50 samples only.
         let mut asm = Assembler::new(AssemblyConfig {
-            max_bytes_per_visit: 2 * 2 * 3 * CHUNK as usize,
+            max_bytes_per_visit: 2 * chunk_held_bytes(3, CHUNK as usize),
             ..AssemblyConfig::default()
         });
         let ev = run(&mut asm, &msgs);
@@ -1195,6 +1287,74 @@ pub(crate) mod tests {
         let c = completes(&ev);
         assert_eq!(c.len(), 2);
         assert!(c.iter().all(|c| c.2));
+    }
+
+    fn incomplete(events: &[AssemblyEvent]) -> Vec<(&VisitKey, &IncompleteReason)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                AssemblyEvent::Incomplete { key, reason, .. } => Some((key, reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A device opening visit after visit without ending them closes its own oldest
+    /// ones; the visit slots stay free for the other devices.
+    #[test]
+    fn one_device_cannot_take_the_slots_of_the_others() {
+        let mut asm = Assembler::new(AssemblyConfig {
+            max_visits_in_flight: 4,
+            max_visits_per_device: 2,
+            ..AssemblyConfig::default()
+        });
+        let mut ev = Vec::new();
+        for v in 50..60 {
+            let k = key("dev-noisy", v);
+            ev.extend(asm.push(&topic(&k, "meta"), &meta_for(&k).to_json(), t(i64::from(v))));
+            assert!(asm.in_flight() <= 2);
+        }
+        assert!(rejections(&ev).is_empty());
+        let closed = incomplete(&ev);
+        assert_eq!(closed.len(), 8);
+        // Oldest first, each one displaced.
+        assert_eq!(*closed[0].0, key("dev-noisy", 50));
+        assert!(closed
+            .iter()
+            .all(|(_, r)| matches!(r, IncompleteReason::Displaced { open_visits: 3 })));
+        assert!(asm.is_open(&key("dev-noisy", 58)) && asm.is_open(&key("dev-noisy", 59)));
+        // A displaced visit's late messages are those of a finished visit: dropped.
+        let late = key("dev-noisy", 50);
+        assert!(run(&mut asm, &visit(&late, 2, CHUNK)).is_empty());
+        let good = key("dev-good", 1);
+        let ev = run(&mut asm, &visit(&good, 3, CHUNK));
+        assert!(rejections(&ev).is_empty());
+        assert_eq!(completes(&ev).len(), 1);
+    }
+
+    /// A message every few seconds keeps a visit from timing out, but not from its
+    /// bound on how long it may stay open.
+    #[test]
+    fn a_visit_kept_alive_by_a_trickle_closes_at_its_bound() {
+        let k = key("dev-1", 61);
+        let mut asm = Assembler::new(AssemblyConfig {
+            visit_timeout: Duration::from_secs(60),
+            max_visit_open: Duration::from_secs(600),
+            ..AssemblyConfig::default()
+        });
+        let meta = meta_for(&k).to_json();
+        let mut closed = Vec::new();
+        for s in (0..=900).step_by(30) {
+            asm.push(&topic(&k, "meta"), &meta, t(s));
+            closed.extend(asm.tick(t(s)));
+            if s < 600 {
+                assert!(closed.is_empty(), "closed at {s} s");
+            }
+        }
+        let reasons = incomplete(&closed);
+        assert_eq!(reasons.len(), 1);
+        assert_eq!(*reasons[0].1, IncompleteReason::OpenTooLong { open_s: 600 });
+        assert!(!asm.is_open(&k));
     }
 
     #[test]

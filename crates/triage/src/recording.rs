@@ -19,6 +19,9 @@ pub(crate) enum Recording {
         n_leads: usize,
         /// One vector per lead in each block, blocks in time order.
         blocks: Vec<Arc<[Vec<i16>]>>,
+        /// The first sample of each block: a reading finds its window's first block
+        /// without walking them all (a device may send chunks of one sample).
+        starts: Vec<usize>,
         len: usize,
     },
 }
@@ -33,6 +36,7 @@ impl Recording {
             mv_per_count,
             n_leads,
             blocks: Vec::new(),
+            starts: Vec::new(),
             len: 0,
         }
     }
@@ -70,9 +74,15 @@ impl Recording {
     /// kept as it is.
     pub(crate) fn extend_block(&mut self, block: Arc<[Vec<i16>]>) -> Result<(), TriageError> {
         match self {
-            Recording::Counts { blocks, len, .. } => {
+            Recording::Counts {
+                blocks,
+                starts,
+                len,
+                ..
+            } => {
                 let n = block.first().map_or(0, Vec::len);
                 if n > 0 {
+                    starts.push(*len);
                     *len += n;
                     blocks.push(block);
                 }
@@ -99,15 +109,15 @@ impl Recording {
                 mv_per_count,
                 n_leads,
                 blocks,
+                starts,
                 len,
             } => (0..*n_leads)
                 .map(|p| {
                     let mut lead = Vec::with_capacity(len.saturating_sub(start));
-                    let mut at = 0;
-                    for b in blocks {
+                    let first = starts.partition_point(|&s| s <= start).saturating_sub(1);
+                    for (b, &at) in blocks[first..].iter().zip(&starts[first..]) {
                         let counts = &b[p];
                         let skip = start.saturating_sub(at).min(counts.len());
-                        at += counts.len();
                         lead.extend(counts[skip..].iter().map(|&c| f32::from(c) * *mv_per_count));
                     }
                     Cow::Owned(lead)
