@@ -6,6 +6,7 @@
 //! - [`alerting`]: the alert and result messages; at most one alert a visit.
 //! - [`triage_desk`]: the synchronous core, [`TriageDesk`]: ingestion
 //!   events in, [`Output`]s (publish, archive, release) out.
+//! - [`deadletter`]: how many dead letters one device may cause.
 //! - [`publish`]: the [`Publisher`] seam and its MQTT implementation, which
 //!   completes on PUBACK.
 //! - [`service`]: the running pipeline ([`service::run`]): ingest, desk,
@@ -25,6 +26,7 @@ pub mod alerting;
 pub mod allocator;
 pub mod analysis;
 pub mod config;
+pub mod deadletter;
 pub mod demo;
 pub mod lifecycle;
 pub mod logging;

@@ -13,6 +13,7 @@ use tracing::{info_span, warn, Span};
 
 use crate::alerting::{build_result, AlertGate};
 use crate::analysis::VisitAnalysis;
+use crate::deadletter::{source_of_topic, DeadLetterBudget, PER_SECOND};
 
 /// `ecg/v1/deadletter`.
 pub const DEADLETTER_TOPIC: &str = "ecg/v1/deadletter";
@@ -47,6 +48,7 @@ struct OpenVisit {
 pub struct TriageDesk {
     centre: CentreId,
     open: HashMap<VisitKey, OpenVisit>,
+    dead_letters: DeadLetterBudget,
 }
 
 fn visit_span(key: &VisitKey) -> Span {
@@ -58,6 +60,7 @@ impl TriageDesk {
         TriageDesk {
             centre,
             open: HashMap::new(),
+            dead_letters: DeadLetterBudget::default(),
         }
     }
 
@@ -166,8 +169,23 @@ impl TriageDesk {
                     vec![Output::Release { key }]
                 }
             },
-            AssemblyEvent::Rejected(r) => {
-                tracing::warn!(topic = %r.topic, code = ?r.code, reason = %r.reason, "input rejected");
+            AssemblyEvent::Rejected(mut r) => {
+                let source = r
+                    .key
+                    .as_ref()
+                    .map(|k| k.device_id.to_string())
+                    .unwrap_or_else(|| source_of_topic(&r.topic).to_owned());
+                let Some(suppressed) = self.dead_letters.admit(&source, now) else {
+                    tracing::debug!(topic = %r.topic, reason = %r.reason, "input rejected; dead letter suppressed (budget)");
+                    return Vec::new();
+                };
+                tracing::warn!(topic = %r.topic, code = ?r.code, reason = %r.reason, suppressed, "input rejected");
+                if suppressed > 0 {
+                    r.reason = format!(
+                        "[{suppressed} earlier rejections of this device's input were not published one by one: more than {PER_SECOND} a second] {}",
+                        r.reason
+                    );
+                }
                 vec![Output::Publish {
                     topic: DEADLETTER_TOPIC.to_owned(),
                     payload: r.to_dead_letter().to_json(),
@@ -400,4 +418,60 @@ fn territory_name(t: ecg_wire::Territory) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("{t:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecg_ingest::Rejection;
+    use ecg_wire::{DeadLetter, DeadLetterCode};
+
+    fn rejected(topic: &str, at: OffsetDateTime) -> AssemblyEvent {
+        AssemblyEvent::Rejected(Rejection {
+            key: None,
+            topic: topic.to_owned(),
+            payload_prefix: b"{not json".to_vec(),
+            payload_len: 9,
+            code: DeadLetterCode::BadJson,
+            reason: "meta: not JSON".to_owned(),
+            received_at: at,
+        })
+    }
+
+    fn dead_letters(out: &[Output]) -> Vec<DeadLetter> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Publish { topic, payload } if topic == DEADLETTER_TOPIC => {
+                    Some(DeadLetter::from_json(payload).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A device flooding bad input gets its burst of dead letters, then its rate; the
+    /// count of the rest rides on its next one; another device's still go out.
+    #[test]
+    fn a_flood_of_rejections_is_cut_to_the_devices_budget() {
+        let mut desk = TriageDesk::new(CentreId::new("centre-1").unwrap());
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let flood = "ecg/v1/dev/flooder/visit/x/meta";
+        let mut out = Vec::new();
+        for _ in 0..3000 {
+            out.extend(desk.handle(rejected(flood, t0), t0));
+        }
+        let first = dead_letters(&out);
+        assert_eq!(first.len(), crate::deadletter::BURST as usize);
+        assert!(first.iter().all(|d| d.reason == "meta: not JSON"));
+        let other = desk.handle(rejected("ecg/v1/dev/dev-2/visit/y/meta", t0), t0);
+        assert_eq!(dead_letters(&other).len(), 1);
+        let t1 = t0 + time::Duration::seconds(1);
+        let next = dead_letters(&desk.handle(rejected(flood, t1), t1));
+        assert_eq!(next.len(), 1);
+        assert!(
+            next[0].reason.starts_with("[2000 earlier rejections"),
+            "{}",
+            next[0].reason
+        );
+    }
 }
