@@ -111,18 +111,22 @@ impl Recording {
                 blocks,
                 starts,
                 len,
-            } => (0..*n_leads)
-                .map(|p| {
-                    let mut lead = Vec::with_capacity(len.saturating_sub(start));
-                    let first = starts.partition_point(|&s| s <= start).saturating_sub(1);
-                    for (b, &at) in blocks[first..].iter().zip(&starts[first..]) {
-                        let counts = &b[p];
-                        let skip = start.saturating_sub(at).min(counts.len());
-                        lead.extend(counts[skip..].iter().map(|&c| f32::from(c) * *mv_per_count));
-                    }
-                    Cow::Owned(lead)
-                })
-                .collect(),
+            } => {
+                let first = starts.partition_point(|&s| s <= start).saturating_sub(1);
+                (0..*n_leads)
+                    .map(|p| {
+                        let mut lead = Vec::with_capacity(len.saturating_sub(start));
+                        for (b, &at) in blocks[first..].iter().zip(&starts[first..]) {
+                            let counts = &b[p];
+                            let skip = start.saturating_sub(at).min(counts.len());
+                            lead.extend(
+                                counts[skip..].iter().map(|&c| f32::from(c) * *mv_per_count),
+                            );
+                        }
+                        Cow::Owned(lead)
+                    })
+                    .collect()
+            }
         }
     }
 }
