@@ -314,6 +314,7 @@ async fn a_backlog_stays_in_the_broker_while_the_pipeline_is_behind() {
     let mut cfg = ingest_config(broker.port(), dir.path(), false);
     cfg.events_capacity = 8;
     let unacked_max = usize::from(cfg.receive_maximum).max(cfg.max_batch);
+    let max_batch = cfg.max_batch;
     let (ingest, mut events) = start(cfg).await.expect("ingest starts");
     wait_subscribed(&ingest, &broker).await;
 
@@ -347,10 +348,13 @@ async fn a_backlog_stays_in_the_broker_while_the_pipeline_is_behind() {
         .unwrap();
 
     // Everything the ingest can hold while its events wait: the events
-    // channel, the records channel, a batch in the spooler, the messages
-    // waiting for their ack, and what the broker had in flight.
+    // channel, the one record the assembler waits to pass on, the records
+    // channel, the batch the spooler acked and waits to pass on, and the
+    // messages received and not yet acked. The poller stops at twice
+    // `unacked_max` of those when acks wait to be sent (see `Unacked`), and
+    // a poll that sends an ack may read: the bound is the sum, exactly.
     let stats = ingest.stats();
-    let bound = 8 + 2 * 256 + 256 + unacked_max + 2 * 32 + 64;
+    let bound = 8 + 1 + 2 * max_batch + max_batch + 2 * unacked_max;
     let mut last = 0;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(100)).await;
