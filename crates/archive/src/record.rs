@@ -127,6 +127,14 @@ impl VisitRecord {
         self.samples.first().map_or(0, Vec::len)
     }
 
+    /// Bytes the samples of every lead take in memory.
+    pub fn sample_bytes(&self) -> usize {
+        self.samples
+            .iter()
+            .map(|lead| std::mem::size_of_val(lead.as_slice()))
+            .sum()
+    }
+
     /// Checks what the tables promise and the types cannot: one sample
     /// vector per named lead, all of one length that fits the `uint32`
     /// columns, and a usable visit id.

@@ -47,6 +47,11 @@ pub struct WriterConfig {
     pub writer_id: String,
     /// Flush when this many visits are buffered.
     pub max_visits: usize,
+    /// Flush when the buffered visits hold this many bytes of samples, so
+    /// that what waits for a flush is bounded in memory as well as in
+    /// count: a visit may carry up to the ingest's byte bound (32 MiB), and
+    /// 64 of those, buffered while another 64 are written, would be 4 GiB.
+    pub max_buffered_bytes: usize,
     /// Flush when the oldest buffered visit has waited this long, so a visit
     /// is queryable within about this delay (the caller must call
     /// [`ArchiveWriter::poll`] at least as often).
@@ -72,6 +77,7 @@ impl WriterConfig {
         Self {
             writer_id: writer_id.into(),
             max_visits: 64,
+            max_buffered_bytes: 64 << 20,
             max_age: Duration::from_secs(2),
             sample_encoding: SampleEncoding::DeltaBinaryPacked,
             zstd_level: 3,
@@ -94,6 +100,11 @@ impl WriterConfig {
         }
         if self.max_visits == 0 {
             return Err(ArchiveError::Config("max_visits must be >= 1".into()));
+        }
+        if self.max_buffered_bytes == 0 {
+            return Err(ArchiveError::Config(
+                "max_buffered_bytes must be >= 1".into(),
+            ));
         }
         if ZstdLevel::try_new(self.zstd_level).is_err() {
             return Err(ArchiveError::Config(format!(
@@ -266,7 +277,7 @@ impl ArchiveWriter {
         self.buffered_ids.insert(id.clone());
         self.buffer.push(record);
         self.first_buffered_at.get_or_insert_with(Instant::now);
-        let full = self.buffer.len() >= self.files.config.max_visits;
+        let full = self.full();
         if self.flusher.is_none() {
             if full || self.due(Instant::now()) {
                 return Ok(Appended::Committed(self.flush()?));
@@ -297,6 +308,20 @@ impl ArchiveWriter {
     pub fn append_escalation(&mut self, escalation: AlertEscalation) {
         self.escalations.push(escalation);
         self.first_buffered_at.get_or_insert_with(Instant::now);
+    }
+
+    /// The buffer holds `max_visits` visits or `max_buffered_bytes` of
+    /// samples. Summed when asked: at most `max_visits` visits of a dozen
+    /// leads, and no running total to keep right across failed flushes.
+    fn full(&self) -> bool {
+        let config = &self.files.config;
+        self.buffer.len() >= config.max_visits
+            || self
+                .buffer
+                .iter()
+                .map(VisitRecord::sample_bytes)
+                .sum::<usize>()
+                >= config.max_buffered_bytes
     }
 
     fn due(&self, now: Instant) -> bool {
@@ -384,7 +409,7 @@ impl ArchiveWriter {
     }
 
     fn start_flush_if_due(&mut self, now: Instant) -> Result<(), ArchiveError> {
-        let full = self.buffer.len() >= self.files.config.max_visits;
+        let full = self.full();
         if self.flusher.is_none() || self.in_flight.is_some() || !(full || self.due(now)) {
             return Ok(());
         }
@@ -1047,6 +1072,43 @@ mod tests {
         assert_eq!(w.flush_deadline(), None);
     }
 
+    /// Large visits flush before the count is reached: the buffer is
+    /// bounded in bytes too, in both modes.
+    #[test]
+    fn flushes_on_bytes_before_the_count() {
+        for background in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = WriterConfig {
+                max_buffered_bytes: 3 * 12 * 1000 * 2,
+                ..config(64)
+            };
+            let mut w = ArchiveWriter::open_local(dir.path(), cfg).unwrap();
+            if background {
+                w.flush_in_background(|| {}).unwrap();
+            }
+            let big = || vec![vec![7i16; 1000]; 12];
+            let mut committed = Vec::new();
+            for id in ["a", "b"] {
+                match w.append(record(id, T0, big())).unwrap() {
+                    Appended::Buffered => {}
+                    other => panic!("{id}: under the byte bound, got {other:?}"),
+                }
+            }
+            assert_eq!(w.buffered(), 2);
+            // The third reaches the bound: its flush starts (and, in the
+            // caller's thread, commits) without waiting for 64 visits.
+            if let Appended::Committed(ids) = w.append(record("c", T0, big())).unwrap() {
+                committed.extend(ids);
+            }
+            if background {
+                assert_eq!(w.flush_deadline(), None, "the buffer was handed over");
+                committed.extend(w.flush().unwrap());
+            }
+            committed.sort();
+            assert_eq!(committed, ["a", "b", "c"], "background: {background}");
+        }
+    }
+
     /// Every visit comes back committed exactly once, whichever call
     /// reports it, and the archive holds them all.
     #[test]
@@ -1170,6 +1232,16 @@ mod tests {
         for id in ["", "a-b", "a/b"] {
             let err = ArchiveWriter::open_local(dir.path(), WriterConfig::new(id)).unwrap_err();
             assert!(matches!(err, ArchiveError::Config(_)), "{id}");
+        }
+        for bad in [
+            config(0),
+            WriterConfig {
+                max_buffered_bytes: 0,
+                ..config(1)
+            },
+        ] {
+            let err = ArchiveWriter::open_local(dir.path(), bad).unwrap_err();
+            assert!(matches!(err, ArchiveError::Config(_)), "{err}");
         }
     }
 
