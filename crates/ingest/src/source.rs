@@ -162,6 +162,9 @@ pub struct IngestStats {
     pub spool_segments: AtomicU64,
     /// Failed spool writes or fsyncs (each retried; a full disk, say).
     pub spool_errors: AtomicU64,
+    /// Visits marked done durably in the spool: after a crash they are not
+    /// replayed.
+    pub marked_done: AtomicU64,
 }
 
 enum Command {
@@ -247,7 +250,7 @@ pub async fn start(
             "receive_maximum, max_batch and events_capacity must be >= 1".into(),
         ));
     }
-    let (spool, replay) = Spool::open(cfg.spool.clone())?;
+    let (spool, replay) = open_spool(&cfg.spool, SPOOL_LOCK_WAIT).await?;
     let stats = Arc::new(IngestStats::default());
     stats.replayed.store(replay.len() as u64, Ordering::Relaxed);
     stats
@@ -336,6 +339,38 @@ pub async fn start(
         },
         events_rx,
     ))
+}
+
+/// How long a start waits for the spool of a process that is ending: a
+/// restart right after a crash or a kill may come before the old process
+/// has let go of it.
+const SPOOL_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens the spool on a blocking thread (a replay reads every segment),
+/// waiting up to `wait` while another process holds it.
+async fn open_spool(
+    cfg: &SpoolConfig,
+    wait: Duration,
+) -> Result<(Spool, Vec<(RecordId, Received)>), IngestError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        let c = cfg.clone();
+        let opened = tokio::task::spawn_blocking(move || Spool::open(c))
+            .await
+            .map_err(|e| IngestError::Task(format!("opening the spool: {e}")))?;
+        match opened {
+            Err(SpoolError::InUse { .. }) if tokio::time::Instant::now() < deadline => {
+                if !said {
+                    said = true;
+                    tracing::warn!(dir = %cfg.dir.display(), wait_s = wait.as_secs(),
+                        "the spool is in use by another process; waiting for it to let go");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Capacity of the client's request channel, which carries the spooler's
@@ -499,7 +534,7 @@ async fn poll(
 /// passes them on; applies `mark_done` and `release` between batches.
 #[allow(clippy::too_many_arguments)]
 async fn spool_and_ack(
-    mut spool: Spool,
+    spool: Spool,
     client: AsyncClient,
     mut publishes: mpsc::UnboundedReceiver<(Publish, OffsetDateTime)>,
     unacked: Arc<Unacked>,
@@ -508,6 +543,10 @@ async fn spool_and_ack(
     max_batch: usize,
     stats: Arc<IngestStats>,
 ) -> Result<(), IngestError> {
+    let mut spool = OffThread {
+        segments: spool.segment_count(),
+        spool: Some(spool),
+    };
     let mut batch = Vec::with_capacity(max_batch);
     let mut intake_open = true;
     let mut commands_open = true;
@@ -522,7 +561,7 @@ async fn spool_and_ack(
                     continue;
                 }
                 let Some(passed) =
-                    spool_until_durable(&mut spool, &batch, &publishes, &stats).await
+                    spool_until_durable(&mut spool, &mut batch, &publishes, &stats).await?
                 else {
                     // Stopping while the spool cannot be written: these
                     // messages stay unacknowledged in the broker session.
@@ -557,15 +596,46 @@ async fn spool_and_ack(
                 while let Ok(cmd) = commands.try_recv() {
                     cmds.push(cmd);
                 }
-                apply_until_durable(&mut spool, cmds, &stats).await;
+                apply_until_durable(&mut spool, cmds, &stats).await?;
             }
         }
         stats
             .spool_segments
-            .store(spool.segment_count() as u64, Ordering::Relaxed);
+            .store(spool.segments as u64, Ordering::Relaxed);
     }
-    spool.sync()?;
+    spool.run(|s| s.sync()).await??;
     Ok(())
+}
+
+/// The spool, worked on the runtime's blocking threads: a batch's appends
+/// and fsync take milliseconds, which on a runtime thread would hold up
+/// the tasks that publish alerts.
+struct OffThread {
+    /// `None` only while a work is under way.
+    spool: Option<Spool>,
+    /// The spool's segments after the last work.
+    segments: usize,
+}
+
+impl OffThread {
+    async fn run<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Spool) -> T + Send + 'static,
+    ) -> Result<T, IngestError> {
+        let mut spool = self
+            .spool
+            .take()
+            .ok_or_else(|| IngestError::Task("the spool was lost with a failed write".into()))?;
+        let (spool, out) = tokio::task::spawn_blocking(move || {
+            let out = work(&mut spool);
+            (spool, out)
+        })
+        .await
+        .map_err(|e| IngestError::Task(format!("spool write: {e}")))?;
+        self.segments = spool.segment_count();
+        self.spool = Some(spool);
+        Ok(out)
+    }
 }
 
 fn apply(spool: &mut Spool, cmd: &Command) -> Result<(), SpoolError> {
@@ -583,26 +653,37 @@ const SPOOL_RETRY_MAX: Duration = Duration::from_secs(2);
 /// of the batch is acknowledged, so the broker holds those messages and,
 /// its receive window full, sends no more: backpressure up to the devices.
 async fn spool_until_durable(
-    spool: &mut Spool,
-    batch: &[(Publish, OffsetDateTime)],
+    spool: &mut OffThread,
+    batch: &mut Vec<(Publish, OffsetDateTime)>,
     publishes: &mpsc::UnboundedReceiver<(Publish, OffsetDateTime)>,
-    stats: &IngestStats,
-) -> Option<Vec<(RecordId, Received)>> {
+    stats: &Arc<IngestStats>,
+) -> Result<Option<Vec<(RecordId, Received)>>, IngestError> {
     let mut wait = SPOOL_RETRY_MIN;
     loop {
-        match spool_batch(spool, batch, stats) {
-            Ok(passed) => return Some(passed),
+        let taken = std::mem::take(batch);
+        let counts = stats.clone();
+        let (taken, result) = spool
+            .run(move |s| {
+                let result = spool_batch(s, &taken, &counts);
+                if result.is_err() {
+                    if let Err(e) = s.rollback() {
+                        tracing::error!(error = %e, "spool rollback failed");
+                    }
+                }
+                (taken, result)
+            })
+            .await?;
+        *batch = taken;
+        match result {
+            Ok(passed) => return Ok(Some(passed)),
             Err(e) => {
                 stats.spool_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, retry_ms = wait.as_millis() as u64,
                     "cannot make received messages durable; holding their acks until the spool is writable");
-                if let Err(e) = spool.rollback() {
-                    tracing::error!(error = %e, "spool rollback failed");
-                }
             }
         }
         if publishes.is_closed() {
-            return None;
+            return Ok(None);
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(SPOOL_RETRY_MAX);
@@ -642,26 +723,49 @@ fn spool_batch(
 /// Applies "done" and "release" commands and makes them durable, retrying
 /// on a spool error. A done marker lost to a rollback only means that a
 /// restart replays a visit the pipeline finds already archived.
-async fn apply_until_durable(spool: &mut Spool, cmds: Vec<Command>, stats: &IngestStats) {
+async fn apply_until_durable(
+    spool: &mut OffThread,
+    cmds: Vec<Command>,
+    stats: &IngestStats,
+) -> Result<(), IngestError> {
     let mut wait = SPOOL_RETRY_MIN;
+    let cmds = Arc::new(cmds);
     let mut next = 0;
     loop {
-        let mut result = Ok(());
-        while next < cmds.len() {
-            if let Err(e) = apply(spool, &cmds[next]) {
-                result = Err(e);
-                break;
+        let todo = cmds.clone();
+        let (applied, result) = spool
+            .run(move |s| {
+                let mut next = next;
+                let mut result = Ok(());
+                while next < todo.len() {
+                    if let Err(e) = apply(s, &todo[next]) {
+                        result = Err(e);
+                        break;
+                    }
+                    next += 1;
+                }
+                let result = result.and_then(|()| s.sync());
+                if result.is_err() {
+                    if let Err(e) = s.rollback() {
+                        tracing::error!(error = %e, "spool rollback failed");
+                    }
+                }
+                (next, result)
+            })
+            .await?;
+        next = applied;
+        match result {
+            Ok(()) => {
+                let done = cmds
+                    .iter()
+                    .filter(|c| matches!(c, Command::Done(_)))
+                    .count();
+                stats.marked_done.fetch_add(done as u64, Ordering::Relaxed);
+                return Ok(());
             }
-            next += 1;
-        }
-        match result.and_then(|()| spool.sync()) {
-            Ok(()) => return,
             Err(e) => {
                 stats.spool_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, retry_ms = wait.as_millis() as u64, "cannot record finished visits in the spool; retrying");
-                if let Err(e) = spool.rollback() {
-                    tracing::error!(error = %e, "spool rollback failed");
-                }
             }
         }
         tokio::time::sleep(wait).await;
@@ -751,6 +855,31 @@ async fn feed(
 mod tests {
     use super::*;
     use crate::assembly::tests::{key, visit};
+
+    /// A start waits for a spool that its last holder is about to let go
+    /// (a restart right after a kill), and gives up on one that stays held.
+    #[tokio::test]
+    async fn a_start_waits_for_the_spool_then_gives_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig::new(dir.path());
+        let (held, _) = Spool::open(cfg.clone()).unwrap();
+        let err = open_spool(&cfg, Duration::from_millis(300))
+            .await
+            .err()
+            .expect("held throughout");
+        assert!(
+            matches!(err, IngestError::Spool(SpoolError::InUse { .. })),
+            "{err}"
+        );
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        open_spool(&cfg, Duration::from_secs(30))
+            .await
+            .expect("opened once let go");
+        holder.join().unwrap();
+    }
 
     /// A backlog: every message of a visit was received long ago (more than
     /// the visit timeout) and waits in the queue while the pipeline takes

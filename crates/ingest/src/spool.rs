@@ -15,6 +15,10 @@
 //! is released as useless ([`Spool::release`]). Deleting oldest first keeps a
 //! visit's done marker on disk for as long as any of its messages are, so a
 //! replay never resurrects a finished visit.
+//!
+//! One process at a time: [`Spool::open`] takes an exclusive lock on
+//! `<dir>/LOCK` for the spool's life (two pipelines on one spool would write
+//! the same segments). The lock goes with the process, however it ends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -65,6 +69,39 @@ pub enum SpoolError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "spool {} is in use by another process (it holds {}): one pipeline per spool folder",
+        .dir.display(),
+        .dir.join(LOCK_FILE).display()
+    )]
+    InUse { dir: PathBuf },
+}
+
+/// The file whose lock holds the spool folder.
+const LOCK_FILE: &str = "LOCK";
+
+/// Locks the spool folder for this process until the returned file is
+/// dropped. A file system without locks (some network mounts) is used
+/// unlocked, with a warning, rather than refused.
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("opening", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(SpoolError::InUse {
+            dir: dir.to_owned(),
+        }),
+        Err(fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
+            tracing::warn!(path = %path.display(), "file locks unsupported here: the spool is not protected from a second process");
+            Ok(file)
+        }
+        Err(fs::TryLockError::Error(e)) => Err(io_err("locking", &path)(e)),
+    }
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
@@ -134,6 +171,8 @@ pub struct Spool {
     writer: BufWriter<File>,
     dirty: bool,
     done: HashMap<VisitKey, i128>,
+    /// Holds the folder's lock while the spool lives.
+    _lock: File,
 }
 
 fn millis(t: OffsetDateTime) -> i128 {
@@ -269,6 +308,7 @@ impl Spool {
     /// Each returned message pins its segment like a fresh append.
     pub fn open(cfg: SpoolConfig) -> Result<(Spool, Vec<(RecordId, Received)>), SpoolError> {
         fs::create_dir_all(&cfg.dir).map_err(io_err("creating directory", &cfg.dir))?;
+        let lock = lock_dir(&cfg.dir)?;
         let mut ids: Vec<u64> = fs::read_dir(&cfg.dir)
             .map_err(io_err("listing", &cfg.dir))?
             .filter_map(|e| e.ok())
@@ -317,6 +357,7 @@ impl Spool {
             writer,
             dirty: false,
             done,
+            _lock: lock,
         };
         spool.delete_unpinned()?;
         Ok((spool, replay))
@@ -513,6 +554,20 @@ mod tests {
         assert_eq!(got, want);
         assert!(spool.is_done(&a));
         assert!(!spool.is_done(&b));
+    }
+
+    #[test]
+    fn a_spool_in_use_is_refused_until_its_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
+        match Spool::open(SpoolConfig::new(dir.path())) {
+            Err(e @ SpoolError::InUse { .. }) => {
+                assert!(e.to_string().contains("LOCK"), "{e}")
+            }
+            other => panic!("a second open while held: {:?}", other.err()),
+        }
+        drop(spool);
+        Spool::open(SpoolConfig::new(dir.path())).expect("free once dropped");
     }
 
     #[test]
