@@ -533,7 +533,7 @@ pub async fn run(opts: BenchOptions, say: &dyn Fn(&str)) -> Result<Outcome, Benc
         wall_s: stats::round3(wall_s),
         samples_per_s: samples_per_s.round(),
         ceiling_samples_per_s: ceiling_sps.round(),
-        ratio_to_ceiling: stats::round3(samples_per_s / ceiling_sps),
+        ratio_to_ceiling: stats::round_sig3(samples_per_s / ceiling_sps),
         bytes_per_sample: if verdict.samples > 0 {
             stats::round3(verdict.bytes_on_disk as f64 / verdict.samples as f64)
         } else {

@@ -35,6 +35,16 @@ pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// `x` to three significant digits: a ratio far below 1 (a paced run
+/// against the broker's ceiling) keeps its figures where `round3` gave 0.
+pub fn round_sig3(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(2 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
 /// VmHWM (peak resident memory) of this process in MiB.
 pub fn peak_rss_mb() -> Option<f64> {
     status_mb("VmHWM:")
@@ -81,5 +91,14 @@ mod tests {
         assert_eq!(one.p50, Some(7.0));
         assert_eq!(one.max, Some(7.0));
         assert_eq!(Percentiles::of(Vec::new()), Percentiles::default());
+    }
+
+    #[test]
+    fn three_significant_digits() {
+        assert_eq!(round_sig3(0.000_312_45), 0.000_312);
+        assert_eq!(round_sig3(0.2054), 0.205);
+        assert_eq!(round_sig3(120.66), 121.0);
+        assert_eq!(round_sig3(-0.012_34), -0.0123);
+        assert_eq!(round_sig3(0.0), 0.0);
     }
 }
