@@ -282,7 +282,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         accounts: Vec::new(),
         print_token_url: true,
     };
-    let pipeline = tokio::spawn(service::run_with(cfg, side, async {
+    let finished = Arc::new(Finished::default());
+    let probe: Arc<dyn service::Probe> = finished.clone();
+    let pipeline = tokio::spawn(service::run_full(cfg, side, Some(probe), async {
         let _ = stop_rx.await;
     }));
 
@@ -333,10 +335,20 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     }
     let _ = fleet_stop.send(true);
     let mut fleet = fleet;
-    let visits_sent = match tokio::time::timeout(drain, &mut fleet).await {
+    // On a loaded machine the last visits may stream late: a grace past
+    // the duration, rather than visits cut off and lost to the archive.
+    let visits_sent = match tokio::time::timeout(drain + DRAIN_GRACE, &mut fleet).await {
         Ok(Ok(Ok(summary))) => {
-            // Let the pipeline take the last messages the broker has acked.
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // The pipeline finishes (and so archives at its stop) every
+            // visit the broker has acked.
+            let all = finished.wait_for(summary.visits, DRAIN_GRACE).await;
+            if !all {
+                tracing::warn!(
+                    sent = summary.visits,
+                    finished = finished.count(),
+                    "the pipeline had not finished every visit sent when the demo stopped"
+                );
+            }
             summary.visits
         }
         Ok(Ok(Err(e))) => {
@@ -365,6 +377,46 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         alerts_seen: seen.load(Ordering::Relaxed),
         visits_sent,
     })
+}
+
+/// How long past its duration the demo waits for its last visits.
+const DRAIN_GRACE: Duration = Duration::from_secs(15);
+
+/// Counts the visits the pipeline finished.
+#[derive(Default)]
+struct Finished {
+    count: AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl Finished {
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Until `n` visits are finished (true) or `timeout` passed (false).
+    async fn wait_for(&self, n: u64, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, async {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if self.count() >= n {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+impl service::Probe for Finished {
+    fn visit_finished(&self, _key: &ecg_ingest::VisitKey) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
 }
 
 /// Runs the demo on its own runtime (the blocking entry point of

@@ -135,7 +135,8 @@ pub async fn run_with(
     run_full(cfg, side, None, shutdown).await
 }
 
-async fn run_full(
+/// [`run`] with escalation settings, the dashboard and a [`Probe`].
+pub async fn run_full(
     cfg: ServiceConfig,
     side: CardiologistSide,
     probe: Option<Arc<dyn Probe>>,
