@@ -101,7 +101,7 @@ fn device_offline_for_two_minutes_then_flushing_its_spool_is_archived_whole() {
     let lone = spawn_fleet(lone);
     // Meanwhile the others stream as usual and are not held up.
     let others = run_fleet(fleet_config(&s.broker.url(), online, s.dir.path(), 60, 52));
-    let early = wait_for_archive(&s.archive(), others.len(), ARCHIVE_WAIT);
+    let early = wait_for_visits(&s.archive(), &others, ARCHIVE_WAIT);
     check_archive_subset(&others, &early);
     let mut truth = lone.join().expect("offline device thread");
     truth.extend(others);

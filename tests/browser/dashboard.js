@@ -63,6 +63,9 @@ async function main() {
     await row.locator("a.open").click();
     await page.waitForURL(url + "/alerts/" + alertId);
     await page.waitForSelector("#ecg svg.ecg12");
+    // The ST table and the reasons come from their own request.
+    await page.waitForSelector("#st tbody tr");
+    await page.waitForSelector("#reasons li");
     const leads = await page.locator("#ecg svg g.lead").count();
     const criteria = await page.locator('#ecg svg g.lead[data-criteria="true"]').count();
     const stRows = await page.locator("#st tbody tr").count();

@@ -402,6 +402,29 @@ pub fn wait_for_archive(archive: &Path, n: usize, timeout: Duration) -> Vec<Stri
     }
 }
 
+/// Waits until every visit of `truth` is archived (or `timeout`), whatever
+/// else is: a count would also count visits of devices not in `truth`.
+pub fn wait_for_visits(
+    archive: &Path,
+    truth: &[serde_json::Value],
+    timeout: Duration,
+) -> Vec<String> {
+    let t0 = Instant::now();
+    loop {
+        let ids = archived_ids(archive);
+        let archived: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let all = truth.iter().all(|t| {
+            t["visit_id"]
+                .as_str()
+                .is_some_and(|id| archived.contains(id))
+        });
+        if all || t0.elapsed() > timeout {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Sends SIGTERM (once the child catches it) and waits up to a minute for
 /// the exit.
 pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
