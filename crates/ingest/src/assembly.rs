@@ -58,6 +58,10 @@ pub struct AssemblyConfig {
     /// Memory one visit may hold: its samples (and early chunks) with their bookkeeping
     /// (see [`chunk_held_bytes`]), so that tiny chunks cannot hold many times the bound.
     pub max_bytes_per_visit: usize,
+    /// Memory all open visits may hold together, counted as for one visit. Without it
+    /// the bound was slots times bytes (32 GiB), and an ingest killed for memory would
+    /// replay the same spool into the same memory at every restart.
+    pub max_bytes_in_flight: usize,
     /// Largest chunk payload accepted, in bytes.
     pub max_chunk_bytes: usize,
     /// Chunks held for a visit whose meta has not arrived yet.
@@ -78,6 +82,8 @@ impl Default for AssemblyConfig {
             max_visit_open: Duration::from_secs(30 * 60),
             // 10 minutes of 12 leads at 1000 Hz is 14.4 MB.
             max_bytes_per_visit: 32 << 20,
+            // 8,000 visits of 10 s of 12 leads at 500 Hz, 32 full-size ones.
+            max_bytes_in_flight: 1 << 30,
             max_chunk_bytes: ecg_wire::chunk::HEADER_LEN
                 + ecg_wire::chunk::LEAD_OFF_LEN
                 + 2 * ecg_wire::chunk::MAX_SAMPLES_PER_CHUNK,
@@ -99,6 +105,40 @@ pub fn chunk_held_bytes(n_leads: usize, samples_per_lead: usize) -> usize {
 
 const CHUNK_BOOKKEEPING_BYTES: usize = 128;
 const LEAD_BOOKKEEPING_BYTES: usize = 32;
+
+/// What a visit may hold: the per-visit bound, or less when the visits in flight
+/// together near theirs.
+#[derive(Debug, Clone, Copy)]
+struct ByteRoom {
+    max: usize,
+    shared: bool,
+}
+
+impl ByteRoom {
+    /// For a visit holding `held` bytes while all visits (it included) hold `in_flight`.
+    fn for_visit(cfg: &AssemblyConfig, held: usize, in_flight: usize) -> ByteRoom {
+        let shared = held.saturating_add(cfg.max_bytes_in_flight.saturating_sub(in_flight));
+        ByteRoom {
+            max: shared.min(cfg.max_bytes_per_visit),
+            shared: shared < cfg.max_bytes_per_visit,
+        }
+    }
+
+    fn refusal(self, cfg: &AssemblyConfig) -> (DeadLetterCode, String) {
+        let reason = if self.shared {
+            format!(
+                "the visits in flight would hold more than {} bytes together, the bound",
+                cfg.max_bytes_in_flight
+            )
+        } else {
+            format!(
+                "visit would hold more than {} bytes",
+                cfg.max_bytes_per_visit
+            )
+        };
+        (DeadLetterCode::TooLarge, reason)
+    }
+}
 
 /// An early chunk is held raw (to quote it in a rejection) and decoded.
 fn early_held_bytes(payload_len: usize) -> usize {
@@ -540,11 +580,13 @@ impl Assembler {
             self.visits
                 .insert(key.clone(), Visit::new(millis(received_at)));
         }
+        let in_flight: usize = self.visits.values().map(|v| v.bytes).sum();
         let Some(visit) = self.visits.get_mut(&key) else {
             return;
         };
         visit.last_activity_ms = millis(received_at);
         let cfg = &self.cfg;
+        let room = ByteRoom::for_visit(cfg, visit.bytes, in_flight);
         match parsed {
             Parsed::Meta(meta) => match &visit.meta {
                 Some(old) if *old == meta => {}
@@ -567,7 +609,7 @@ impl Assembler {
                         visit.seen.remove(&e.chunk.seq());
                         let crc = crc32fast::hash(&e.payload);
                         if let Err((code, reason)) =
-                            accept_chunk(cfg, &key, visit, e.chunk, crc, out)
+                            accept_chunk(cfg, room, &key, visit, e.chunk, crc, out)
                         {
                             out.push(AssemblyEvent::Rejected(Rejection::new(
                                 Some(key.clone()),
@@ -607,17 +649,9 @@ impl Assembler {
                                 visit.early.len()
                             ),
                         )),
-                        None if visit.bytes + early_held_bytes(payload.len())
-                            > cfg.max_bytes_per_visit =>
-                        {
-                            out.push(reject(
-                                Some(key.clone()),
-                                DeadLetterCode::TooLarge,
-                                format!(
-                                    "visit would hold more than {} bytes",
-                                    cfg.max_bytes_per_visit
-                                ),
-                            ))
+                        None if visit.bytes + early_held_bytes(payload.len()) > room.max => {
+                            let (code, reason) = room.refusal(cfg);
+                            out.push(reject(Some(key.clone()), code, reason))
                         }
                         None => {
                             visit.seen.insert(chunk.seq(), crc);
@@ -630,7 +664,8 @@ impl Assembler {
                             });
                         }
                     }
-                } else if let Err((code, reason)) = accept_chunk(cfg, &key, visit, chunk, crc, out)
+                } else if let Err((code, reason)) =
+                    accept_chunk(cfg, room, &key, visit, chunk, crc, out)
                 {
                     out.push(reject(Some(key.clone()), code, reason));
                 }
@@ -775,6 +810,7 @@ enum Parsed {
 /// it, and emits every sample that became contiguous.
 fn accept_chunk(
     cfg: &AssemblyConfig,
+    room: ByteRoom,
     key: &VisitKey,
     visit: &mut Visit,
     chunk: Chunk,
@@ -827,14 +863,8 @@ fn accept_chunk(
         }
     }
     let bytes = chunk_held_bytes(visit.n_leads, n);
-    if visit.bytes + bytes > cfg.max_bytes_per_visit {
-        return Err((
-            DeadLetterCode::TooLarge,
-            format!(
-                "visit would hold more than {} bytes",
-                cfg.max_bytes_per_visit
-            ),
-        ));
+    if visit.bytes + bytes > room.max {
+        return Err(room.refusal(cfg));
     }
     visit.bytes += bytes;
     visit.seen.insert(seq, crc);
@@ -1274,6 +1304,33 @@ pub(crate) mod tests {
         });
         let ev = run(&mut asm, &msgs[1..5]);
         assert_eq!(rejections(&ev).len(), 2);
+    }
+
+    /// The open visits share one byte bound: past it a chunk is refused whoever sends
+    /// it, and the room comes back as visits finish.
+    #[test]
+    fn the_visits_in_flight_share_a_byte_bound() {
+        let per_chunk = chunk_held_bytes(3, CHUNK as usize);
+        let mut asm = Assembler::new(AssemblyConfig {
+            max_bytes_in_flight: 5 * per_chunk,
+            ..AssemblyConfig::default()
+        });
+        let (a, b) = (key("dev-a", 40), key("dev-b", 41));
+        let (va, vb) = (visit(&a, 3, CHUNK), visit(&b, 3, CHUNK));
+        // Meta and three chunks of a, then of b: b's third would pass the bound.
+        assert!(rejections(&run(&mut asm, &va[..4])).is_empty());
+        let ev = run(&mut asm, &vb[..4]);
+        let r = rejections(&ev);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].code, DeadLetterCode::TooLarge);
+        assert!(r[0].reason.contains("in flight"), "{}", r[0].reason);
+        // a ends and lets go of its bytes; b's third chunk, sent again, fits.
+        assert_eq!(completes(&asm.push(&va[4].0, &va[4].1, t(1))).len(), 1);
+        let ev = run(&mut asm, &vb[3..]);
+        assert!(rejections(&ev).is_empty());
+        let c = completes(&ev);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].2, "b whole and digest-checked");
     }
 
     #[test]
