@@ -638,6 +638,15 @@ impl OffThread {
     }
 }
 
+/// A failed write or sync leaves the spool as at its last sync.
+fn rollback_if_failed<T>(spool: &mut Spool, result: &Result<T, SpoolError>) {
+    if result.is_err() {
+        if let Err(e) = spool.rollback() {
+            tracing::error!(error = %e, "spool rollback failed");
+        }
+    }
+}
+
 fn apply(spool: &mut Spool, cmd: &Command) -> Result<(), SpoolError> {
     match cmd {
         Command::Done(key) => spool.mark_done(key),
@@ -665,11 +674,7 @@ async fn spool_until_durable(
         let (taken, result) = spool
             .run(move |s| {
                 let result = spool_batch(s, &taken, &counts);
-                if result.is_err() {
-                    if let Err(e) = s.rollback() {
-                        tracing::error!(error = %e, "spool rollback failed");
-                    }
-                }
+                rollback_if_failed(s, &result);
                 (taken, result)
             })
             .await?;
@@ -745,11 +750,7 @@ async fn apply_until_durable(
                     next += 1;
                 }
                 let result = result.and_then(|()| s.sync());
-                if result.is_err() {
-                    if let Err(e) = s.rollback() {
-                        tracing::error!(error = %e, "spool rollback failed");
-                    }
-                }
+                rollback_if_failed(s, &result);
                 (next, result)
             })
             .await?;
