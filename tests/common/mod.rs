@@ -391,15 +391,9 @@ pub fn wait_for_log(run: &mut Child, log: &Path, what: &str, found: impl Fn(&str
 /// Waits until `n` distinct visits are archived (or `timeout`, after which
 /// the caller's checks say what is missing).
 pub fn wait_for_archive(archive: &Path, n: usize, timeout: Duration) -> Vec<String> {
-    let t0 = Instant::now();
-    loop {
-        let ids = archived_ids(archive);
-        let distinct: HashSet<&String> = ids.iter().collect();
-        if distinct.len() >= n || t0.elapsed() > timeout {
-            return ids;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_archived(archive, timeout, |ids| {
+        ids.iter().collect::<HashSet<_>>().len() >= n
+    })
 }
 
 /// Waits until every visit of `truth` is archived (or `timeout`), whatever
@@ -409,16 +403,26 @@ pub fn wait_for_visits(
     truth: &[serde_json::Value],
     timeout: Duration,
 ) -> Vec<String> {
-    let t0 = Instant::now();
-    loop {
-        let ids = archived_ids(archive);
+    wait_for_archived(archive, timeout, |ids| {
         let archived: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let all = truth.iter().all(|t| {
+        truth.iter().all(|t| {
             t["visit_id"]
                 .as_str()
                 .is_some_and(|id| archived.contains(id))
-        });
-        if all || t0.elapsed() > timeout {
+        })
+    })
+}
+
+/// The archived visit ids once `enough` says so, or at `timeout`.
+fn wait_for_archived(
+    archive: &Path,
+    timeout: Duration,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let t0 = Instant::now();
+    loop {
+        let ids = archived_ids(archive);
+        if enough(&ids) || t0.elapsed() > timeout {
             return ids;
         }
         std::thread::sleep(Duration::from_millis(500));

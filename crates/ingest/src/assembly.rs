@@ -580,7 +580,11 @@ impl Assembler {
             self.visits
                 .insert(key.clone(), Visit::new(millis(received_at)));
         }
-        let in_flight: usize = self.visits.values().map(|v| v.bytes).sum();
+        // Only a chunk, or a meta that takes in early chunks, adds bytes.
+        let in_flight: usize = match parsed {
+            Parsed::Chunk(..) | Parsed::Meta(_) => self.visits.values().map(|v| v.bytes).sum(),
+            Parsed::End(_) => 0,
+        };
         let Some(visit) = self.visits.get_mut(&key) else {
             return;
         };
