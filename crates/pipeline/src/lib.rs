@@ -10,7 +10,8 @@
 //! - [`publish`]: the [`Publisher`] seam and its MQTT implementation, which
 //!   completes on PUBACK.
 //! - [`service`]: the running pipeline ([`service::run`]): ingest, desk,
-//!   broker, archive, spool release, graceful shutdown.
+//!   broker, archive, spool release, graceful shutdown; `shard` gives
+//!   each open visit to the least loaded analysis worker.
 //! - [`tls_check`]: one TLS handshake before start, so an untrusted or
 //!   plaintext broker is refused with its reason instead of retried forever.
 //! - [`config`]: TOML settings with flag and environment overrides.
@@ -33,6 +34,7 @@ pub mod logging;
 pub mod metrics;
 pub mod publish;
 pub mod service;
+mod shard;
 pub mod tls_check;
 pub mod triage_desk;
 

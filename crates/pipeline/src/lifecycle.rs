@@ -19,19 +19,26 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ecg_wire::{Alert, AlertAck, AlertId};
+use ecg_wire::topic::Topic;
+use ecg_wire::{Alert, AlertAck, AlertId, CentreId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// The escalation topic of a centre (pipeline -> senior staff / on-call
 /// lists): the alert JSON again, `escalation_level` >= 1.
-pub fn escalation_topic(centre: &str) -> String {
-    format!("ecg/v1/alerts/{centre}/escalation")
+pub fn escalation_topic(centre: &CentreId) -> String {
+    Topic::AlertEscalation {
+        centre_id: centre.clone(),
+    }
+    .to_string()
 }
 
 /// The acknowledgement topic of a centre (cardiologist -> pipeline).
-pub fn ack_topic(centre: &str) -> String {
-    format!("ecg/v1/alerts/{centre}/ack")
+pub fn ack_topic(centre: &CentreId) -> String {
+    Topic::AlertAck {
+        centre_id: centre.clone(),
+    }
+    .to_string()
 }
 
 /// Name of the snapshot inside the spool folder.

@@ -178,7 +178,7 @@ pub async fn run_full(
     let ack_listener = crate::acks::spawn_listener(
         &cfg.output,
         format!("{}-acks", cfg.output_client_id),
-        crate::lifecycle::ack_topic(cfg.centre.as_str()),
+        crate::lifecycle::ack_topic(&cfg.centre),
         acks_tx,
     );
     let metrics = Metrics::new();
@@ -232,7 +232,7 @@ pub async fn run_full(
         summary: RunSummary::default(),
         book,
         hub,
-        centre: cfg.centre.to_string(),
+        centre: cfg.centre.clone(),
         probe,
     };
     let result = driver
@@ -261,6 +261,7 @@ pub async fn run_full(
 /// and returns its outputs in order; the driver alone does the I/O.
 struct Analysts {
     inputs: Vec<tokio::sync::mpsc::Sender<AssemblyEvent>>,
+    shards: crate::shard::Shards,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -334,20 +335,20 @@ impl Analysts {
             inputs.push(tx);
             threads.push(thread);
         }
-        (Analysts { inputs, threads }, done_rx)
+        let shards = crate::shard::Shards::new(inputs.len());
+        (
+            Analysts {
+                inputs,
+                shards,
+                threads,
+            },
+            done_rx,
+        )
     }
 
     /// Queues an event on the worker that owns its visit.
-    async fn dispatch(&self, ev: AssemblyEvent) -> Result<(), ServiceError> {
-        use std::hash::{Hash, Hasher};
-        let shard = match ev.key() {
-            Some(key) => {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                key.hash(&mut h);
-                (h.finish() % self.inputs.len() as u64) as usize
-            }
-            None => 0,
-        };
+    async fn dispatch(&mut self, ev: AssemblyEvent) -> Result<(), ServiceError> {
+        let shard = self.shards.route(&ev);
         self.inputs[shard]
             .send(ev)
             .await
@@ -386,7 +387,7 @@ struct Driver<'a, P: Publisher> {
     summary: RunSummary,
     book: crate::lifecycle::AlertBook,
     hub: ecg_dashboard::Hub,
-    centre: String,
+    centre: CentreId,
     probe: Option<Arc<dyn Probe>>,
 }
 
@@ -645,7 +646,7 @@ impl<P: Publisher> Driver<'_, P> {
                 return Ok(());
             }
         }
-        match &self.analysts {
+        match &mut self.analysts {
             Some(a) => a.dispatch(ev).await,
             None => Err(ServiceError::AnalysisWorker),
         }

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// How long a starting broker may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many fresh ports a start tries when the first is taken meanwhile.
+const PORT_ATTEMPTS: u32 = 5;
 
 /// Why the broker could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -98,29 +100,53 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Writes the config into a fresh temp dir and starts the broker.
     pub fn start(opts: MosquittoOpts) -> Result<Mosquitto, BrokerError> {
+        Mosquitto::start_on(opts, free_port)
+    }
+
+    /// [`Mosquitto::start`] on the ports `next_port` offers.
+    fn start_on(
+        opts: MosquittoOpts,
+        mut next_port: impl FnMut() -> Result<u16, BrokerError>,
+    ) -> Result<Mosquitto, BrokerError> {
         let dir = tempfile::Builder::new()
             .prefix("ecg-mosquitto-")
             .tempdir()
             .map_err(io_err("creating the broker's temp dir"))?;
-        let port = free_port()?;
-        let tls = match &opts.tls {
-            Some(_) => Some((free_port()?, write_certificates(dir.path())?)),
+        let files = match &opts.tls {
+            Some(_) => Some(write_certificates(dir.path())?),
             None => None,
         };
-        let mut conf = render_conf(dir.path(), port, &opts)?;
-        if let (Some((tls_port, files)), Some(tls_opts)) = (&tls, &opts.tls) {
-            render_tls_listener(&mut conf, *tls_port, files, tls_opts);
-        }
-        std::fs::write(dir.path().join("mosquitto.conf"), conf)
-            .map_err(io_err("writing mosquitto.conf"))?;
         let mut broker = Mosquitto {
             dir,
-            port,
-            tls,
+            port: 0,
+            tls: None,
             child: None,
         };
-        broker.spawn()?;
-        Ok(broker)
+        // A port found free may be taken by another process before the
+        // broker binds it; the broker then exits at once, and new ports
+        // are tried.
+        let mut attempt = 1;
+        loop {
+            broker.port = next_port()?;
+            broker.tls = match &files {
+                Some(files) => Some((next_port()?, files.clone())),
+                None => None,
+            };
+            let mut conf = render_conf(broker.dir.path(), broker.port, &opts)?;
+            if let (Some((tls_port, files)), Some(tls_opts)) = (&broker.tls, &opts.tls) {
+                render_tls_listener(&mut conf, *tls_port, files, tls_opts);
+            }
+            std::fs::write(broker.dir.path().join("mosquitto.conf"), conf)
+                .map_err(io_err("writing mosquitto.conf"))?;
+            match broker.spawn() {
+                Err(BrokerError::Exited { log, .. })
+                    if attempt < PORT_ATTEMPTS && log.contains("Address already in use") =>
+                {
+                    attempt += 1;
+                }
+                other => return other.map(|()| broker),
+            }
+        }
     }
 
     /// `mqtt://127.0.0.1:PORT`.
@@ -185,7 +211,16 @@ impl Mosquitto {
         self.spawn()
     }
 
+    /// How many times the log says the broker started running.
+    fn times_running(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("mosquitto version") && l.trim_end().ends_with(" running"))
+            .count()
+    }
+
     fn spawn(&mut self) -> Result<(), BrokerError> {
+        let runs_before = self.times_running();
         let conf = self.dir.path().join("mosquitto.conf");
         let mut child = Command::new("mosquitto")
             .arg("-c")
@@ -209,10 +244,17 @@ impl Mosquitto {
                     log: self.log(),
                 });
             }
+            // "running" is logged once every listener is bound, so a
+            // connection that then succeeds reaches this broker, not
+            // another process on a port taken since it was found free.
+            // The log is appended to across restarts, hence the count.
             let tls_up = self
                 .tls_port()
                 .is_none_or(|p| TcpStream::connect(("127.0.0.1", p)).is_ok());
-            if tls_up && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.times_running() > runs_before
+                && tls_up
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 break;
             }
             if Instant::now() > deadline {
@@ -392,6 +434,29 @@ mod tests {
         assert!(TcpStream::connect(("127.0.0.1", broker.port())).is_err());
         broker.restart().unwrap();
         assert!(TcpStream::connect(("127.0.0.1", broker.port())).is_ok());
+    }
+
+    #[test]
+    fn a_port_taken_before_the_broker_binds_it_is_given_up_for_another() {
+        // Another process holds the first port offered; it accepts
+        // connections, so a start that only tried to connect would take
+        // that process for the broker.
+        let other = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let taken = other.local_addr().unwrap().port();
+        let mut offered = 0;
+        let broker = Mosquitto::start_on(MosquittoOpts::default(), || {
+            offered += 1;
+            if offered == 1 {
+                Ok(taken)
+            } else {
+                free_port()
+            }
+        })
+        .expect("the broker starts on the next port");
+        assert_ne!(broker.port(), taken);
+        assert_eq!(offered, 2);
+        assert!(broker.log().contains("Address already in use"));
+        assert_eq!(broker.times_running(), 1);
     }
 
     #[test]

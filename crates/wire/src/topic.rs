@@ -5,6 +5,7 @@
 //! ecg/v1/dev/{device_id}/visit/{visit_id}/result             pipeline -> device
 //! ecg/v1/alerts/{centre_id}                                  pipeline -> cardiologists
 //! ecg/v1/alerts/{centre_id}/ack                              cardiologist -> pipeline
+//! ecg/v1/alerts/{centre_id}/escalation                       pipeline -> senior staff
 //! ecg/v1/deadletter                                          pipeline -> operators
 //! ```
 
@@ -62,6 +63,11 @@ pub enum Topic {
         centre_id: CentreId,
     },
     AlertAck {
+        centre_id: CentreId,
+    },
+    /// An alert not acknowledged in time, published again for the senior
+    /// staff (the alert JSON, `escalation_level` >= 1).
+    AlertEscalation {
         centre_id: CentreId,
     },
     DeadLetter,
@@ -127,6 +133,9 @@ impl Topic {
             ["alerts", centre, "ack"] => Ok(Topic::AlertAck {
                 centre_id: CentreId::new(*centre).map_err(TopicError::CentreId)?,
             }),
+            ["alerts", centre, "escalation"] => Ok(Topic::AlertEscalation {
+                centre_id: CentreId::new(*centre).map_err(TopicError::CentreId)?,
+            }),
             ["deadletter"] => Ok(Topic::DeadLetter),
             _ => Err(TopicError::Unknown(s.to_owned())),
         }
@@ -155,6 +164,9 @@ impl fmt::Display for Topic {
             ),
             Topic::Alert { centre_id } => write!(f, "{PREFIX}/alerts/{centre_id}"),
             Topic::AlertAck { centre_id } => write!(f, "{PREFIX}/alerts/{centre_id}/ack"),
+            Topic::AlertEscalation { centre_id } => {
+                write!(f, "{PREFIX}/alerts/{centre_id}/escalation")
+            }
             Topic::DeadLetter => write!(f, "{PREFIX}/deadletter"),
         }
     }
@@ -236,6 +248,9 @@ mod tests {
                 centre_id: CentreId::new(c).unwrap()
             }),
             name.prop_map(|c| Topic::AlertAck {
+                centre_id: CentreId::new(c).unwrap()
+            }),
+            name.prop_map(|c| Topic::AlertEscalation {
                 centre_id: CentreId::new(c).unwrap()
             }),
             Just(Topic::DeadLetter),
