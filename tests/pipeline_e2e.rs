@@ -60,6 +60,11 @@ fn demo_prints_an_alert_and_leaves_a_queryable_archive() {
         &archive,
         "SELECT count(*) AS n, count(*) FILTER (WHERE complete) AS whole FROM visits",
     );
-    assert_eq!(n[0]["n"].as_u64(), Some(sent), "{n:?}\n{stdout}");
-    assert_eq!(n[0]["whole"].as_u64(), Some(sent), "{n:?}\n{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(n[0]["n"].as_u64(), Some(sent), "{n:?}\n{stdout}\n{stderr}");
+    assert_eq!(
+        n[0]["whole"].as_u64(),
+        Some(sent),
+        "{n:?}\n{stdout}\n{stderr}"
+    );
 }
