@@ -284,7 +284,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     };
     let finished = Arc::new(Finished::default());
     let probe: Arc<dyn service::Probe> = finished.clone();
-    let pipeline = tokio::spawn(service::run_full(cfg, side, Some(probe), async {
+    let mut pipeline = tokio::spawn(service::run_full(cfg, side, Some(probe), async {
         let _ = stop_rx.await;
     }));
 
@@ -292,7 +292,6 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     // seen: devices streaming before the pipeline's subscription would
     // have their first visits acked and dropped (a loaded machine showed
     // 24 of 26 visits archived).
-    let mut pipeline = pipeline;
     let subscribed = tokio::select! {
         ok = finished.wait_subscribed(SUBSCRIBE_WAIT) => ok,
         ended = &mut pipeline => {
