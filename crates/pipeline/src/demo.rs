@@ -282,8 +282,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         accounts: Vec::new(),
         print_token_url: true,
     };
-    let finished = Arc::new(Finished::default());
-    let probe: Arc<dyn service::Probe> = finished.clone();
+    let progress = Arc::new(Progress::default());
+    let probe: Arc<dyn service::Probe> = progress.clone();
     let mut pipeline = tokio::spawn(service::run_full(cfg, side, Some(probe), async {
         let _ = stop_rx.await;
     }));
@@ -293,7 +293,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     // have their first visits acked and dropped (a loaded machine showed
     // 24 of 26 visits archived).
     let subscribed = tokio::select! {
-        ok = finished.wait_subscribed(SUBSCRIBE_WAIT) => ok,
+        ok = progress.wait_subscribed(SUBSCRIBE_WAIT) => ok,
         ended = &mut pipeline => {
             return Err(match ended {
                 Ok(Err(e)) => e.into(),
@@ -363,11 +363,11 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         Ok(Ok(Ok(summary))) => {
             // The pipeline finishes (and so archives at its stop) every
             // visit the broker has acked.
-            let all = finished.wait_for(summary.visits, DRAIN_GRACE).await;
+            let all = progress.wait_for(summary.visits, DRAIN_GRACE).await;
             if !all {
                 tracing::warn!(
                     sent = summary.visits,
-                    finished = finished.count(),
+                    finished = progress.count(),
                     "the pipeline had not finished every visit sent when the demo stopped"
                 );
             }
@@ -409,13 +409,13 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(60);
 /// Counts the visits the pipeline finished, and says when its ingest is
 /// subscribed.
 #[derive(Default)]
-struct Finished {
+struct Progress {
     count: AtomicU64,
     changed: tokio::sync::Notify,
     ingest: std::sync::OnceLock<Arc<ecg_ingest::IngestStats>>,
 }
 
-impl Finished {
+impl Progress {
     fn count(&self) -> u64 {
         self.count.load(Ordering::Acquire)
     }
@@ -457,7 +457,7 @@ impl Finished {
     }
 }
 
-impl service::Probe for Finished {
+impl service::Probe for Progress {
     fn ingest_started(&self, stats: Arc<ecg_ingest::IngestStats>) {
         let _ = self.ingest.set(stats);
     }

@@ -78,7 +78,7 @@ impl Shards {
         worker
     }
 
-    /// Open visits, for tests and metrics.
+    /// Open visits.
     #[cfg(test)]
     fn open(&self) -> usize {
         self.owner.len()
