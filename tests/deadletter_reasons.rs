@@ -218,3 +218,116 @@ fn every_rejected_input_is_dead_lettered_with_its_reason_and_counted() {
     run.wait().ok();
     assert_eq!(archived, 4.0, "visits after the barrage\n{log_text}");
 }
+
+/// A device that sends a visit's chunks and end but never its meta: the
+/// pipeline cannot read samples without the meta's lead set and rate, so
+/// when the visit times out every one of its messages is dead-lettered as
+/// `unknown_visit`, whole topic, length and payload prefix, instead of being
+/// dropped with a log line.
+#[test]
+fn a_visit_whose_meta_never_comes_is_dead_lettered_message_by_message() {
+    use ecg_wire::{Chunk, LeadSet, Message, SamplesDigest, VisitEnd, VisitId};
+
+    let s = Setup::with_broker(
+        0,
+        &[("flooder", FLOODER_PASSWORD)],
+        "user flooder\ntopic write ecg/v1/dev/#\n",
+        None,
+    );
+    let seen = watch(s.broker.port());
+    wait_subscribed(&seen);
+    let mut run = s.start_pipeline_in(s.dir.path(), &["--visit-timeout-s", "2"]);
+
+    let visit: VisitId = "6a1f4c2e-93b7-4d15-8e0a-2b7c9d3f5e81".parse().unwrap();
+    let topic = |kind: &str| format!("ecg/v1/dev/dev-orphan/visit/{visit}/{kind}");
+    let per_lead = 500usize;
+    let leads: Vec<Vec<i16>> = (0..12)
+        .map(|l| {
+            (0..2 * per_lead)
+                .map(|i| ((i * 7 + l * 13) % 400) as i16 - 200)
+                .collect()
+        })
+        .collect();
+    let mut sent: Vec<(String, Vec<u8>)> = (0..2u32)
+        .map(|seq| {
+            let from = seq as usize * per_lead;
+            let samples: Vec<i16> = leads
+                .iter()
+                .flat_map(|l| l[from..from + per_lead].to_vec())
+                .collect();
+            let chunk = Chunk::new(visit, seq, from as u32, LeadSet::STANDARD_12, samples)
+                .unwrap()
+                .with_last(seq == 1);
+            (topic("chunk"), chunk.to_bytes())
+        })
+        .collect();
+    let end = VisitEnd {
+        visit_id: visit,
+        n_chunks: 2,
+        n_samples: (2 * per_lead) as u32,
+        samples_sha256: SamplesDigest::of_leads(leads.iter().map(Vec::as_slice)),
+    };
+    sent.push((topic("end"), end.to_json()));
+    assert!(
+        sent[0].1.len() > ecg_wire::message::DEADLETTER_PAYLOAD_MAX_BYTES,
+        "a chunk longer than a dead letter's prefix"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use rumqttc::{AsyncClient, MqttOptions, QoS};
+        let mut opts = MqttOptions::new("dl-orphan", "127.0.0.1", s.broker.port());
+        opts.set_credentials("flooder", FLOODER_PASSWORD)
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut ev) = AsyncClient::new(opts, 16);
+        let poll = tokio::spawn(async move {
+            loop {
+                if ev.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        for (t, p) in &sent {
+            client
+                .publish(t.clone(), QoS::AtLeastOnce, false, p.clone())
+                .await
+                .unwrap();
+        }
+        let t0 = Instant::now();
+        while seen.lock().unwrap().dead_letters.len() < sent.len()
+            && t0.elapsed() < Duration::from_secs(120)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        poll.abort();
+    });
+    run.kill().ok();
+    run.wait().ok();
+
+    let letters: Vec<DeadLetter> = seen
+        .lock()
+        .unwrap()
+        .dead_letters
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).expect("dead letters follow the schema"))
+        .collect();
+    assert_eq!(
+        letters.len(),
+        sent.len(),
+        "one dead letter per message of the visit: {letters:?}"
+    );
+    for ((t, p), dl) in sent.iter().zip(&letters) {
+        let prefix = base64::engine::general_purpose::STANDARD
+            .decode(&dl.payload_b64)
+            .unwrap();
+        assert_eq!(&dl.topic, t);
+        assert_eq!(dl.payload_len, p.len() as u64);
+        assert!(!prefix.is_empty() && p.starts_with(&prefix), "{dl:?}");
+        assert_eq!(
+            serde_json::to_value(dl.reason_code).unwrap(),
+            "unknown_visit",
+            "{dl:?}"
+        );
+        assert!(dl.reason.contains("meta never arrived"), "{}", dl.reason);
+    }
+}

@@ -291,6 +291,38 @@ impl Rejection {
     }
 }
 
+/// The messages of a visit closed before its meta arrived, as dead letters
+/// (before the visit's `Incomplete`, so they are published before its spooled
+/// messages are let go): without the meta's lead set and rate no sample can
+/// be read, so they cannot be archived, but the operator gets each of them.
+fn refuse_orphans(
+    key: &VisitKey,
+    mut early: Vec<Early>,
+    early_end: Option<Rejection>,
+    why_closed: &IncompleteReason,
+    out: &mut Vec<AssemblyEvent>,
+) {
+    early.sort_by_key(|e| e.chunk.seq());
+    for e in early {
+        out.push(AssemblyEvent::Rejected(Rejection::new(
+            Some(key.clone()),
+            &e.topic,
+            &e.payload,
+            DeadLetterCode::UnknownVisit,
+            format!(
+                "chunk seq {} of a visit whose meta never arrived (visit closed: {why_closed}); without the meta its samples cannot be read",
+                e.chunk.seq()
+            ),
+            e.received_at,
+        )));
+    }
+    if let Some(mut end) = early_end {
+        end.reason =
+            format!("end of a visit whose meta never arrived (visit closed: {why_closed})");
+        out.push(AssemblyEvent::Rejected(end));
+    }
+}
+
 fn millis(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos() / 1_000_000
 }
@@ -316,6 +348,10 @@ struct Visit {
     meta: Option<VisitMeta>,
     end: Option<VisitEnd>,
     early: Vec<Early>,
+    /// An end that came before the meta, as the dead letter it becomes if
+    /// the meta never does (the reason is written then). A prefix only is
+    /// kept: an end is not counted in the visit's bytes.
+    early_end: Option<Rejection>,
     /// Accepted chunks not yet contiguous, by seq.
     pending: BTreeMap<u32, Chunk>,
     /// CRC of every accepted chunk payload, by seq: tells a harmless
@@ -339,6 +375,7 @@ impl Visit {
             meta: None,
             end: None,
             early: Vec::new(),
+            early_end: None,
             pending: BTreeMap::new(),
             seen: BTreeMap::new(),
             next_seq: 0,
@@ -602,6 +639,7 @@ impl Assembler {
                 None => {
                     visit.n_leads = meta.leads.len();
                     visit.meta = Some(meta.clone());
+                    visit.early_end = None;
                     out.push(AssemblyEvent::Started {
                         key: key.clone(),
                         meta,
@@ -634,7 +672,19 @@ impl Assembler {
                     DeadLetterCode::InconsistentVisit,
                     "a second end with different content".into(),
                 )),
-                None => visit.end = Some(end),
+                None => {
+                    visit.end = Some(end);
+                    if visit.meta.is_none() {
+                        visit.early_end = Some(Rejection::new(
+                            Some(key.clone()),
+                            topic,
+                            payload,
+                            DeadLetterCode::UnknownVisit,
+                            String::new(),
+                            received_at,
+                        ));
+                    }
+                }
             },
             Parsed::Chunk(chunk, crc) => {
                 if visit.meta.is_none() {
@@ -750,6 +800,9 @@ impl Assembler {
         if let Some(v) = self.visits.remove(&key) {
             let reason = reason(&v);
             let samples = v.samples();
+            if v.meta.is_none() {
+                refuse_orphans(&key, v.early, v.early_end, &reason, out);
+            }
             out.push(AssemblyEvent::Incomplete {
                 key: key.clone(),
                 meta: v.meta,
@@ -1136,10 +1189,11 @@ pub(crate) mod tests {
         let ev = run(&mut asm, &msgs[1..]);
         assert!(ev.is_empty(), "chunks wait for the meta: {ev:?}");
         let ev = asm.tick(t(3600));
+        let (last, refused) = ev.split_last().expect("events");
         assert!(
             matches!(
-                ev.as_slice(),
-                [AssemblyEvent::Incomplete {
+                last,
+                AssemblyEvent::Incomplete {
                     meta: None,
                     reason: IncompleteReason::TimedOut {
                         meta_missing: true,
@@ -1147,10 +1201,74 @@ pub(crate) mod tests {
                         ..
                     },
                     ..
-                }]
+                }
             ),
             "{ev:?}"
         );
+        // Every message held for the meta is handed on as a dead letter, in
+        // the order sent, before the visit is let go.
+        assert_eq!(refused.len(), msgs.len() - 1, "{ev:?}");
+        for (e, (sent_topic, sent_payload)) in refused.iter().zip(&msgs[1..]) {
+            let AssemblyEvent::Rejected(r) = e else {
+                panic!("{e:?}");
+            };
+            assert_eq!(r.key.as_ref(), Some(&k));
+            assert_eq!(r.code, DeadLetterCode::UnknownVisit);
+            assert_eq!(&r.topic, sent_topic);
+            assert_eq!(r.payload_len, sent_payload.len());
+            assert!(sent_payload.starts_with(&r.payload_prefix));
+            assert!(r.reason.contains("meta never arrived"), "{}", r.reason);
+        }
+    }
+
+    #[test]
+    fn a_meta_late_but_in_time_leaves_nothing_to_refuse() {
+        let k = key("dev-1", 5);
+        let mut msgs = visit(&k, 3, CHUNK);
+        let meta = msgs.remove(0);
+        msgs.insert(msgs.len() - 1, meta);
+        let mut asm = Assembler::new(AssemblyConfig::default());
+        let ev = run(&mut asm, &msgs);
+        assert_eq!(completes(&ev).len(), 1, "{ev:?}");
+        assert!(
+            !ev.iter().any(|e| matches!(e, AssemblyEvent::Rejected(_))),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn an_orphan_end_is_refused_when_its_visit_is_displaced() {
+        let cfg = AssemblyConfig {
+            max_visits_per_device: 1,
+            ..AssemblyConfig::default()
+        };
+        let mut asm = Assembler::new(cfg);
+        let first = key("dev-1", 1);
+        let end = visit(&first, 2, CHUNK).pop().expect("end");
+        assert!(asm.push(&end.0, &end.1, t(0)).is_empty());
+        let second = key("dev-1", 2);
+        let ev = run(&mut asm, &visit(&second, 2, CHUNK));
+        let refused: Vec<&Rejection> = ev
+            .iter()
+            .filter_map(|e| match e {
+                AssemblyEvent::Rejected(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused.len(), 1, "{ev:?}");
+        assert_eq!(refused[0].key.as_ref(), Some(&first));
+        assert_eq!(refused[0].topic, end.0);
+        assert_eq!(refused[0].payload_prefix, end.1);
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            AssemblyEvent::Incomplete {
+                key,
+                meta: None,
+                reason: IncompleteReason::Displaced { .. },
+                ..
+            } if *key == first
+        )));
+        assert_eq!(completes(&ev).len(), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the source's next dead letter.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
@@ -67,6 +68,23 @@ impl DeadLetterBudget {
             bucket.suppressed += 1;
             None
         }
+    }
+}
+
+/// One budget for all the analysis workers: a device's rejected input goes to
+/// whichever worker owns its open visit, or to the first, so budgets per worker
+/// would let a device have as many bursts as there are workers. Taken once per
+/// rejection, which is rare next to the samples the workers analyse.
+#[derive(Debug, Clone, Default)]
+pub struct SharedDeadLetterBudget(Arc<Mutex<DeadLetterBudget>>);
+
+impl SharedDeadLetterBudget {
+    /// [`DeadLetterBudget::admit`] on the shared budget.
+    pub fn admit(&self, source: &str, now: OffsetDateTime) -> Option<u64> {
+        // Poisoned only by a panic elsewhere in a worker's thread: the budget
+        // itself is never left half-changed, so it is still good to use.
+        let mut budget = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        budget.admit(source, now)
     }
 }
 

@@ -301,10 +301,11 @@ impl Analysts {
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut inputs = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
+        let budget = crate::deadletter::SharedDeadLetterBudget::default();
         for i in 0..n.max(1) {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<AssemblyEvent>(WORKER_QUEUE);
             let done_tx = done_tx.clone();
-            let mut desk = TriageDesk::new(centre.clone());
+            let mut desk = TriageDesk::sharing(centre.clone(), budget.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("ecg-analysis-{i}"))
                 .spawn(move || {

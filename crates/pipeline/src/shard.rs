@@ -46,9 +46,16 @@ impl Shards {
         let Some(key) = ev.key() else {
             return 0;
         };
-        if let AssemblyEvent::Rejected(_) = ev {
+        let ends = matches!(
+            ev,
+            AssemblyEvent::Complete { .. } | AssemblyEvent::Incomplete { .. }
+        );
+        if matches!(ev, AssemblyEvent::Rejected(_)) || (ends && !self.owner.contains_key(key)) {
             // Kept with the visit when it is open, so its dead letter comes
-            // out in order with the visit's own outputs.
+            // out in order with the visit's own outputs. A visit that ends
+            // without having begun (its meta never came) was never open: its
+            // dead letters went to worker 0, and its end follows them there,
+            // so they are published before its messages are let go.
             return self.owner.get(key).map_or(0, |&(w, _)| w);
         }
         let worker = match self.owner.get(key) {
@@ -67,10 +74,7 @@ impl Shards {
                 w
             }
         };
-        if matches!(
-            ev,
-            AssemblyEvent::Complete { .. } | AssemblyEvent::Incomplete { .. }
-        ) {
+        if ends {
             if let Some((w, load)) = self.owner.remove(key) {
                 self.load[w] -= load;
             }
@@ -208,6 +212,19 @@ mod tests {
         assert_eq!(shards.route(&rejected(None)), 0);
         assert_eq!(shards.route(&ended(&b)), wb);
         assert_eq!(shards.open(), 0);
+    }
+
+    #[test]
+    fn a_visit_that_never_began_ends_where_its_dead_letters_went() {
+        let mut shards = Shards::new(2);
+        // With a visit open on worker 0, worker 1 is the least loaded: the
+        // orphan's end must not go there, away from its dead letters.
+        let other = key("dev-o", 1);
+        assert_eq!(shards.route(&started(&other, 500)), 0);
+        let orphan = key("dev-x", 1);
+        assert_eq!(shards.route(&rejected(Some(&orphan))), 0);
+        assert_eq!(shards.route(&ended(&orphan)), 0);
+        assert_eq!(shards.open(), 1, "the orphan opened nothing");
     }
 
     #[test]

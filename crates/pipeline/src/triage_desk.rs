@@ -13,7 +13,7 @@ use tracing::{info_span, warn, Span};
 
 use crate::alerting::{build_result, AlertGate};
 use crate::analysis::VisitAnalysis;
-use crate::deadletter::{source_of_topic, DeadLetterBudget, PER_SECOND};
+use crate::deadletter::{source_of_topic, SharedDeadLetterBudget, PER_SECOND};
 
 /// `ecg/v1/deadletter`.
 pub const DEADLETTER_TOPIC: &str = "ecg/v1/deadletter";
@@ -48,7 +48,7 @@ struct OpenVisit {
 pub struct TriageDesk {
     centre: CentreId,
     open: HashMap<VisitKey, OpenVisit>,
-    dead_letters: DeadLetterBudget,
+    dead_letters: SharedDeadLetterBudget,
 }
 
 fn visit_span(key: &VisitKey) -> Span {
@@ -57,10 +57,15 @@ fn visit_span(key: &VisitKey) -> Span {
 
 impl TriageDesk {
     pub fn new(centre: CentreId) -> TriageDesk {
+        TriageDesk::sharing(centre, SharedDeadLetterBudget::default())
+    }
+
+    /// A desk whose dead letters draw on `budget` with other desks'.
+    pub fn sharing(centre: CentreId, budget: SharedDeadLetterBudget) -> TriageDesk {
         TriageDesk {
             centre,
             open: HashMap::new(),
-            dead_letters: DeadLetterBudget::default(),
+            dead_letters: budget,
         }
     }
 
@@ -164,7 +169,7 @@ impl TriageDesk {
                 None => {
                     self.open.remove(&key);
                     visit_span(&key).in_scope(|| {
-                        warn!(%reason, "visit abandoned before its meta arrived; nothing to archive")
+                        warn!(%reason, "visit abandoned before its meta arrived; its messages go to the dead-letter topic, nothing to archive")
                     });
                     vec![Output::Release { key }]
                 }
@@ -473,5 +478,24 @@ mod tests {
             "{}",
             next[0].reason
         );
+    }
+
+    /// Two workers' desks share one budget: a device whose rejections are
+    /// spread over both gets one burst, not two.
+    #[test]
+    fn desks_sharing_a_budget_give_a_device_one_burst() {
+        let budget = SharedDeadLetterBudget::default();
+        let centre = CentreId::new("centre-1").unwrap();
+        let mut desks = [
+            TriageDesk::sharing(centre.clone(), budget.clone()),
+            TriageDesk::sharing(centre, budget),
+        ];
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let flood = "ecg/v1/dev/flooder/visit/x/meta";
+        let mut out = Vec::new();
+        for i in 0..3000 {
+            out.extend(desks[i % 2].handle(rejected(flood, t0), t0));
+        }
+        assert_eq!(dead_letters(&out).len(), crate::deadletter::BURST as usize);
     }
 }
