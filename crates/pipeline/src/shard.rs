@@ -50,13 +50,17 @@ impl Shards {
             ev,
             AssemblyEvent::Complete { .. } | AssemblyEvent::Incomplete { .. }
         );
-        if matches!(ev, AssemblyEvent::Rejected(_)) || (ends && !self.owner.contains_key(key)) {
+        if let AssemblyEvent::Rejected(_) = ev {
             // Kept with the visit when it is open, so its dead letter comes
-            // out in order with the visit's own outputs. A visit that ends
-            // without having begun (its meta never came) was never open: its
-            // dead letters went to worker 0, and its end follows them there,
-            // so they are published before its messages are let go.
+            // out in order with the visit's own outputs.
             return self.owner.get(key).map_or(0, |&(w, _)| w);
+        }
+        if ends && !self.owner.contains_key(key) {
+            // A visit that ends without having begun (its meta never came)
+            // was never open: its dead letters went to worker 0, and its end
+            // follows them there, so they are published before its messages
+            // are let go.
+            return 0;
         }
         let worker = match self.owner.get(key) {
             Some(&(w, _)) => w,
