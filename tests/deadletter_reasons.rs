@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::*;
 use ecg_wire::DeadLetter;
 
@@ -90,18 +89,66 @@ fn bad_inputs() -> Vec<Bad> {
     out
 }
 
-#[test]
-fn every_rejected_input_is_dead_lettered_with_its_reason_and_counted() {
-    // The flooder is a client allowed to write any device topic: what a
-    // broken or hostile device firmware with valid credentials can send.
+/// A broker with `devices` devices and a flooder: a client allowed to write
+/// any device topic, what a broken or hostile device firmware with valid
+/// credentials can send; and a watcher of the dead-letter topic.
+fn with_flooder(devices: usize) -> (Setup, std::sync::Arc<std::sync::Mutex<Watched>>) {
     let s = Setup::with_broker(
-        2,
+        devices,
         &[("flooder", FLOODER_PASSWORD)],
         "user flooder\ntopic write ecg/v1/dev/#\n",
         None,
     );
     let seen = watch(s.broker.port());
     wait_subscribed(&seen);
+    (s, seen)
+}
+
+/// Publishes `messages` as the flooder, then waits (2 minutes at most) until
+/// the watcher has seen as many dead letters.
+fn flood(port: u16, messages: &[(String, Vec<u8>)], seen: &std::sync::Mutex<Watched>) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use rumqttc::{AsyncClient, MqttOptions, QoS};
+        let mut opts = MqttOptions::new("dl-flooder", "127.0.0.1", port);
+        opts.set_credentials("flooder", FLOODER_PASSWORD)
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut events) = AsyncClient::new(opts, 256);
+        let poll = tokio::spawn(async move {
+            loop {
+                if events.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        for (topic, payload) in messages {
+            client
+                .publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
+                .await
+                .unwrap();
+        }
+        let t0 = Instant::now();
+        while seen.lock().unwrap().dead_letters.len() < messages.len()
+            && t0.elapsed() < Duration::from_secs(120)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        poll.abort();
+    });
+}
+
+fn dead_letters(seen: &std::sync::Mutex<Watched>) -> Vec<DeadLetter> {
+    seen.lock()
+        .unwrap()
+        .dead_letters
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).expect("dead letters follow the schema"))
+        .collect()
+}
+
+#[test]
+fn every_rejected_input_is_dead_lettered_with_its_reason_and_counted() {
+    let (s, seen) = with_flooder(2);
     let metrics = free_addr();
     let mut run = s.start_pipeline_in(s.dir.path(), &["--metrics", &metrics]);
     let t0 = Instant::now();
@@ -115,51 +162,20 @@ fn every_rejected_input_is_dead_lettered_with_its_reason_and_counted() {
 
     let bad = bad_inputs();
     assert!(bad.len() >= 40, "the corpus is missing: {}", bad.len());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use rumqttc::{AsyncClient, MqttOptions, QoS};
-        let mut opts = MqttOptions::new("dl-flooder", "127.0.0.1", s.broker.port());
-        opts.set_credentials("flooder", FLOODER_PASSWORD)
-            .set_max_packet_size(1 << 20, 1 << 20);
-        let (flood, mut fev) = AsyncClient::new(opts, 256);
-        let flood_loop = tokio::spawn(async move {
-            loop {
-                if fev.poll().await.is_err() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        });
-        for b in &bad {
-            flood
-                .publish(b.topic.clone(), QoS::AtLeastOnce, false, b.payload.clone())
-                .await
-                .unwrap();
-        }
-        let t0 = Instant::now();
-        while seen.lock().unwrap().dead_letters.len() < bad.len()
-            && t0.elapsed() < Duration::from_secs(120)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        flood_loop.abort();
-    });
-
-    let letters: Vec<DeadLetter> = seen
-        .lock()
-        .unwrap()
-        .dead_letters
+    let inputs: Vec<(String, Vec<u8>)> = bad
         .iter()
-        .map(|v| serde_json::from_value(v.clone()).expect("dead letters follow the schema"))
+        .map(|b| (b.topic.clone(), b.payload.clone()))
         .collect();
+    flood(s.broker.port(), &inputs, &seen);
+
+    let letters = dead_letters(&seen);
     let log_text = "(the pipeline's log is in the test's stderr)";
     // Match each input to its dead letter by topic, length and payload.
     let mut unmatched: Vec<&DeadLetter> = letters.iter().collect();
     let mut codes: HashMap<String, usize> = HashMap::new();
     for b in &bad {
         let pos = unmatched.iter().position(|dl| {
-            let prefix = base64::engine::general_purpose::STANDARD
-                .decode(&dl.payload_b64)
-                .unwrap();
+            let prefix = dl.payload_prefix().unwrap();
             dl.topic == b.topic
                 && dl.payload_len == b.payload.len() as u64
                 && b.payload.starts_with(&prefix)
@@ -228,14 +244,7 @@ fn every_rejected_input_is_dead_lettered_with_its_reason_and_counted() {
 fn a_visit_whose_meta_never_comes_is_dead_lettered_message_by_message() {
     use ecg_wire::{Chunk, LeadSet, Message, SamplesDigest, VisitEnd, VisitId};
 
-    let s = Setup::with_broker(
-        0,
-        &[("flooder", FLOODER_PASSWORD)],
-        "user flooder\ntopic write ecg/v1/dev/#\n",
-        None,
-    );
-    let seen = watch(s.broker.port());
-    wait_subscribed(&seen);
+    let (s, seen) = with_flooder(0);
     let mut run = s.start_pipeline_in(s.dir.path(), &["--visit-timeout-s", "2"]);
 
     let visit: VisitId = "6a1f4c2e-93b7-4d15-8e0a-2b7c9d3f5e81".parse().unwrap();
@@ -273,53 +282,18 @@ fn a_visit_whose_meta_never_comes_is_dead_lettered_message_by_message() {
         "a chunk longer than a dead letter's prefix"
     );
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use rumqttc::{AsyncClient, MqttOptions, QoS};
-        let mut opts = MqttOptions::new("dl-orphan", "127.0.0.1", s.broker.port());
-        opts.set_credentials("flooder", FLOODER_PASSWORD)
-            .set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut ev) = AsyncClient::new(opts, 16);
-        let poll = tokio::spawn(async move {
-            loop {
-                if ev.poll().await.is_err() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        });
-        for (t, p) in &sent {
-            client
-                .publish(t.clone(), QoS::AtLeastOnce, false, p.clone())
-                .await
-                .unwrap();
-        }
-        let t0 = Instant::now();
-        while seen.lock().unwrap().dead_letters.len() < sent.len()
-            && t0.elapsed() < Duration::from_secs(120)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        poll.abort();
-    });
+    flood(s.broker.port(), &sent, &seen);
     run.kill().ok();
     run.wait().ok();
 
-    let letters: Vec<DeadLetter> = seen
-        .lock()
-        .unwrap()
-        .dead_letters
-        .iter()
-        .map(|v| serde_json::from_value(v.clone()).expect("dead letters follow the schema"))
-        .collect();
+    let letters = dead_letters(&seen);
     assert_eq!(
         letters.len(),
         sent.len(),
         "one dead letter per message of the visit: {letters:?}"
     );
     for ((t, p), dl) in sent.iter().zip(&letters) {
-        let prefix = base64::engine::general_purpose::STANDARD
-            .decode(&dl.payload_b64)
-            .unwrap();
+        let prefix = dl.payload_prefix().unwrap();
         assert_eq!(&dl.topic, t);
         assert_eq!(dl.payload_len, p.len() as u64);
         assert!(!prefix.is_empty() && p.starts_with(&prefix), "{dl:?}");
