@@ -7,6 +7,7 @@
 //! expire abandoned visits, so the same code runs live, on spool replay and in
 //! tests, and several assemblers can live side by side (one per worker).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use ecg_wire::{
     VisitEnd, VisitId, VisitMeta, VisitTopic,
 };
 use time::OffsetDateTime;
+
+use crate::spool::RecordId;
 
 /// Contiguous samples of a visit, one vector per lead in the meta's lead
 /// order. Shared, not copied: the assembler keeps the visit's blocks for
@@ -252,6 +255,12 @@ pub struct Rejection {
     pub code: DeadLetterCode,
     pub reason: String,
     pub received_at: OffsetDateTime,
+    /// The refused message as the ingest spooled it, when nothing else keeps
+    /// it there (no open visit holds it): hand it back with
+    /// [`crate::IngestHandle::release`] once its dead letter is out, so that
+    /// a crash before then replays it instead of losing it. The assembler
+    /// leaves it empty; the ingest's source fills it in.
+    pub spooled: Option<RecordId>,
 }
 
 impl Rejection {
@@ -274,6 +283,7 @@ impl Rejection {
             code,
             reason: reason.into(),
             received_at,
+            spooled: None,
         }
     }
 
@@ -483,9 +493,21 @@ impl Assembler {
         payload: &[u8],
         received_at: OffsetDateTime,
     ) -> Vec<AssemblyEvent> {
+        self.push_telling_refusal(topic, payload, received_at).0
+    }
+
+    /// [`Assembler::push`], also telling which of the events, if any, refuses
+    /// the message pushed (the others may refuse messages held earlier).
+    pub fn push_telling_refusal(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        received_at: OffsetDateTime,
+    ) -> (Vec<AssemblyEvent>, Option<usize>) {
         let mut out = Vec::new();
-        self.push_into(topic, payload, received_at, &mut out);
-        out
+        let refused = Cell::new(None);
+        self.push_into(topic, payload, received_at, &refused, &mut out);
+        (out, refused.get())
     }
 
     fn push_into(
@@ -493,17 +515,19 @@ impl Assembler {
         topic: &str,
         payload: &[u8],
         received_at: OffsetDateTime,
+        refused: &Cell<Option<usize>>,
         out: &mut Vec<AssemblyEvent>,
     ) {
-        let reject = |key: Option<VisitKey>, code, reason: String| {
-            AssemblyEvent::Rejected(Rejection::new(
+        let reject = |out: &mut Vec<AssemblyEvent>, key: Option<VisitKey>, code, reason: String| {
+            refused.set(Some(out.len()));
+            out.push(AssemblyEvent::Rejected(Rejection::new(
                 key,
                 topic,
                 payload,
                 code,
                 reason,
                 received_at,
-            ))
+            )));
         };
         let (key, kind) = match Topic::parse(topic) {
             Ok(Topic::Visit {
@@ -518,15 +542,16 @@ impl Assembler {
                 kind,
             ),
             Ok(other) => {
-                out.push(reject(
+                reject(
+                    out,
                     None,
                     DeadLetterCode::BadTopic,
                     format!("not a device visit topic: {other}"),
-                ));
+                );
                 return;
             }
             Err(e) => {
-                out.push(reject(None, DeadLetterCode::BadTopic, e.to_string()));
+                reject(out, None, DeadLetterCode::BadTopic, e.to_string());
                 return;
             }
         };
@@ -596,7 +621,7 @@ impl Assembler {
                 if let Some(v) = self.visits.get_mut(&key) {
                     v.last_activity_ms = millis(received_at);
                 }
-                out.push(reject(Some(key), code, reason));
+                reject(out, Some(key), code, reason);
                 return;
             }
         };
@@ -607,11 +632,12 @@ impl Assembler {
         if !self.visits.contains_key(&key) {
             self.make_room_for(&key.device_id, millis(received_at), out);
             if self.visits.len() >= self.cfg.max_visits_in_flight {
-                out.push(reject(
+                reject(
+                    out,
                     Some(key),
                     DeadLetterCode::TooLarge,
                     format!("{} visits already in flight, the bound", self.visits.len()),
-                ));
+                );
                 return;
             }
             self.visits
@@ -631,11 +657,12 @@ impl Assembler {
         match parsed {
             Parsed::Meta(meta) => match &visit.meta {
                 Some(old) if *old == meta => {}
-                Some(_) => out.push(reject(
+                Some(_) => reject(
+                    out,
                     Some(key.clone()),
                     DeadLetterCode::InconsistentVisit,
                     "a second meta with different content".into(),
-                )),
+                ),
                 None => {
                     visit.n_leads = meta.leads.len();
                     visit.meta = Some(meta.clone());
@@ -667,11 +694,12 @@ impl Assembler {
             },
             Parsed::End(end) => match &visit.end {
                 Some(old) if *old == end => {}
-                Some(_) => out.push(reject(
+                Some(_) => reject(
+                    out,
                     Some(key.clone()),
                     DeadLetterCode::InconsistentVisit,
                     "a second end with different content".into(),
-                )),
+                ),
                 None => {
                     visit.end = Some(end);
                     if visit.meta.is_none() {
@@ -690,22 +718,24 @@ impl Assembler {
                 if visit.meta.is_none() {
                     match visit.seen.get(&chunk.seq()) {
                         Some(&old) if old == crc => {}
-                        Some(_) => out.push(reject(
+                        Some(_) => reject(
+                            out,
                             Some(key.clone()),
                             DeadLetterCode::InconsistentVisit,
                             format!("chunk seq {} resent with different content", chunk.seq()),
-                        )),
-                        None if visit.early.len() >= cfg.max_early_chunks => out.push(reject(
+                        ),
+                        None if visit.early.len() >= cfg.max_early_chunks => reject(
+                            out,
                             Some(key.clone()),
                             DeadLetterCode::TooLarge,
                             format!(
                                 "{} chunks already held waiting for the meta, the bound",
                                 visit.early.len()
                             ),
-                        )),
+                        ),
                         None if visit.bytes + early_held_bytes(payload.len()) > room.max => {
                             let (code, reason) = room.refusal(cfg);
-                            out.push(reject(Some(key.clone()), code, reason))
+                            reject(out, Some(key.clone()), code, reason)
                         }
                         None => {
                             visit.seen.insert(chunk.seq(), crc);
@@ -721,7 +751,7 @@ impl Assembler {
                 } else if let Err((code, reason)) =
                     accept_chunk(cfg, room, &key, visit, chunk, crc, out)
                 {
-                    out.push(reject(Some(key.clone()), code, reason));
+                    reject(out, Some(key.clone()), code, reason);
                 }
             }
         }

@@ -23,6 +23,12 @@
 //!             // ... archive, then:
 //!             ingest.mark_done(key);
 //!         }
+//!         AssemblyEvent::Rejected(r) => {
+//!             // ... publish r.to_dead_letter(), then:
+//!             if let Some(id) = r.spooled {
+//!                 ingest.release(id);
+//!             }
+//!         }
 //!         _ => {}
 //!     }
 //! }

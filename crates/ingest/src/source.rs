@@ -191,6 +191,13 @@ impl IngestHandle {
         let _ = self.commands.send(Command::Done(key));
     }
 
+    /// The pipeline is done with refused input ([`crate::Rejection::spooled`]):
+    /// its dead letter is out, or was not to be sent. Until then a crash
+    /// replays the message and it is refused again.
+    pub fn release(&self, id: RecordId) {
+        let _ = self.commands.send(Command::Release(id));
+    }
+
     pub fn stats(&self) -> Arc<IngestStats> {
         self.stats.clone()
     }
@@ -832,16 +839,24 @@ async fn feed(
     events: &mpsc::Sender<AssemblyEvent>,
     commands: &mpsc::UnboundedSender<Command>,
 ) -> bool {
-    let out = assembler.push(&msg.topic, &msg.payload, msg.received_at);
-    if let Some(key) = id.key() {
-        // The record is still needed while its visit is open, and after the
-        // visit's verdict until the pipeline marks it done; otherwise
-        // (duplicate of a finished visit, rejected input) it can go.
-        let decided_now = out.iter().any(|e| {
-            matches!(e, AssemblyEvent::Complete { key: k, .. } | AssemblyEvent::Incomplete { key: k, .. } if k == key)
-        });
-        if !assembler.is_open(key) && !decided_now {
-            let _ = commands.send(Command::Release(id));
+    let (mut out, refused) =
+        assembler.push_telling_refusal(&msg.topic, &msg.payload, msg.received_at);
+    // The record is still needed while its visit is open, and after the
+    // visit's verdict until the pipeline marks it done.
+    let held_by_visit = id.key().is_some_and(|key| {
+        assembler.is_open(key)
+            || out.iter().any(|e| {
+                matches!(e, AssemblyEvent::Complete { key: k, .. } | AssemblyEvent::Incomplete { key: k, .. } if k == key)
+            })
+    });
+    if !held_by_visit {
+        // Refused input waits for its dead letter; anything else (a
+        // duplicate of a finished visit, our own result echoed) can go.
+        match refused.and_then(|i| out.get_mut(i)) {
+            Some(AssemblyEvent::Rejected(r)) => r.spooled = Some(id),
+            _ => {
+                let _ = commands.send(Command::Release(id));
+            }
         }
     }
     for e in out {
@@ -937,5 +952,68 @@ mod tests {
         assert!(!events
             .iter()
             .any(|e| matches!(e, AssemblyEvent::Incomplete { .. })));
+    }
+
+    /// Refused input outside any open visit stays in the spool, handed to
+    /// the pipeline with its rejection, until the pipeline releases it (its
+    /// dead letter out); a redelivery of a finished visit goes at once.
+    #[tokio::test]
+    async fn refused_input_is_released_by_the_pipeline_not_by_the_assembler() {
+        let k = key("dev-1", 1);
+        let mut assembler = Assembler::new(AssemblyConfig::default());
+        let (events_tx, mut events_rx) = mpsc::channel(64);
+        let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
+        let held = [
+            // names no visit
+            ("ecg/v1/dev/dev-1/nonsense".to_owned(), b"x".to_vec()),
+            // names one, but opens none
+            (visit(&k, 2, 10)[1].0.clone(), b"not a chunk".to_vec()),
+        ];
+        for (topic, payload) in &held {
+            assert!(feed_one(&mut assembler, topic, payload, &events_tx, &cmd_tx).await);
+        }
+        for (topic, _) in &held {
+            match events_rx.try_recv() {
+                Ok(AssemblyEvent::Rejected(r)) => {
+                    assert_eq!(&r.topic, topic);
+                    assert!(r.spooled.is_some(), "{topic}: not handed on");
+                }
+                other => panic!("{topic}: {other:?}"),
+            }
+        }
+        assert!(
+            cmd_rx.try_recv().is_err(),
+            "released before its dead letter"
+        );
+        for (topic, payload) in visit(&k, 2, 10) {
+            assert!(feed_one(&mut assembler, &topic, &payload, &events_tx, &cmd_tx).await);
+        }
+        // The meta again, after the visit was decided: nothing to refuse.
+        let (topic, payload) = visit(&k, 2, 10).swap_remove(0);
+        assert!(feed_one(&mut assembler, &topic, &payload, &events_tx, &cmd_tx).await);
+        assert!(matches!(cmd_rx.try_recv(), Ok(Command::Release(_))));
+        assert!(cmd_rx.try_recv().is_err());
+    }
+
+    async fn feed_one(
+        assembler: &mut Assembler,
+        topic: &str,
+        payload: &[u8],
+        events: &mpsc::Sender<AssemblyEvent>,
+        commands: &mpsc::UnboundedSender<Command>,
+    ) -> bool {
+        let msg = Received {
+            topic: topic.to_owned(),
+            payload: payload.to_vec(),
+            received_at: OffsetDateTime::now_utc(),
+        };
+        feed(
+            assembler,
+            RecordId::for_test(msg.key()),
+            &msg,
+            events,
+            commands,
+        )
+        .await
     }
 }

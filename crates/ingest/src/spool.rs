@@ -12,7 +12,9 @@
 //! Segments are rotated at a size and deleted, oldest first, once sealed and
 //! no longer pinned: a message pins its segment until its visit is marked
 //! done ([`Spool::mark_done`], after the pipeline archived it) or the message
-//! is released as useless ([`Spool::release`]). Deleting oldest first keeps a
+//! is released ([`Spool::release`]: a duplicate, or rejected input whose dead
+//! letter is out; input that names no visit pins too, so a crash before its
+//! dead letter replays it rather than losing it). Deleting oldest first keeps a
 //! visit's done marker on disk for as long as any of its messages are, so a
 //! replay never resurrects a finished visit.
 //!
@@ -156,6 +158,36 @@ impl RecordId {
 struct Segment {
     /// Messages still needed, per visit.
     pins: HashMap<VisitKey, u32>,
+    /// Messages of no visit (a topic that names none) still needed: rejected
+    /// input waits here until its dead letter is out.
+    loose: u32,
+}
+
+impl Segment {
+    fn pin(&mut self, key: Option<&VisitKey>) {
+        match key {
+            Some(k) => *self.pins.entry(k.clone()).or_default() += 1,
+            None => self.loose += 1,
+        }
+    }
+
+    fn unpin(&mut self, key: Option<&VisitKey>) {
+        match key {
+            Some(k) => {
+                if let Some(n) = self.pins.get_mut(k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.pins.remove(k);
+                    }
+                }
+            }
+            None => self.loose = self.loose.saturating_sub(1),
+        }
+    }
+
+    fn is_needed(&self) -> bool {
+        !self.pins.is_empty() || self.loose > 0
+    }
 }
 
 /// The spool. Not thread-safe by design: one task owns it.
@@ -166,8 +198,8 @@ pub struct Spool {
     current_len: u64,
     /// Length of the current segment at the last successful sync.
     synced_len: u64,
-    /// Visits pinned by appends since the last successful sync.
-    unsynced_pins: Vec<VisitKey>,
+    /// Pins taken by appends since the last successful sync.
+    unsynced_pins: Vec<Option<VisitKey>>,
     writer: BufWriter<File>,
     dirty: bool,
     done: HashMap<VisitKey, i128>,
@@ -339,8 +371,8 @@ impl Spool {
             if key.as_ref().is_some_and(|k| done.contains_key(k)) {
                 continue;
             }
-            if let (Some(k), Some(seg)) = (&key, segments.get_mut(&segment)) {
-                *seg.pins.entry(k.clone()).or_default() += 1;
+            if let Some(seg) = segments.get_mut(&segment) {
+                seg.pin(key.as_ref());
             }
             replay.push((RecordId { segment, key }, msg));
         }
@@ -370,9 +402,9 @@ impl Spool {
         }
         self.write_record(&encode_message(msg))?;
         let key = msg.key();
-        if let (Some(k), Some(seg)) = (&key, self.segments.get_mut(&self.current_id)) {
-            *seg.pins.entry(k.clone()).or_default() += 1;
-            self.unsynced_pins.push(k.clone());
+        if let Some(seg) = self.segments.get_mut(&self.current_id) {
+            seg.pin(key.as_ref());
+            self.unsynced_pins.push(key.clone());
         }
         Ok(RecordId {
             segment: self.current_id,
@@ -429,12 +461,7 @@ impl Spool {
         let _discarded = old.into_parts();
         if let Some(seg) = self.segments.get_mut(&self.current_id) {
             for k in self.unsynced_pins.drain(..) {
-                if let Some(n) = seg.pins.get_mut(&k) {
-                    *n -= 1;
-                    if *n == 0 {
-                        seg.pins.remove(&k);
-                    }
-                }
+                seg.unpin(k.as_ref());
             }
         }
         self.unsynced_pins.clear();
@@ -480,15 +507,11 @@ impl Spool {
     }
 
     /// Releases one message that turned out not to be needed (a duplicate
-    /// of a finished visit, or input rejected without opening a visit).
+    /// of a finished visit), or is no longer needed (input rejected outside
+    /// any open visit, once its dead letter is out).
     pub fn release(&mut self, id: &RecordId) -> Result<(), SpoolError> {
-        if let (Some(k), Some(seg)) = (&id.key, self.segments.get_mut(&id.segment)) {
-            if let Some(n) = seg.pins.get_mut(k) {
-                *n -= 1;
-                if *n == 0 {
-                    seg.pins.remove(k);
-                }
-            }
+        if let Some(seg) = self.segments.get_mut(&id.segment) {
+            seg.unpin(id.key.as_ref());
         }
         self.delete_unpinned()
     }
@@ -500,7 +523,7 @@ impl Spool {
 
     fn delete_unpinned(&mut self) -> Result<(), SpoolError> {
         while let Some((&id, seg)) = self.segments.first_key_value() {
-            if id == self.current_id || !seg.pins.is_empty() {
+            if id == self.current_id || seg.is_needed() {
                 break;
             }
             let path = segment_path(&self.cfg.dir, id);
@@ -656,5 +679,42 @@ mod tests {
         let (_, replay) = Spool::open(cfg).unwrap();
         let got: Vec<Received> = replay.into_iter().map(|(_, m)| m).collect();
         assert_eq!(got, vec![msg(&c, 0)], "a and b are done");
+    }
+
+    /// Input that names no visit (rejected for its topic) keeps its segment
+    /// until released, like any other message: once the visits around it
+    /// are done, a crash before its dead letter is out still replays it.
+    #[test]
+    fn a_message_of_no_visit_is_kept_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = SpoolConfig::new(dir.path());
+        cfg.segment_bytes = 100;
+        let stray = Received {
+            topic: "ecg/v1/dev/dev-9/nonsense".into(),
+            payload: vec![0xAB; 120],
+            received_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        };
+        let a = key(10);
+        let (mut spool, _) = Spool::open(cfg.clone()).unwrap();
+        let held = spool.append(&stray).unwrap(); // segment 0, full
+        assert_eq!(held.key(), None);
+        for i in 0..3 {
+            spool.append(&msg(&a, i)).unwrap(); // a segment each
+        }
+        spool.sync().unwrap();
+        spool.mark_done(&a).unwrap();
+        assert!(
+            segment_path(dir.path(), 0).exists(),
+            "segment 0 still holds the stray"
+        );
+        drop(spool);
+        let (mut spool, replay) = Spool::open(cfg.clone()).unwrap();
+        assert_eq!(replay.len(), 1);
+        assert_eq!(replay[0].1, stray, "the crash replays it");
+        spool.release(&replay[0].0).unwrap();
+        assert!(!segment_path(dir.path(), 0).exists(), "released, it goes");
+        drop(spool);
+        let (_, replay) = Spool::open(cfg).unwrap();
+        assert!(replay.is_empty());
     }
 }

@@ -135,6 +135,9 @@ impl Seen {
                 }
                 AssemblyEvent::Rejected(r) => {
                     self.rejected.push(format!("{}: {}", r.topic, r.reason));
+                    if let Some(id) = r.spooled {
+                        ingest.release(id);
+                    }
                 }
                 AssemblyEvent::Started { .. } | AssemblyEvent::Samples { .. } => {}
             }
@@ -409,7 +412,12 @@ async fn a_backlog_stays_in_the_broker_while_the_pipeline_is_behind() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
-            Ok(Some(AssemblyEvent::Rejected(_))) => rejected += 1,
+            Ok(Some(AssemblyEvent::Rejected(r))) => {
+                if let Some(id) = r.spooled {
+                    ingest.release(id);
+                }
+                rejected += 1;
+            }
             Ok(Some(_)) => {}
             other => panic!(
                 "after {rejected} rejections: {:?}; received {} spooled {} acked {} connects {} errors {}",
@@ -430,5 +438,102 @@ async fn a_backlog_stays_in_the_broker_while_the_pipeline_is_behind() {
         most_unacked <= unacked_bound,
         "{most_unacked} messages received and not yet acked at once (bound {unacked_bound})"
     );
+    ingest.finish().await.unwrap();
+}
+
+/// Refused input stays in the spool until the pipeline releases it (after
+/// its dead letter): killed before then, the ingest replays it, although
+/// the segments around it could go. Before 2026-12-01 input that named no
+/// visit pinned nothing, and its segment went at the next rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_input_is_replayed_after_a_crash_until_released() {
+    let broker = Mosquitto::start(MosquittoOpts::default()).expect("mosquitto");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ingest_config(broker.port(), dir.path(), false);
+    // About four refused messages per segment.
+    cfg.spool.segment_bytes = 4096;
+    let (ingest, mut events) = start(cfg.clone()).await.expect("ingest starts");
+    wait_subscribed(&ingest, &broker).await;
+
+    const N: usize = 12;
+    let topic = |i: usize| format!("ecg/v1/dev/flooder/visit/junk-{i:02}/chunk");
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(
+        rumqttc::MqttOptions::new("flooder", "127.0.0.1", broker.port()),
+        N + 4,
+    );
+    for i in 0..N {
+        // One at a time, so that they arrive (and are spooled) in order.
+        client
+            .publish(
+                topic(i),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                vec![i as u8; 1000],
+            )
+            .await
+            .unwrap();
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
+                eventloop.poll().await.unwrap()
+            {
+                break;
+            }
+        }
+    }
+    let mut held = Vec::new();
+    while held.len() < N {
+        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
+            Ok(Some(AssemblyEvent::Rejected(r))) => {
+                assert_eq!(r.topic, topic(held.len()));
+                held.push(r.spooled.expect("refused input is handed on, held"));
+            }
+            other => panic!(
+                "after {} rejections: {:?}",
+                held.len(),
+                other.map(|e| e.is_some())
+            ),
+        }
+    }
+    // Dead letters out for the first half only, then a crash.
+    for id in held.drain(..N / 2) {
+        ingest.release(id);
+    }
+    let stats = ingest.stats();
+    // Segments [0-3] [4-7] [8-11]: the first can go. Wait for that, and
+    // for the broker to have every ack (else it sends some again).
+    for _ in 0..200 {
+        if stats.spool_segments.load(Ordering::Relaxed) <= 2
+            && stats.acked.load(Ordering::Relaxed) >= N as u64
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    ingest.abort();
+    drop(events);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (ingest, mut events) = start(cfg).await.expect("ingest restarts");
+    let mut replayed = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(3), events.recv()).await {
+        if let AssemblyEvent::Rejected(r) = e {
+            replayed.push(r.topic.clone());
+            if let Some(id) = r.spooled {
+                ingest.release(id);
+            }
+        }
+    }
+    for i in N / 2..N {
+        assert!(
+            replayed.contains(&topic(i)),
+            "{} not replayed; replayed: {replayed:?}",
+            topic(i)
+        );
+    }
+    // The segments still needed, whole ([4-7] [8-11]); [0-3] went: the
+    // spool keeps what is needed, not everything.
+    assert_eq!(ingest.stats().replayed.load(Ordering::Relaxed), 8);
+    ingest.stop_intake();
+    while events.recv().await.is_some() {}
     ingest.finish().await.unwrap();
 }

@@ -744,6 +744,7 @@ impl<P: Publisher> Driver<'_, P> {
                 self.started_at.remove(&key);
                 self.ingest.mark_done(key);
             }
+            Output::ReleaseInput { id } => self.ingest.release(id),
         }
         Ok(())
     }

@@ -168,6 +168,7 @@ mod tests {
             code: DeadLetterCode::BadJson,
             reason: "test".to_owned(),
             received_at: OffsetDateTime::UNIX_EPOCH,
+            spooled: None,
         })
     }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use ecg_archive::{AlertRow, BeatRow, LeadMeasurement, VisitRecord, VisitRow};
-use ecg_ingest::{AssemblyEvent, VisitKey};
+use ecg_ingest::{AssemblyEvent, RecordId, VisitKey};
 use ecg_triage::Interpretation;
 use ecg_wire::{Alert, CentreId, Message, Topic, VisitMeta, VisitResult, VisitTopic};
 use time::OffsetDateTime;
@@ -33,6 +33,9 @@ pub enum Output {
     },
     /// Nothing to archive (no meta ever arrived): just release it.
     Release { key: VisitKey },
+    /// Refused input is dealt with (its dead letter, if any, comes before):
+    /// let the spool forget it.
+    ReleaseInput { id: RecordId },
 }
 
 struct OpenVisit {
@@ -175,6 +178,7 @@ impl TriageDesk {
                 }
             },
             AssemblyEvent::Rejected(mut r) => {
+                let release = r.spooled.take().map(|id| Output::ReleaseInput { id });
                 let source = r
                     .key
                     .as_ref()
@@ -182,7 +186,7 @@ impl TriageDesk {
                     .unwrap_or_else(|| source_of_topic(&r.topic).to_owned());
                 let Some(suppressed) = self.dead_letters.admit(&source, now) else {
                     tracing::debug!(topic = %r.topic, reason = %r.reason, "input rejected; dead letter suppressed (budget)");
-                    return Vec::new();
+                    return release.into_iter().collect();
                 };
                 tracing::warn!(topic = %r.topic, code = ?r.code, reason = %r.reason, suppressed, "input rejected");
                 if suppressed > 0 {
@@ -191,10 +195,11 @@ impl TriageDesk {
                         r.reason
                     );
                 }
-                vec![Output::Publish {
+                let dead_letter = Output::Publish {
                     topic: DEADLETTER_TOPIC.to_owned(),
                     payload: r.to_dead_letter().to_json(),
-                }]
+                };
+                std::iter::once(dead_letter).chain(release).collect()
             }
         }
     }
@@ -440,6 +445,7 @@ mod tests {
             code: DeadLetterCode::BadJson,
             reason: "meta: not JSON".to_owned(),
             received_at: at,
+            spooled: None,
         })
     }
 
@@ -497,5 +503,44 @@ mod tests {
             out.extend(desks[i % 2].handle(rejected(flood, t0), t0));
         }
         assert_eq!(dead_letters(&out).len(), crate::deadletter::BURST as usize);
+    }
+
+    /// Refused input held in the spool is let go only after its dead letter
+    /// (so a crash before the PUBACK replays it), or at once when the budget
+    /// sends none.
+    #[test]
+    fn spooled_input_is_released_after_its_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) =
+            ecg_ingest::Spool::open(ecg_ingest::SpoolConfig::new(dir.path())).unwrap();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let flood = "ecg/v1/dev/flooder/nonsense";
+        let mut desk = TriageDesk::new(CentreId::new("centre-1").unwrap());
+        let mut held = |desk: &mut TriageDesk| {
+            let id = spool
+                .append(&ecg_ingest::Received {
+                    topic: flood.to_owned(),
+                    payload: b"{not json".to_vec(),
+                    received_at: t0,
+                })
+                .unwrap();
+            let AssemblyEvent::Rejected(mut r) = rejected(flood, t0) else {
+                unreachable!()
+            };
+            r.spooled = Some(id.clone());
+            (desk.handle(AssemblyEvent::Rejected(r), t0), id)
+        };
+        let (out, id) = held(&mut desk);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(dead_letters(&out[..1]).len(), 1);
+        assert!(matches!(&out[1], Output::ReleaseInput { id: i } if *i == id));
+        for _ in 1..crate::deadletter::BURST as usize {
+            held(&mut desk);
+        }
+        let (out, id) = held(&mut desk);
+        assert!(
+            matches!(&out[..], [Output::ReleaseInput { id: i }] if *i == id),
+            "past the burst: {out:?}"
+        );
     }
 }
