@@ -217,6 +217,17 @@ fn every_rejected_input_is_dead_lettered_with_its_reason_and_counted() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(counted as usize, bad.len(), "dead_letters_total");
+    // Each one a device could have sent is also kept whole, before its
+    // dead letter went out.
+    let whole = bad
+        .iter()
+        .filter(|b| b.payload.len() <= ecg_pipeline::quarantine::KEPT_PAYLOAD_MAX_BYTES)
+        .count();
+    assert_eq!(
+        metric(&metrics, "ecgtriage_quarantined_messages_total").unwrap_or(0.0) as usize,
+        whole,
+        "quarantined_messages_total"
+    );
 
     // The barrage disturbed nobody: a device's visits are still archived.
     let mut cfg = s.fleet(4, 3);
@@ -239,7 +250,8 @@ fn every_rejected_input_is_dead_lettered_with_its_reason_and_counted() {
 /// pipeline cannot read samples without the meta's lead set and rate, so
 /// when the visit times out every one of its messages is dead-lettered as
 /// `unknown_visit`, whole topic, length and payload prefix, instead of being
-/// dropped with a log line.
+/// dropped with a log line; and kept whole in the spool folder's quarantine,
+/// so the ECG can still be recovered.
 #[test]
 fn a_visit_whose_meta_never_comes_is_dead_lettered_message_by_message() {
     use ecg_wire::{Chunk, LeadSet, Message, SamplesDigest, VisitEnd, VisitId};
@@ -303,5 +315,20 @@ fn a_visit_whose_meta_never_comes_is_dead_lettered_message_by_message() {
             "{dl:?}"
         );
         assert!(dl.reason.contains("meta never arrived"), "{}", dl.reason);
+    }
+    // Each line is written before its dead letter is published.
+    let dir = s
+        .dir
+        .path()
+        .join("spool")
+        .join(ecg_pipeline::quarantine::QUARANTINE_DIR);
+    let kept: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flat_map(|e| ecg_pipeline::quarantine::read_file(&e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(kept.len(), sent.len(), "{kept:?}");
+    for ((t, p), m) in sent.iter().zip(&kept) {
+        assert_eq!(&m.topic, t);
+        assert_eq!(&m.payload().unwrap(), p, "kept whole");
     }
 }

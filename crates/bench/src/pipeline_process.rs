@@ -97,6 +97,7 @@ fn config(spec: &Spec) -> ServiceConfig {
         archive: ecg_archive::WriterConfig::new("bench"),
         centre: CentreId::new("centre-1").expect("valid id"),
         metrics_addr: None,
+        quarantine: ecg_pipeline::quarantine::QuarantineConfig::default(),
     }
 }
 

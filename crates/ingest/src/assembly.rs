@@ -243,14 +243,23 @@ impl fmt::Display for IncompleteReason {
     }
 }
 
+/// The longest refused payload a [`Rejection`] carries whole: a full chunk
+/// (65,536 samples) or the largest JSON message, with room to spare. Longer
+/// ones are not anything a device sends; they keep only a prefix, so a flood
+/// of them cannot fill memory between the ingest and the pipeline.
+pub const KEPT_PAYLOAD_MAX_BYTES: usize = 256 << 10;
+
 /// Input the assembler refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// The visit, when the topic named one.
     pub key: Option<VisitKey>,
     pub topic: String,
-    /// At most [`ecg_wire::message::DEADLETTER_PAYLOAD_MAX_BYTES`] bytes.
-    pub payload_prefix: Vec<u8>,
+    /// The whole payload when it is at most [`KEPT_PAYLOAD_MAX_BYTES`] long
+    /// (anything a device may legitimately send: a full chunk or a meta),
+    /// so that the pipeline can keep refused ECG whole; otherwise its first
+    /// [`ecg_wire::message::DEADLETTER_PAYLOAD_MAX_BYTES`] bytes.
+    pub payload: Vec<u8>,
     pub payload_len: usize,
     pub code: DeadLetterCode,
     pub reason: String,
@@ -272,13 +281,15 @@ impl Rejection {
         reason: impl Into<String>,
         received_at: OffsetDateTime,
     ) -> Rejection {
-        let keep = payload
-            .len()
-            .min(ecg_wire::message::DEADLETTER_PAYLOAD_MAX_BYTES);
+        let keep = if payload.len() <= KEPT_PAYLOAD_MAX_BYTES {
+            payload.len()
+        } else {
+            ecg_wire::message::DEADLETTER_PAYLOAD_MAX_BYTES
+        };
         Rejection {
             key,
             topic: topic.chars().take(ecg_wire::topic::MAX_TOPIC_LEN).collect(),
-            payload_prefix: payload[..keep].to_vec(),
+            payload: payload[..keep].to_vec(),
             payload_len: payload.len(),
             code,
             reason: reason.into(),
@@ -287,11 +298,17 @@ impl Rejection {
         }
     }
 
-    /// The `ecg/v1/deadletter` message for this rejection.
+    /// Whether [`Rejection::payload`] is the whole payload.
+    pub fn payload_is_whole(&self) -> bool {
+        self.payload.len() == self.payload_len
+    }
+
+    /// The `ecg/v1/deadletter` message for this rejection (its payload cut
+    /// to the dead letter's prefix).
     pub fn to_dead_letter(&self) -> DeadLetter {
         let mut dl = DeadLetter::new(
             &self.topic,
-            &self.payload_prefix,
+            &self.payload,
             self.code,
             &self.reason,
             self.received_at,
@@ -1135,6 +1152,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn refused_input_is_carried_whole_unless_no_device_could_have_sent_it() {
+        let k = key("dev-1", 9);
+        let mut asm = Assembler::new(AssemblyConfig::default());
+        // Longer than a dead letter's prefix, short enough to be a meta.
+        let mut bad_json = b"{\"visit_id\": ".to_vec();
+        bad_json.resize(5_000, b'x');
+        let mut huge = bad_json.clone();
+        huge.resize(KEPT_PAYLOAD_MAX_BYTES + 1, b'x');
+        let ev = run(
+            &mut asm,
+            &[
+                (topic(&k, "meta"), bad_json.clone()),
+                (topic(&k, "end"), huge.clone()),
+            ],
+        );
+        let refused = rejections(&ev);
+        assert_eq!(refused.len(), 2, "{ev:?}");
+        assert_eq!(refused[0].payload, bad_json);
+        assert!(refused[0].payload_is_whole());
+        assert_eq!(refused[1].payload_len, huge.len());
+        assert_eq!(
+            refused[1].payload,
+            huge[..ecg_wire::message::DEADLETTER_PAYLOAD_MAX_BYTES]
+        );
+        assert!(!refused[1].payload_is_whole());
+        // The dead letter keeps its prefix either way.
+        let dl = refused[0].to_dead_letter();
+        assert_eq!(dl.payload_len, bad_json.len() as u64);
+        assert_eq!(
+            dl.payload_prefix().unwrap(),
+            bad_json[..ecg_wire::message::DEADLETTER_PAYLOAD_MAX_BYTES]
+        );
+    }
+
+    #[test]
     fn duplicates_are_dropped_and_late_duplicates_after_the_verdict_too() {
         let k = key("dev-1", 2);
         let msgs = visit(&k, 4, CHUNK);
@@ -1246,7 +1298,7 @@ pub(crate) mod tests {
             assert_eq!(r.code, DeadLetterCode::UnknownVisit);
             assert_eq!(&r.topic, sent_topic);
             assert_eq!(r.payload_len, sent_payload.len());
-            assert!(sent_payload.starts_with(&r.payload_prefix));
+            assert_eq!(&r.payload, sent_payload, "kept whole");
             assert!(r.reason.contains("meta never arrived"), "{}", r.reason);
         }
     }
@@ -1288,7 +1340,7 @@ pub(crate) mod tests {
         assert_eq!(refused.len(), 1, "{ev:?}");
         assert_eq!(refused[0].key.as_ref(), Some(&first));
         assert_eq!(refused[0].topic, end.0);
-        assert_eq!(refused[0].payload_prefix, end.1);
+        assert_eq!(refused[0].payload, end.1);
         assert!(ev.iter().any(|e| matches!(
             e,
             AssemblyEvent::Incomplete {

@@ -42,6 +42,7 @@ pub mod spool;
 
 pub use assembly::{
     Assembler, AssemblyConfig, AssemblyEvent, IncompleteReason, Rejection, SampleBlock, VisitKey,
+    KEPT_PAYLOAD_MAX_BYTES,
 };
 pub use source::{start, IngestConfig, IngestError, IngestHandle, IngestStats};
 pub use spool::{Received, RecordId, Spool, SpoolConfig, SpoolError};

@@ -201,6 +201,11 @@ pub struct Settings {
     pub visit_timeout_s: Option<u64>,
     /// A finished visit is queryable within about this delay.
     pub archive_flush_s: Option<f64>,
+    /// The quarantine of refused input (the spool folder's `quarantine/`)
+    /// holds at most this many MiB; default 1024.
+    pub quarantine_max_mib: Option<u64>,
+    /// One device adds at most this many MiB to it a day; default 64.
+    pub quarantine_max_mib_per_device_day: Option<u64>,
     /// Serve the dashboard on this address (loopback unless you put it
     /// behind a TLS proxy).
     pub http: Option<SocketAddr>,
@@ -232,6 +237,11 @@ impl std::fmt::Debug for Settings {
             .field("receive_maximum", &self.receive_maximum)
             .field("visit_timeout_s", &self.visit_timeout_s)
             .field("archive_flush_s", &self.archive_flush_s)
+            .field("quarantine_max_mib", &self.quarantine_max_mib)
+            .field(
+                "quarantine_max_mib_per_device_day",
+                &self.quarantine_max_mib_per_device_day,
+            )
             .finish()
     }
 }
@@ -274,6 +284,10 @@ impl Settings {
             receive_maximum: over.receive_maximum.or(self.receive_maximum),
             visit_timeout_s: over.visit_timeout_s.or(self.visit_timeout_s),
             archive_flush_s: over.archive_flush_s.or(self.archive_flush_s),
+            quarantine_max_mib: over.quarantine_max_mib.or(self.quarantine_max_mib),
+            quarantine_max_mib_per_device_day: over
+                .quarantine_max_mib_per_device_day
+                .or(self.quarantine_max_mib_per_device_day),
             http: over.http.or(self.http),
             escalate_after_s: over.escalate_after_s.or(self.escalate_after_s),
             accounts: over.accounts.or(self.accounts),
@@ -404,6 +418,13 @@ impl Settings {
             }
             archive.max_age = Duration::from_secs_f64(s);
         }
+        let mut quarantine = crate::quarantine::QuarantineConfig::default();
+        if let Some(m) = self.quarantine_max_mib {
+            quarantine.max_bytes = m.saturating_mul(1 << 20);
+        }
+        if let Some(m) = self.quarantine_max_mib_per_device_day {
+            quarantine.max_bytes_per_source_day = m.saturating_mul(1 << 20);
+        }
         // Last, once every setting is valid: the generated key is a file.
         let key = match configured_key {
             Some(key) => key,
@@ -427,6 +448,7 @@ impl Settings {
             archive,
             centre,
             metrics_addr: self.metrics,
+            quarantine,
         })
     }
 }
@@ -460,6 +482,7 @@ log_format = "json"
 visit_timeout_s = 30
 http = "127.0.0.1:8750"
 escalate_after_s = 90
+quarantine_max_mib = 10
 
 [[accounts]]
 user = "dr.li"
@@ -484,6 +507,11 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFz
         );
         assert_eq!(cfg.ingest.assembly.visit_timeout, Duration::from_secs(30));
         assert_eq!(cfg.centre.as_str(), "county-1");
+        assert_eq!(cfg.quarantine.max_bytes, 10 << 20);
+        assert_eq!(
+            cfg.quarantine.max_bytes_per_source_day,
+            crate::quarantine::QuarantineConfig::default().max_bytes_per_source_day
+        );
         let cfg = s.resolve(env(None)).unwrap();
         assert_eq!(cfg.output.credentials.unwrap().1, "filepass");
         let side = s.cardiologist_side().unwrap();

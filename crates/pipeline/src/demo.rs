@@ -261,6 +261,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         archive,
         centre: CentreId::new("centre-1").expect("valid id"),
         metrics_addr: opts.metrics_addr,
+        quarantine: crate::quarantine::QuarantineConfig::default(),
     };
     let seen = Arc::new(AtomicU64::new(0));
     let watcher = watch_alerts(v4_port, seen.clone());

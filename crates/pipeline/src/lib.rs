@@ -6,7 +6,8 @@
 //! - [`alerting`]: the alert and result messages; at most one alert a visit.
 //! - [`triage_desk`]: the synchronous core, [`TriageDesk`]: ingestion
 //!   events in, [`Output`]s (publish, archive, release) out.
-//! - [`deadletter`]: how many dead letters one device may cause.
+//! - [`deadletter`]: how many dead letters one device may cause;
+//!   [`quarantine`]: refused input kept whole, for the operator.
 //! - [`publish`]: the [`Publisher`] seam and its MQTT implementation, which
 //!   completes on PUBACK.
 //! - [`service`]: the running pipeline ([`service::run`]): ingest, desk,
@@ -33,6 +34,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod publish;
+pub mod quarantine;
 pub mod service;
 mod shard;
 pub mod tls_check;

@@ -28,6 +28,15 @@ pub struct Metrics {
     pub visits_incomplete: Counter,
     pub alerts: Counter,
     pub dead_letters: Counter,
+    /// Refused messages kept whole in the quarantine.
+    pub quarantined: Counter,
+    /// Refused messages the quarantine did not keep (full, or the device
+    /// over its daily share).
+    pub quarantine_dropped: Counter,
+    /// Quarantine writes or syncs that failed (the message is let go with
+    /// its dead letter, as when nothing is kept).
+    pub quarantine_errors: Counter,
+    pub quarantine_bytes: Gauge<u64, AtomicU64>,
     pub visits_in_flight: Gauge,
     pub ingest_visits_in_flight: Gauge,
     pub event_queue_depth: Gauge,
@@ -99,6 +108,30 @@ impl Metrics {
             "Rejected inputs published",
             dead_letters.clone(),
         );
+        let quarantined = Counter::default();
+        r.register(
+            "quarantined_messages",
+            "Refused messages kept whole in the quarantine folder",
+            quarantined.clone(),
+        );
+        let quarantine_dropped = Counter::default();
+        r.register(
+            "quarantine_dropped_messages",
+            "Refused messages not kept: the quarantine full or the device over its daily share",
+            quarantine_dropped.clone(),
+        );
+        let quarantine_errors = Counter::default();
+        r.register(
+            "quarantine_errors",
+            "Quarantine writes or syncs that failed",
+            quarantine_errors.clone(),
+        );
+        let quarantine_bytes = Gauge::<u64, AtomicU64>::default();
+        r.register(
+            "quarantine_bytes",
+            "Bytes in the quarantine folder",
+            quarantine_bytes.clone(),
+        );
         let visits_in_flight = Gauge::default();
         r.register(
             "visits_in_flight",
@@ -163,6 +196,10 @@ impl Metrics {
             visits_incomplete,
             alerts,
             dead_letters,
+            quarantined,
+            quarantine_dropped,
+            quarantine_errors,
+            quarantine_bytes,
             visits_in_flight,
             ingest_visits_in_flight,
             event_queue_depth,

@@ -58,6 +58,8 @@ pub enum ServiceError {
     },
     #[error("an analysis worker stopped unexpectedly")]
     AnalysisWorker,
+    #[error(transparent)]
+    Quarantine(#[from] crate::quarantine::QuarantineError),
 }
 
 /// Everything a pipeline process needs.
@@ -71,6 +73,9 @@ pub struct ServiceConfig {
     pub archive: WriterConfig,
     pub centre: CentreId,
     pub metrics_addr: Option<SocketAddr>,
+    /// Refused input kept whole, in the spool folder's
+    /// [`crate::quarantine::QUARANTINE_DIR`].
+    pub quarantine: crate::quarantine::QuarantineConfig,
 }
 
 /// The cardiologists' side of a run: escalation of unacknowledged alerts
@@ -204,6 +209,13 @@ pub async fn run_full(
     let flushed = Arc::new(tokio::sync::Notify::new());
     let notify = flushed.clone();
     writer.flush_in_background(move || notify.notify_one())?;
+    let quarantine_dir = cfg.ingest.spool.dir.join(crate::quarantine::QUARANTINE_DIR);
+    let quarantine_cfg = cfg.quarantine;
+    let quarantine = tokio::task::spawn_blocking(move || {
+        crate::quarantine::Quarantine::open(quarantine_dir, quarantine_cfg)
+    })
+    .await
+    .expect("quarantine open does not panic")?;
     let publisher = MqttPublisher::connect(&cfg.output, &cfg.output_client_id);
     let (ingest, events) = ecg_ingest::start(cfg.ingest.clone()).await?;
     if let Some(p) = &probe {
@@ -234,6 +246,8 @@ pub async fn run_full(
         hub,
         centre: cfg.centre.clone(),
         probe,
+        quarantine,
+        held_inputs: Vec::new(),
     };
     let result = driver
         .run(events, results, acks_rx, &flushed, shutdown)
@@ -390,6 +404,10 @@ struct Driver<'a, P: Publisher> {
     hub: ecg_dashboard::Hub,
     centre: CentreId,
     probe: Option<Arc<dyn Probe>>,
+    quarantine: crate::quarantine::Quarantine,
+    /// Refused input to release from the spool once the quarantine is
+    /// synced (at the next tick: one sync for a burst, not one each).
+    held_inputs: Vec<ecg_ingest::RecordId>,
 }
 
 const ARCHIVE_RETRY_MIN: Duration = Duration::from_millis(200);
@@ -471,6 +489,7 @@ impl<P: Publisher> Driver<'_, P> {
         // archive could not take stay there too.
         let committed = self.writer.flush()?;
         self.release(committed);
+        self.sync_quarantine();
         tracing::info!(
             archived = self.summary.visits_archived,
             alerts = self.summary.alerts,
@@ -482,6 +501,10 @@ impl<P: Publisher> Driver<'_, P> {
 
     fn tick(&mut self) -> Result<(), ServiceError> {
         self.poll_archive(Instant::now())?;
+        self.sync_quarantine();
+        self.metrics
+            .quarantine_bytes
+            .set(self.quarantine.used_bytes());
         let stats = self.ingest.stats();
         self.metrics
             .messages_received
@@ -587,7 +610,49 @@ impl<P: Publisher> Driver<'_, P> {
         Ok(())
     }
 
+    /// Makes the quarantine durable, then lets the spool forget the refused
+    /// input held for it. A failure is counted and logged, and the input is
+    /// let go all the same, with its dead letter out: the quarantine must
+    /// not stall intake (a full disk holds it through the archive anyway).
+    fn sync_quarantine(&mut self) {
+        if !self.quarantine.is_synced() {
+            if let Err(e) = tokio::task::block_in_place(|| self.quarantine.sync()) {
+                self.metrics.quarantine_errors.inc();
+                tracing::error!(error = %e, "quarantine sync failed: refused input held there may be lost in a power cut");
+            }
+        }
+        for id in self.held_inputs.drain(..) {
+            self.ingest.release(id);
+        }
+    }
+
+    fn keep_in_quarantine(&mut self, source: &str, day: time::Date, line: &[u8]) {
+        use crate::quarantine::Kept;
+        match self.quarantine.keep(source, day, line) {
+            Ok(Kept::Written) => {
+                self.metrics.quarantined.inc();
+            }
+            Ok(why) => {
+                // Said once, then every 10,000: a flood is what fills it.
+                let before = self.metrics.quarantine_dropped.inc();
+                if before % 10_000 == 0 {
+                    tracing::warn!(%source, ?why, dropped = before + 1, dir = %self.quarantine.dir().display(),
+                        "refused input not kept whole (its dead letter keeps the first KiB)");
+                }
+            }
+            Err(e) => {
+                self.metrics.quarantine_errors.inc();
+                tracing::error!(error = %e, %source, "refused input could not be quarantined");
+            }
+        }
+    }
+
     fn release(&mut self, committed: Vec<String>) {
+        // A visit's refused chunks are in the quarantine before the spool
+        // lets the visit go.
+        if !committed.is_empty() {
+            self.sync_quarantine();
+        }
         for id in committed {
             if let Some(key) = self.pending.remove(&id) {
                 self.metrics.visits_archived.inc();
@@ -742,9 +807,19 @@ impl<P: Publisher> Driver<'_, P> {
             }
             Output::Release { key } => {
                 self.started_at.remove(&key);
+                self.sync_quarantine();
                 self.ingest.mark_done(key);
             }
-            Output::ReleaseInput { id } => self.ingest.release(id),
+            Output::ReleaseInput { id } => {
+                if self.quarantine.is_synced() {
+                    self.ingest.release(id);
+                } else {
+                    self.held_inputs.push(id);
+                }
+            }
+            Output::Quarantine { source, day, line } => {
+                self.keep_in_quarantine(&source, day, &line)
+            }
         }
         Ok(())
     }

@@ -163,7 +163,7 @@ mod tests {
         AssemblyEvent::Rejected(Rejection {
             key: k.cloned(),
             topic: "ecg/v1/dev/x/visit/1/chunk".to_owned(),
-            payload_prefix: Vec::new(),
+            payload: Vec::new(),
             payload_len: 0,
             code: DeadLetterCode::BadJson,
             reason: "test".to_owned(),

@@ -14,6 +14,7 @@ use tracing::{info_span, warn, Span};
 use crate::alerting::{build_result, AlertGate};
 use crate::analysis::VisitAnalysis;
 use crate::deadletter::{source_of_topic, SharedDeadLetterBudget, PER_SECOND};
+use crate::quarantine::QuarantinedMessage;
 
 /// `ecg/v1/deadletter`.
 pub const DEADLETTER_TOPIC: &str = "ecg/v1/deadletter";
@@ -36,6 +37,14 @@ pub enum Output {
     /// Refused input is dealt with (its dead letter, if any, comes before):
     /// let the spool forget it.
     ReleaseInput { id: RecordId },
+    /// Keep a refused message whole in the quarantine (one
+    /// [`crate::quarantine::QuarantinedMessage`] line, received on `day`
+    /// from `source`), durably before any later release.
+    Quarantine {
+        source: String,
+        day: time::Date,
+        line: Vec<u8>,
+    },
 }
 
 struct OpenVisit {
@@ -184,9 +193,16 @@ impl TriageDesk {
                     .as_ref()
                     .map(|k| k.device_id.to_string())
                     .unwrap_or_else(|| source_of_topic(&r.topic).to_owned());
+                // Kept whole even when the dead letter is suppressed: the
+                // budget spares the broker, the quarantine has its own.
+                let quarantine = QuarantinedMessage::of(&r).map(|m| Output::Quarantine {
+                    source: source.clone(),
+                    day: r.received_at.date(),
+                    line: m.to_line(),
+                });
                 let Some(suppressed) = self.dead_letters.admit(&source, now) else {
                     tracing::debug!(topic = %r.topic, reason = %r.reason, "input rejected; dead letter suppressed (budget)");
-                    return release.into_iter().collect();
+                    return quarantine.into_iter().chain(release).collect();
                 };
                 tracing::warn!(topic = %r.topic, code = ?r.code, reason = %r.reason, suppressed, "input rejected");
                 if suppressed > 0 {
@@ -199,7 +215,11 @@ impl TriageDesk {
                     topic: DEADLETTER_TOPIC.to_owned(),
                     payload: r.to_dead_letter().to_json(),
                 };
-                std::iter::once(dead_letter).chain(release).collect()
+                quarantine
+                    .into_iter()
+                    .chain(std::iter::once(dead_letter))
+                    .chain(release)
+                    .collect()
             }
         }
     }
@@ -440,7 +460,7 @@ mod tests {
         AssemblyEvent::Rejected(Rejection {
             key: None,
             topic: topic.to_owned(),
-            payload_prefix: b"{not json".to_vec(),
+            payload: b"{not json".to_vec(),
             payload_len: 9,
             code: DeadLetterCode::BadJson,
             reason: "meta: not JSON".to_owned(),
@@ -531,16 +551,55 @@ mod tests {
             (desk.handle(AssemblyEvent::Rejected(r), t0), id)
         };
         let (out, id) = held(&mut desk);
-        assert_eq!(out.len(), 2, "{out:?}");
-        assert_eq!(dead_letters(&out[..1]).len(), 1);
-        assert!(matches!(&out[1], Output::ReleaseInput { id: i } if *i == id));
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(matches!(&out[0], Output::Quarantine { .. }));
+        assert_eq!(dead_letters(&out[1..2]).len(), 1);
+        assert!(matches!(&out[2], Output::ReleaseInput { id: i } if *i == id));
         for _ in 1..crate::deadletter::BURST as usize {
             held(&mut desk);
         }
         let (out, id) = held(&mut desk);
         assert!(
-            matches!(&out[..], [Output::ReleaseInput { id: i }] if *i == id),
+            matches!(&out[..], [Output::Quarantine { .. }, Output::ReleaseInput { id: i }] if *i == id),
             "past the burst: {out:?}"
         );
+    }
+
+    /// Every refused message carried whole is handed to the quarantine,
+    /// past the dead-letter budget too, under its device's name; one cut to
+    /// its prefix (no device sends such) is not.
+    #[test]
+    fn refused_input_goes_to_the_quarantine_whole() {
+        let mut desk = TriageDesk::new(CentreId::new("centre-1").unwrap());
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let flood = "ecg/v1/dev/flooder/visit/x/meta";
+        let mut lines = Vec::new();
+        let n = crate::deadletter::BURST as usize + 5;
+        for _ in 0..n {
+            for o in desk.handle(rejected(flood, t0), t0) {
+                if let Output::Quarantine { source, day, line } = o {
+                    assert_eq!(source, "flooder");
+                    assert_eq!(day, t0.date());
+                    lines.push(line);
+                }
+            }
+        }
+        assert_eq!(lines.len(), n);
+        let m: QuarantinedMessage = serde_json::from_slice(&lines[0]).unwrap();
+        assert_eq!(m.payload().unwrap(), b"{not json");
+        assert_eq!(m.topic, flood);
+        assert_eq!(m.reason_code, DeadLetterCode::BadJson);
+
+        let AssemblyEvent::Rejected(mut cut) = rejected("ecg/v1/dev/d2/visit/y/meta", t0) else {
+            unreachable!()
+        };
+        cut.payload = vec![b'{'; ecg_wire::message::DEADLETTER_PAYLOAD_MAX_BYTES];
+        cut.payload_len = 1 << 20;
+        let out = desk.handle(AssemblyEvent::Rejected(cut), t0);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Quarantine { .. })),
+            "{out:?}"
+        );
+        assert_eq!(dead_letters(&out).len(), 1);
     }
 }
