@@ -635,7 +635,7 @@ impl<P: Publisher> Driver<'_, P> {
             Ok(why) => {
                 // Said once, then every 10,000: a flood is what fills it.
                 let before = self.metrics.quarantine_dropped.inc();
-                if before % 10_000 == 0 {
+                if before.is_multiple_of(10_000) {
                     tracing::warn!(%source, ?why, dropped = before + 1, dir = %self.quarantine.dir().display(),
                         "refused input not kept whole (its dead letter keeps the first KiB)");
                 }
