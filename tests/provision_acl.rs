@@ -242,6 +242,7 @@ async fn provisioned_acl_confines_devices_and_services() {
     let (dev2, _) = &p.devices[1];
     let (pipe_user, pipe_pw) = &p.services["pipeline"];
     let (card_user, card_pw) = &p.services["cardiologist"];
+    let (op_user, op_pw) = &p.services["operator"];
     let visit = "0f7d0a36-5d3c-4ac8-9f3e-2a4f5b6c7d8e";
 
     let mut pipeline = connect(port, "t-pipeline", pipe_user, pipe_pw)
@@ -263,6 +264,12 @@ async fn provisioned_acl_confines_devices_and_services() {
         .await;
     cardio.subscribe("ecg/v1/dev/#").await;
     cardio.subscribe("ecg/v1/alerts/+").await;
+    // Dead letters are the operator's alone; the operator asks for all.
+    let deadletter = "ecg/v1/deadletter";
+    device.subscribe(deadletter).await;
+    cardio.subscribe(deadletter).await;
+    let mut operator = connect(port, "t-operator", op_user, op_pw).await.unwrap();
+    operator.subscribe("ecg/v1/#").await;
 
     // A device speaks for itself only: the forged chunk goes first, so it
     // would reach the pipeline before the genuine one.
@@ -278,23 +285,34 @@ async fn provisioned_acl_confines_devices_and_services() {
         "pipeline must see the device's own chunk and nothing forged"
     );
 
-    // An alert from the pipeline, then the device's result: the device gets
-    // its result but not the alert, which was delivered to it first if at all.
+    // A dead letter, an alert from the pipeline, then the device's result:
+    // the device gets its result but neither the dead letter nor the alert,
+    // which were delivered to it first if at all.
     let alert = "ecg/v1/alerts/county-cpc";
     let result = format!("ecg/v1/dev/{dev1}/visit/{visit}/result");
+    pipeline.publish(deadletter, b"{\"dead\":1}").await;
     pipeline.publish(alert, b"{\"alert\":1}").await;
     pipeline.publish(&result, b"{\"result\":1}").await;
+    pipeline.publish(deadletter, b"{\"dead\":2}").await;
     let got = device.received_until(&result).await;
     assert_eq!(
         topics(&got),
         [result.as_str()],
-        "device must not read alerts"
+        "device must not read alerts or dead letters"
     );
 
-    // The cardiologist reads the alert, and never the device's chunk, which
-    // the broker had routed before the alert was published.
+    // The cardiologist reads the alert, and neither the device's chunk, which
+    // the broker had routed before the alert was published, nor the dead
+    // letter published before it.
     let got = cardio.received_until(alert).await;
     assert_eq!(got, vec![(alert.to_owned(), b"{\"alert\":1}".to_vec())]);
+
+    // The operator reads the dead letters and nothing between them (the
+    // alert, the result) or before them (the device's chunk).
+    let got = operator.received_until(deadletter).await;
+    assert_eq!(got, vec![(deadletter.to_owned(), b"{\"dead\":1}".to_vec())]);
+    let got = operator.received_until(deadletter).await;
+    assert_eq!(got, vec![(deadletter.to_owned(), b"{\"dead\":2}".to_vec())]);
 
     // The ack reaches the pipeline; a cardiologist posing as a device does not.
     let ack = "ecg/v1/alerts/county-cpc/ack";
@@ -304,10 +322,14 @@ async fn provisioned_acl_confines_devices_and_services() {
     let got = pipeline.received_until(ack).await;
     assert_eq!(got, vec![(ack.to_owned(), b"{\"ack\":1}".to_vec())]);
 
-    // A device can neither write its own result nor acknowledge an alert.
+    // A device can neither write its own result nor acknowledge an alert;
+    // the operator can write nothing at all.
     let end = format!("ecg/v1/dev/{dev1}/visit/{visit}/end");
     publish_on_own_connection(port, "t-dev1-result", dev1, dev1_pw, &result).await;
     publish_on_own_connection(port, "t-dev1-ack", dev1, dev1_pw, ack).await;
+    let op_chunk = format!("ecg/v1/dev/{dev1}/visit/{visit}/chunk");
+    publish_on_own_connection(port, "t-op-chunk", op_user, op_pw, &op_chunk).await;
+    publish_on_own_connection(port, "t-op-ack", op_user, op_pw, ack).await;
     device.publish(&end, b"end").await;
     let got = pipeline.received_until(&end).await;
     assert_eq!(topics(&got), [end.as_str()]);

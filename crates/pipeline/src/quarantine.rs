@@ -166,6 +166,14 @@ impl Quarantine {
     pub fn open(dir: impl Into<PathBuf>, cfg: QuarantineConfig) -> Result<Self, QuarantineError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // Refused payloads may hold anything a device sent (a pseudonym,
+        // worse): the pipeline's user only, like the generated archive key.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err(&dir))?;
+        }
         let mut used_bytes = 0;
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
@@ -225,11 +233,11 @@ impl Quarantine {
                     u8::from(day.month()),
                     day.day()
                 ));
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(io_err(&path))?;
+                let mut opts = OpenOptions::new();
+                opts.create(true).append(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let f = opts.open(&path).map_err(io_err(&path))?;
                 self.new_file = true;
                 // The old day's file is synced before it is closed.
                 if let Some((_, old)) = slot.take() {
@@ -337,6 +345,13 @@ mod tests {
             assert_eq!(m.reason_code, DeadLetterCode::UnknownVisit);
         }
         assert_eq!(read[2].received_at, day2);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| p.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(q.dir()), 0o700);
+            assert!(f.iter().all(|p| mode(p) == 0o600));
+        }
         // Reopened, it counts what it holds.
         let total: u64 = f.iter().map(|p| p.metadata().unwrap().len()).sum();
         let q2 = Quarantine::open(tmp.path().join("q"), QuarantineConfig::default()).unwrap();

@@ -52,6 +52,7 @@ fn render_user(acl: &mut String, cred: &Credential) {
             topic("read", "ecg/v1/alerts/#");
             topic("write", "ecg/v1/alerts/+/ack");
         }
+        Role::Operator => topic("read", "ecg/v1/deadletter"),
     }
 }
 
@@ -90,5 +91,6 @@ mod tests {
         assert!(r.all().all(|c| !acl.contains(&c.password)));
         assert!(acl.contains("user pipeline\ntopic read ecg/v1/dev/#\n"));
         assert!(acl.contains("user cardiologist\ntopic read ecg/v1/alerts/#\n"));
+        assert!(acl.ends_with("user operator\ntopic read ecg/v1/deadletter\n"));
     }
 }

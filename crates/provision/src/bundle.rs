@@ -183,9 +183,10 @@ mod tests {
         let services = fs::read_to_string(&b.services_csv).unwrap();
         assert!(services.starts_with("role,user,password\npipeline,pipeline,"));
         assert!(services.contains("\ncardiologist,cardiologist,"));
+        assert!(services.contains("\noperator,operator,"));
 
         let passwd = fs::read_to_string(&b.passwd).unwrap();
-        assert_eq!(passwd.lines().count(), 5);
+        assert_eq!(passwd.lines().count(), 6);
         for c in roster.all() {
             assert!(passwd.contains(&format!("{}:$7$", c.user)), "{passwd}");
             assert!(!passwd.contains(&c.password));

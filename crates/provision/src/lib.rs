@@ -2,9 +2,9 @@
 //! each identity may publish or read.
 //!
 //! - [`password`]: random passwords from the operating system's CSPRNG.
-//! - [`roster`]: the identities (devices `dev-0001`…, the `pipeline` and
-//!   `cardiologist` services) with their passwords; secrets are redacted
-//!   from `Debug`.
+//! - [`roster`]: the identities (devices `dev-0001`…, the `pipeline`,
+//!   `cardiologist` and `operator` services) with their passwords; secrets
+//!   are redacted from `Debug`.
 //! - [`acl`]: the Mosquitto ACL that confines each identity to its topics.
 //! - [`bundle`]: writes `devices.csv`, `services.csv`, `mosquitto.passwd`
 //!   (hashed by `mosquitto_passwd -U`) and `mosquitto.acl`, all mode 0600.

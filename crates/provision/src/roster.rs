@@ -14,6 +14,9 @@ pub enum Role {
     Pipeline,
     /// The chest-pain centre: reads alerts, writes acknowledgements.
     Cardiologist,
+    /// Whoever runs the system: reads the dead letters (refused input,
+    /// whose payload prefix may hold anything a device sent), nothing else.
+    Operator,
 }
 
 impl Role {
@@ -23,6 +26,7 @@ impl Role {
             Role::Device => "device",
             Role::Pipeline => "pipeline",
             Role::Cardiologist => "cardiologist",
+            Role::Operator => "operator",
         }
     }
 }
@@ -60,8 +64,8 @@ pub fn device_id(n: usize) -> String {
 }
 
 impl Roster {
-    /// `count` devices `dev-0001..` plus one `pipeline` and one
-    /// `cardiologist` user, each with its own random password.
+    /// `count` devices `dev-0001..` plus one `pipeline`, one `cardiologist`
+    /// and one `operator` user, each with its own random password.
     pub fn generate(count: usize, password_len: usize) -> Result<Roster, PasswordError> {
         let cred = |role, user: String| -> Result<Credential, PasswordError> {
             Ok(Credential {
@@ -76,6 +80,7 @@ impl Roster {
         let services = vec![
             cred(Role::Pipeline, "pipeline".to_owned())?,
             cred(Role::Cardiologist, "cardiologist".to_owned())?,
+            cred(Role::Operator, "operator".to_owned())?,
         ];
         Ok(Roster { devices, services })
     }
@@ -91,16 +96,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn roster_numbers_devices_and_adds_both_services() {
+    fn roster_numbers_devices_and_adds_the_services() {
         let r = Roster::generate(3, 20).unwrap();
         let ids: Vec<_> = r.devices.iter().map(|c| c.user.as_str()).collect();
         assert_eq!(ids, ["dev-0001", "dev-0002", "dev-0003"]);
         let roles: Vec<_> = r.services.iter().map(|c| c.role).collect();
-        assert_eq!(roles, [Role::Pipeline, Role::Cardiologist]);
+        assert_eq!(roles, [Role::Pipeline, Role::Cardiologist, Role::Operator]);
         let mut passwords: Vec<_> = r.all().map(|c| c.password.clone()).collect();
         passwords.sort();
         passwords.dedup();
-        assert_eq!(passwords.len(), 5, "every identity has its own password");
+        assert_eq!(passwords.len(), 6, "every identity has its own password");
         assert!(r.all().all(|c| c.password.len() == 20));
     }
 
@@ -118,6 +123,6 @@ mod tests {
     fn zero_devices_still_gives_services() {
         let r = Roster::generate(0, 16).unwrap();
         assert!(r.devices.is_empty());
-        assert_eq!(r.services.len(), 2);
+        assert_eq!(r.services.len(), 3);
     }
 }
