@@ -237,17 +237,19 @@ pub async fn serve(
             let metrics = metrics.clone();
             tokio::spawn(async move {
                 // One small request per connection; the request line is all
-                // that matters.
+                // that matters, but the whole head is read: closing a socket
+                // with unread bytes sends a reset, and a client whose
+                // request came in several segments lost the answer to it.
                 let mut buf = [0u8; 2048];
-                let n = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sock.read(&mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
+                let mut n = 0;
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tokio::time::timeout_at(deadline, sock.read(&mut buf[n..])).await {
+                        Ok(Ok(0)) => break,
+                        Ok(Ok(k)) => n += k,
+                        _ => return,
+                    }
+                }
                 let req = String::from_utf8_lossy(&buf[..n]);
                 let path = req.split_whitespace().nth(1).unwrap_or("");
                 let (status, ctype, body) = if path == "/metrics" || path.starts_with("/metrics?") {
@@ -296,6 +298,28 @@ mod tests {
             body.contains("ecgtriage_alert_latency_seconds_bucket"),
             "{body}"
         );
+        task.abort();
+    }
+
+    /// A request that arrives in pieces (a client writing as it formats)
+    /// still gets its answer, not a 404 for half a path or a reset.
+    #[tokio::test]
+    async fn a_request_in_pieces_is_answered() {
+        let m = Metrics::new();
+        m.alerts.inc();
+        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), m.clone())
+            .await
+            .unwrap();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        for piece in ["GET /metr", "ics HTTP/1.1\r\nHost: x\r\n", "\r\n"] {
+            s.write_all(piece.as_bytes()).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        assert!(body.contains("ecgtriage_alerts_total 1"), "{body}");
         task.abort();
     }
 }
