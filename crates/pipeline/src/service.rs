@@ -791,6 +791,7 @@ impl<P: Publisher> Driver<'_, P> {
                 match appended {
                     Appended::Duplicate => {
                         if self.writer.is_archived(&id) {
+                            self.sync_quarantine();
                             self.ingest.mark_done(key);
                         } else {
                             self.pending.insert(id, key);
