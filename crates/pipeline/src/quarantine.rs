@@ -96,7 +96,8 @@ impl QuarantinedMessage {
             received_at: r.received_at,
             topic: r.topic.clone(),
             reason_code: r.code,
-            reason: r.reason.clone(),
+            // Bounded and free of control characters, as in the dead letter.
+            reason: r.to_dead_letter().reason,
             payload_len: r.payload.len() as u64,
             payload_sha256: Sha256::digest(&r.payload)
                 .iter()
@@ -356,6 +357,42 @@ mod tests {
         let total: u64 = f.iter().map(|p| p.metadata().unwrap().len()).sum();
         let q2 = Quarantine::open(tmp.path().join("q"), QuarantineConfig::default()).unwrap();
         assert_eq!(q2.used_bytes(), total);
+    }
+
+    fn schema() -> jsonschema::Validator {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let text = std::fs::read_to_string(dir.join("quarantine-line.schema.json")).unwrap();
+        jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&serde_json::from_str(&text).unwrap())
+            .unwrap()
+    }
+
+    /// The schema and the type describe the same lines: the example parses
+    /// and checks out, and lines written by the type validate.
+    #[test]
+    fn lines_follow_the_schema_and_the_example_is_one() {
+        let schema = schema();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/examples");
+        let example = std::fs::read(dir.join("quarantine-line.json")).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&example).unwrap();
+        let errors: Vec<String> = schema.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let m: QuarantinedMessage = serde_json::from_slice(&example).unwrap();
+        let payload = m.payload().unwrap();
+        assert!(payload.starts_with(b"ECGC"), "a chunk");
+
+        let at = datetime!(2026-12-01 10:00 UTC);
+        let mut r = rejection("ecg/v1/dev/d/visit/v/chunk", vec![0xff; 70_000], at);
+        r.reason = "bad\u{0}reason\n".repeat(100);
+        let line = QuarantinedMessage::of(&r).unwrap().to_line();
+        let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let errors: Vec<String> = schema.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        // The schema refuses what the type would not write.
+        let mut bad = value.clone();
+        bad["payload_sha256"] = "ABC".into();
+        assert!(!schema.is_valid(&bad));
     }
 
     #[test]
