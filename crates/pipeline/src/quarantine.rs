@@ -99,10 +99,7 @@ impl QuarantinedMessage {
             // Bounded and free of control characters, as in the dead letter.
             reason: r.to_dead_letter().reason,
             payload_len: r.payload.len() as u64,
-            payload_sha256: Sha256::digest(&r.payload)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            payload_sha256: sha256_hex(&r.payload),
             payload_b64: base64::engine::general_purpose::STANDARD.encode(&r.payload),
         })
     }
@@ -112,10 +109,7 @@ impl QuarantinedMessage {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&self.payload_b64)
             .map_err(|e| format!("payload_b64: {e}"))?;
-        let digest: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = sha256_hex(&bytes);
         if bytes.len() as u64 != self.payload_len || digest != self.payload_sha256 {
             return Err(format!(
                 "payload of {} bytes, sha256 {digest}, is not the {} bytes of sha256 {}",
@@ -133,6 +127,13 @@ impl QuarantinedMessage {
         line.push(b'\n');
         line
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What became of a line handed to [`Quarantine::keep`].
