@@ -96,8 +96,7 @@ impl QuarantinedMessage {
             received_at: r.received_at,
             topic: r.topic.clone(),
             reason_code: r.code,
-            // Bounded and free of control characters, as in the dead letter.
-            reason: r.to_dead_letter().reason,
+            reason: ecg_wire::DeadLetter::bounded_reason(&r.reason),
             payload_len: r.payload.len() as u64,
             payload_sha256: sha256_hex(&r.payload),
             payload_b64: base64::engine::general_purpose::STANDARD.encode(&r.payload),

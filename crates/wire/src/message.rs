@@ -509,6 +509,15 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// A reason as a dead letter carries it: at most [`MAX_TEXT_LEN`]
+    /// characters, control characters turned into spaces.
+    pub fn bounded_reason(reason: &str) -> String {
+        truncate_chars(reason, MAX_TEXT_LEN)
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    }
+
     /// Builds the record, truncating topic, reason and payload to their bounds.
     pub fn new(
         topic: &str,
@@ -520,10 +529,7 @@ impl DeadLetter {
         let kept = &payload[..payload.len().min(DEADLETTER_PAYLOAD_MAX_BYTES)];
         DeadLetter {
             topic: truncate_chars(topic, crate::topic::MAX_TOPIC_LEN),
-            reason: truncate_chars(reason, MAX_TEXT_LEN)
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect(),
+            reason: Self::bounded_reason(reason),
             reason_code,
             received_at,
             payload_b64: base64::engine::general_purpose::STANDARD.encode(kept),
