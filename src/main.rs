@@ -34,6 +34,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// SQL over the archive's tables and the chest-pain centre's figures (views).
     Query(cmd::query::Args),
+    /// Check the archive: every file read, every visit rebuilt against its digest.
+    Archive(cmd::archive::Args),
     /// One archived visit as a 12-lead report (SVG), a WFDB record or FHIR R4 JSON.
     Export(cmd::export::Args),
     /// Device and service credentials for the broker (provisioning).
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Query(args) => cmd::query::run(args),
+        Command::Archive(args) => cmd::archive::run(args),
         Command::Export(args) => cmd::export::run(args),
         Command::Devices(args) => cmd::devices::run(args),
         Command::HashPassword(args) => cmd::hash_password::run(args),

@@ -548,6 +548,50 @@ fn query_on_missing_or_empty_archive_is_clear() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_damaged_file_is_named_when_a_query_trips_over_it() {
+    let dir = tempfile_dir("damaged");
+    let archive = dir.join("archive");
+    let config = WriterConfig {
+        max_visits: 3,
+        ..WriterConfig::new("itest")
+    };
+    let mut writer = ArchiveWriter::open_local(&archive, config).unwrap();
+    for c in cases() {
+        writer.append(c.record).unwrap();
+    }
+    writer.flush().unwrap();
+    drop(writer);
+    assert_eq!(count(&archive, "visits"), 7);
+
+    // A failing disk cuts a file short: DataFusion says only "Corrupt
+    // footer"; the error must say which file.
+    let day = archive.join("visits").join("date=2026-11-30");
+    let file = std::fs::read_dir(&day)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 5]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ecgtriage"))
+        .args(["query", "SELECT count(*) FROM visits", "--archive"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let key = file
+        .strip_prefix(&archive)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(err.contains(&key), "{err}");
+    assert!(err.contains("ecgtriage archive verify"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn tempfile_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ecgtriage-archive-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -23,6 +23,44 @@ fn run_archives_every_visit_once_and_alerts_every_flagged_stemi() {
     std::thread::sleep(Duration::from_millis(500));
     let alerts = seen.lock().unwrap().alerts.clone();
     check_all(&s.archive(), &truth, &ids, &alerts);
+
+    // Damage one waveforms file as a failing disk would: the check names
+    // it and fails, and says which visits it can no longer vouch for.
+    let file = first_file(&s.archive().join("waveforms"));
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let (ok, report) = verify_archive(&s.archive());
+    assert!(!ok, "{report}");
+    let key = file
+        .strip_prefix(s.archive())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let errors: Vec<_> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0]["file"].as_str(), Some(key.as_str()), "{report}");
+    let unvouched = truth.len() as u64 - report["visits_matching_digest"].as_u64().unwrap();
+    assert!(unvouched >= 1, "{report}");
+}
+
+/// The first file, in name order, anywhere under `dir`.
+fn first_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    let first = entries.into_iter().next().expect("a file");
+    if first.is_dir() {
+        first_file(&first)
+    } else {
+        first
+    }
 }
 
 #[test]

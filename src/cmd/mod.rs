@@ -1,4 +1,5 @@
 pub mod analyze;
+pub mod archive;
 pub mod bench;
 pub mod demo;
 pub mod detect;

@@ -283,6 +283,23 @@ pub fn watch_with(port: u16, tls: Option<rumqttc::TlsConfiguration>) -> Arc<Mute
     seen
 }
 
+/// `ecgtriage archive verify --json`: whether it passed, and its report.
+pub fn verify_archive(archive: &Path) -> (bool, serde_json::Value) {
+    let out = Command::new(ecgtriage())
+        .args(["archive", "verify", "--json", "--archive"])
+        .arg(archive)
+        .output()
+        .expect("ecgtriage archive verify runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "archive verify printed {text:?} ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), report)
+}
+
 pub fn query(archive: &Path, sql: &str) -> Vec<serde_json::Value> {
     let out = Command::new(ecgtriage())
         .args(["query", sql, "--format", "json", "--archive"])
@@ -528,6 +545,20 @@ pub fn check_archive(archive: &Path, truth: &[serde_json::Value], ids: &[String]
 /// least one is flagged (else the check would prove nothing).
 pub fn check_all(archive: &Path, truth: &[serde_json::Value], ids: &[String], alerts: &[Alert]) {
     check_archive(archive, truth, ids);
+    // The operator's own check agrees: every file reads whole, every visit
+    // rebuilds to the digest its device sent, nothing is there twice.
+    let (ok, report) = verify_archive(archive);
+    assert!(ok, "ecgtriage archive verify found errors: {report}");
+    assert_eq!(
+        report["visits"].as_u64(),
+        Some(truth.len() as u64),
+        "{report}"
+    );
+    assert_eq!(
+        report["visits_matching_digest"].as_u64(),
+        Some(truth.len() as u64),
+        "{report}"
+    );
     let rows = query(
         archive,
         "SELECT visit_id, gain_uv_per_lsb, fs_hz, sex, age_years FROM visits",

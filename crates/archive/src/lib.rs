@@ -14,12 +14,15 @@
 //! - `flusher` (private): the writer's own thread, when batches are
 //!   encoded and written in the background.
 //! - [`reader`]: reading back the samples of a visit, bit for bit.
+//! - [`verify`]: checking a whole archive: every file read, every visit
+//!   rebuilt and compared with its digest.
 
 mod flusher;
 pub mod reader;
 pub mod record;
 pub mod store;
 pub mod table;
+pub mod verify;
 pub mod writer;
 
 /// Timestamps in the records are `time::OffsetDateTime`.
@@ -31,6 +34,7 @@ pub use record::{
 };
 pub use store::{LocalDisk, ObjectStore, StoreError};
 pub use table::{Table, TABLES};
+pub use verify::{unreadable_footers, verify, Finding, Report, Severity};
 pub use writer::{ArchiveWriter, SampleEncoding, WriterConfig};
 
 /// Everything that can go wrong while archiving or reading the archive.

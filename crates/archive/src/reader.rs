@@ -51,7 +51,11 @@ pub(crate) fn read_parquet(
     columns: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, ArchiveError> {
     let bytes = Bytes::from(store.get(key)?);
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    // A damaged file is named: the pipeline reads every committed `visits`
+    // file when it starts, and "parquet: EOF" alone leaves the operator to
+    // guess which of thousands it was.
+    let unreadable = |e: parquet::errors::ParquetError| corrupt(key, format!("unreadable: {e}"));
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?;
     if let Some(cols) = columns {
         let schema = builder.schema().clone();
         let mut roots = Vec::new();
@@ -67,8 +71,10 @@ pub(crate) fn read_parquet(
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         builder = builder.with_projection(mask);
     }
-    let reader = builder.build()?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+    let reader = builder.build().map_err(unreadable)?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(key, format!("unreadable: {e}")))
 }
 
 fn corrupt(key: &str, reason: impl Into<String>) -> ArchiveError {
@@ -144,50 +150,78 @@ pub fn read_visit_samples_from(
         read_parquet(store, &key, None)?
     };
     for batch in &batches {
-        let ids = batch.column(0).as_string_opt::<i32>();
-        let lead_index = batch.column(1).as_primitive_opt::<UInt8Type>();
-        let start = batch.column(3).as_primitive_opt::<UInt32Type>();
-        let samples = batch.column(4).as_list_opt::<i32>();
-        let (Some(ids), Some(lead_index), Some(start), Some(samples)) =
-            (ids, lead_index, start, samples)
-        else {
-            return Err(corrupt(&key, "unexpected waveform column types"));
-        };
-        for row in (0..ids.len()).filter(|&i| ids.value(i) == visit_id) {
-            let lead = lead_index.value(row) as usize;
-            let seg = samples.value(row);
-            let seg = seg
-                .as_primitive_opt::<Int16Type>()
-                .ok_or_else(|| corrupt(&key, "samples are not int16"))?;
-            if seg.null_count() > 0 {
-                return Err(corrupt(&key, "null sample"));
+        for_each_waveform_row(&key, batch, |id, lead, start, samples| {
+            if id != visit_id {
+                return Ok(());
             }
             let slot = segments
                 .get_mut(lead)
                 .ok_or_else(|| corrupt(&key, format!("lead_index {lead} >= n_leads {n_leads}")))?;
-            slot.push((start.value(row) as usize, seg.values().to_vec()));
-        }
+            slot.push((start, samples.to_vec()));
+            Ok(())
+        })?;
     }
-    let mut leads = Vec::with_capacity(n_leads);
+    assemble_leads(segments, n_samples).map_err(|reason| corrupt(&key, reason))
+}
+
+/// Calls `row` with each row of a `waveforms` batch: visit id, lead index,
+/// start sample and the samples.
+pub(crate) fn for_each_waveform_row(
+    key: &str,
+    batch: &RecordBatch,
+    mut row: impl FnMut(&str, usize, usize, &[i16]) -> Result<(), ArchiveError>,
+) -> Result<(), ArchiveError> {
+    let column = |name: &str| batch.column_by_name(name);
+    let ids = column("visit_id").and_then(|c| c.as_string_opt::<i32>());
+    let lead_index = column("lead_index").and_then(|c| c.as_primitive_opt::<UInt8Type>());
+    let start = column("start_sample").and_then(|c| c.as_primitive_opt::<UInt32Type>());
+    let samples = column("samples").and_then(|c| c.as_list_opt::<i32>());
+    let (Some(ids), Some(lead_index), Some(start), Some(samples)) =
+        (ids, lead_index, start, samples)
+    else {
+        return Err(corrupt(key, "unexpected waveform column types"));
+    };
+    for i in 0..ids.len() {
+        let seg = samples.value(i);
+        let seg = seg
+            .as_primitive_opt::<Int16Type>()
+            .ok_or_else(|| corrupt(key, "samples are not int16"))?;
+        if seg.null_count() > 0 {
+            return Err(corrupt(key, "null sample"));
+        }
+        row(
+            ids.value(i),
+            lead_index.value(i) as usize,
+            start.value(i) as usize,
+            seg.values(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Joins each lead's segments, given as (start sample, samples), into the
+/// lead: they must follow one another from sample 0 to `n_samples`.
+pub(crate) fn assemble_leads(
+    segments: Vec<Vec<(usize, Vec<i16>)>>,
+    n_samples: usize,
+) -> Result<Vec<Vec<i16>>, String> {
+    let mut leads = Vec::with_capacity(segments.len());
     for (lead, mut segs) in segments.into_iter().enumerate() {
         segs.sort_by_key(|(s, _)| *s);
         let mut out = Vec::with_capacity(n_samples);
         for (s, seg) in segs {
             if s != out.len() {
-                return Err(corrupt(
-                    &key,
-                    format!("lead {lead}: segment at {s} after {} samples", out.len()),
+                return Err(format!(
+                    "lead {lead}: segment at {s} after {} samples",
+                    out.len()
                 ));
             }
             out.extend_from_slice(&seg);
         }
         if out.len() != n_samples {
-            return Err(corrupt(
-                &key,
-                format!(
-                    "lead {lead}: {} samples, visits row says {n_samples}",
-                    out.len()
-                ),
+            return Err(format!(
+                "lead {lead}: {} samples, visits row says {n_samples}",
+                out.len()
             ));
         }
         leads.push(out);

@@ -676,7 +676,7 @@ pub(crate) fn encode(batch: &RecordBatch, config: &WriterConfig) -> Result<Vec<u
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use arrow::array::AsArray;
@@ -689,7 +689,7 @@ mod tests {
     use crate::store::StoreError;
     use crate::{read_visit_samples, read_visit_samples_from};
 
-    fn row(visit_id: &str, started_at: OffsetDateTime, leads: usize) -> VisitRow {
+    pub(crate) fn row(visit_id: &str, started_at: OffsetDateTime, leads: usize) -> VisitRow {
         VisitRow {
             visit_id: visit_id.into(),
             device_id: "dev-1".into(),
@@ -720,7 +720,11 @@ mod tests {
         }
     }
 
-    fn record(visit_id: &str, started_at: OffsetDateTime, samples: Vec<Vec<i16>>) -> VisitRecord {
+    pub(crate) fn record(
+        visit_id: &str,
+        started_at: OffsetDateTime,
+        samples: Vec<Vec<i16>>,
+    ) -> VisitRecord {
         VisitRecord {
             visit: row(visit_id, started_at, samples.len()),
             samples,
@@ -767,7 +771,7 @@ mod tests {
         synth::generate(&noisy_spec(cond), seed).unwrap().samples
     }
 
-    fn config(max_visits: usize) -> WriterConfig {
+    pub(crate) fn config(max_visits: usize) -> WriterConfig {
         WriterConfig {
             max_visits,
             max_age: Duration::from_secs(3600),
@@ -775,7 +779,7 @@ mod tests {
         }
     }
 
-    const T0: OffsetDateTime = datetime!(2026-11-29 10:00 UTC);
+    pub(crate) const T0: OffsetDateTime = datetime!(2026-11-29 10:00 UTC);
 
     fn visits_rows(root: &std::path::Path) -> Vec<String> {
         let store = LocalDisk::new(root);

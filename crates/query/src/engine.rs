@@ -87,8 +87,28 @@ impl QueryEngine {
                 Ok::<_, QueryError>(())
             })
             .await?;
-        let df = self.ctx.sql(sql).await?;
-        Ok(df.collect().await?)
+        let result = async { self.ctx.sql(sql).await?.collect().await }.await;
+        result.map_err(|e| self.name_damaged_files(e))
+    }
+
+    /// DataFusion reports a damaged Parquet file without its name; this
+    /// finds the files whose footers cannot be read and names them.
+    fn name_damaged_files(&self, e: datafusion::error::DataFusionError) -> QueryError {
+        if !e.to_string().contains("Parquet error") {
+            return QueryError::DataFusion(e);
+        }
+        let files = match ecg_archive::unreadable_footers(&self.root) {
+            Ok(found) => found
+                .iter()
+                .map(|f| format!("{}: {}", f.file, f.problem))
+                .collect(),
+            Err(scan) => vec![format!("(the archive could not be listed: {scan})")],
+        };
+        QueryError::Damaged {
+            cause: e,
+            root: self.root.clone(),
+            files,
+        }
     }
 
     /// [`QueryEngine::sql`] for synchronous callers (not from inside a

@@ -30,8 +30,36 @@ pub enum QueryError {
     },
     #[error("{0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    /// A file of the archive could not be read; `files` are those whose
+    /// footer is unreadable (empty when the damage lies past the footer).
+    // Not `source`: the message already holds DataFusion's, and anyhow
+    // would print it a second time.
+    #[error("{cause}\n{}", damaged(root, files))]
+    Damaged {
+        cause: datafusion::error::DataFusionError,
+        root: std::path::PathBuf,
+        files: Vec<String>,
+    },
     #[error("formatting results: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("query runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+fn damaged(root: &std::path::Path, files: &[String]) -> String {
+    let check = format!(
+        "`ecgtriage archive verify --archive {}` reads every file whole and names each damaged one",
+        root.display()
+    );
+    if files.is_empty() {
+        return format!("a file of the archive is damaged: {check}");
+    }
+    let mut out = String::from("damaged files of the archive:");
+    for f in files {
+        out.push_str("\n  ");
+        out.push_str(f);
+    }
+    out.push_str("\n");
+    out.push_str(&check);
+    out
 }
