@@ -143,7 +143,7 @@ pub fn read_visit_samples_from(
         batch_file.stem
     );
     // Segments per lead as (start_sample, samples).
-    let mut segments: Vec<Vec<(usize, Vec<i16>)>> = vec![Vec::new(); n_leads];
+    let mut segments: LeadSegments = vec![Vec::new(); n_leads];
     let batches = if n_samples == 0 {
         Vec::new()
     } else {
@@ -199,10 +199,13 @@ pub(crate) fn for_each_waveform_row(
     Ok(())
 }
 
+/// Each lead's rows of one visit, as (start sample, samples).
+pub(crate) type LeadSegments = Vec<Vec<(usize, Vec<i16>)>>;
+
 /// Joins each lead's segments, given as (start sample, samples), into the
 /// lead: they must follow one another from sample 0 to `n_samples`.
 pub(crate) fn assemble_leads(
-    segments: Vec<Vec<(usize, Vec<i16>)>>,
+    segments: LeadSegments,
     n_samples: usize,
 ) -> Result<Vec<Vec<i16>>, String> {
     let mut leads = Vec::with_capacity(segments.len());

@@ -21,7 +21,7 @@ use ecg_wire::SamplesDigest;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::SerializedFileReader;
 
-use crate::reader::{assemble_leads, for_each_waveform_row};
+use crate::reader::{assemble_leads, for_each_waveform_row, LeadSegments};
 use crate::store::{LocalDisk, ObjectStore};
 use crate::table::{Table, PARTITION_COLUMN, TABLES};
 use crate::ArchiveError;
@@ -478,7 +478,7 @@ fn check_samples(
     let Some(batches) = read_whole(store, &key, Table::Waveforms, report) else {
         return;
     };
-    let mut segments: HashMap<&str, Vec<Vec<(usize, Vec<i16>)>>> = entries
+    let mut segments: HashMap<&str, LeadSegments> = entries
         .iter()
         .map(|e| (e.visit_id.as_str(), vec![Vec::new(); e.n_leads]))
         .collect();

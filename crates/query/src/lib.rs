@@ -59,7 +59,7 @@ fn damaged(root: &std::path::Path, files: &[String]) -> String {
         out.push_str("\n  ");
         out.push_str(f);
     }
-    out.push_str("\n");
+    out.push('\n');
     out.push_str(&check);
     out
 }
