@@ -149,7 +149,10 @@ pub fn verify(store: &dyn ObjectStore) -> Result<Report, ArchiveError> {
     let waveform_keys: HashSet<&str> = waveforms.iter().map(|f| f.key.as_str()).collect();
     // Every batch with a `visits` file counts as committed, even if that
     // file is now unreadable: its other files are then not orphans.
-    let committed: HashSet<&str> = visits.iter().map(|f| f.stem.as_str()).collect();
+    let committed: HashMap<&str, &str> = visits
+        .iter()
+        .map(|f| (f.stem.as_str(), f.partition.as_str()))
+        .collect();
 
     let mut archived_in: HashMap<String, String> = HashMap::new();
     let mut batch_visits: HashMap<String, HashSet<String>> = HashMap::new();
@@ -159,10 +162,21 @@ pub fn verify(store: &dyn ObjectStore) -> Result<Report, ArchiveError> {
         }
     }
     for file in &waveforms {
-        // Those of committed batches were read with their batch.
-        if !committed.contains(file.stem.as_str()) {
-            read_whole(store, &file.key, Table::Waveforms, &mut report);
-            report.warning(&file.key, NOT_COMMITTED);
+        match committed.get(file.stem.as_str()) {
+            // Read with its batch.
+            Some(&partition) if partition == file.partition => {}
+            Some(&partition) => {
+                read_whole(store, &file.key, Table::Waveforms, &mut report);
+                report.error(
+                    &file.key,
+                    None,
+                    format!("samples of a batch committed under {partition}, filed under another date: its visits are not rebuilt from them"),
+                );
+            }
+            None => {
+                read_whole(store, &file.key, Table::Waveforms, &mut report);
+                report.warning(&file.key, NOT_COMMITTED);
+            }
         }
     }
     for table in [Table::Beats, Table::Measurements, Table::Alerts] {
@@ -170,7 +184,7 @@ pub fn verify(store: &dyn ObjectStore) -> Result<Report, ArchiveError> {
             let Some(batches) = read_whole(store, &file.key, table, &mut report) else {
                 continue;
             };
-            if !committed.contains(file.stem.as_str()) {
+            if !committed.contains_key(file.stem.as_str()) {
                 report.warning(&file.key, NOT_COMMITTED);
                 continue;
             }
@@ -743,6 +757,13 @@ mod tests {
         let foreign = format!("visits/{}", rest.replace("w1-", "w8-"));
         store.put(&foreign, &bytes).unwrap();
         store.put("visits/2026-11-29/x.parquet", &bytes).unwrap();
+        // A committed batch's samples under another date.
+        let waveforms = keys(&store, Table::Waveforms).remove(0);
+        let misfiled = waveforms.replace("date=2026-11-29", "date=2026-11-30");
+        assert_ne!(misfiled, waveforms);
+        store
+            .put(&misfiled, &store.get(&waveforms).unwrap())
+            .unwrap();
 
         let report = verify(&store).unwrap();
         let warnings: Vec<&Finding> = report
@@ -769,6 +790,9 @@ mod tests {
             .iter()
             .any(|f| f.file == "visits/2026-11-29/x.parquet"
                 && f.problem.contains("partition folder")));
+        assert!(errors
+            .iter()
+            .any(|f| f.file == misfiled && f.problem.contains("another date")));
         // The committed batch is unaffected.
         assert_eq!(report.visits_matching_digest, 2);
         assert_eq!(report.batches, 1);
