@@ -150,10 +150,9 @@ pub fn read_visit_samples_from(
         read_parquet(store, &key, None)?
     };
     for batch in &batches {
-        for_each_waveform_row(&key, batch, |id, lead, start, samples| {
-            if id != visit_id {
-                return Ok(());
-            }
+        // Only this visit's rows: damage in another's does not stop it.
+        let this_visit = |id: &str| id == visit_id;
+        for_each_waveform_row(&key, batch, this_visit, |_, lead, start, samples| {
             let slot = segments
                 .get_mut(lead)
                 .ok_or_else(|| corrupt(&key, format!("lead_index {lead} >= n_leads {n_leads}")))?;
@@ -164,11 +163,12 @@ pub fn read_visit_samples_from(
     assemble_leads(segments, n_samples).map_err(|reason| corrupt(&key, reason))
 }
 
-/// Calls `row` with each row of a `waveforms` batch: visit id, lead index,
-/// start sample and the samples.
+/// Calls `row` with each row of a `waveforms` batch whose visit id `keep`
+/// accepts: visit id, lead index, start sample and the samples.
 pub(crate) fn for_each_waveform_row(
     key: &str,
     batch: &RecordBatch,
+    keep: impl Fn(&str) -> bool,
     mut row: impl FnMut(&str, usize, usize, &[i16]) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
     let column = |name: &str| batch.column_by_name(name);
@@ -181,7 +181,7 @@ pub(crate) fn for_each_waveform_row(
     else {
         return Err(corrupt(key, "unexpected waveform column types"));
     };
-    for i in 0..ids.len() {
+    for i in (0..ids.len()).filter(|&i| keep(ids.value(i))) {
         let seg = samples.value(i);
         let seg = seg
             .as_primitive_opt::<Int16Type>()

@@ -498,22 +498,27 @@ fn check_samples(
         .collect();
     let mut bad: BTreeMap<String, String> = BTreeMap::new();
     for b in &batches {
-        let outcome = for_each_waveform_row(&key, b, |id, lead, start, samples| {
-            match segments.get_mut(id).map(|leads| leads.get_mut(lead)) {
-                Some(Some(slot)) => slot.push((start, samples.to_vec())),
-                Some(None) => {
-                    bad.entry(id.to_string()).or_insert_with(|| {
-                        format!("a row of lead_index {lead}, beyond the visit's leads")
-                    });
+        let outcome = for_each_waveform_row(
+            &key,
+            b,
+            |_| true,
+            |id, lead, start, samples| {
+                match segments.get_mut(id).map(|leads| leads.get_mut(lead)) {
+                    Some(Some(slot)) => slot.push((start, samples.to_vec())),
+                    Some(None) => {
+                        bad.entry(id.to_string()).or_insert_with(|| {
+                            format!("a row of lead_index {lead}, beyond the visit's leads")
+                        });
+                    }
+                    None => {
+                        bad.entry(id.to_string()).or_insert_with(|| {
+                            "rows of a visit that its batch's visits file does not hold".into()
+                        });
+                    }
                 }
-                None => {
-                    bad.entry(id.to_string()).or_insert_with(|| {
-                        "rows of a visit that its batch's visits file does not hold".into()
-                    });
-                }
-            }
-            Ok(())
-        });
+                Ok(())
+            },
+        );
         if let Err(e) = outcome {
             report.error(&key, None, e.to_string());
             return;
