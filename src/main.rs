@@ -34,7 +34,7 @@ enum Command {
     Demo(cmd::demo::Args),
     /// SQL over the archive's tables and the chest-pain centre's figures (views).
     Query(cmd::query::Args),
-    /// Check the archive: every file read, every visit rebuilt against its digest.
+    /// The archive itself: check it (every visit against its digest), or compact its small files.
     Archive(cmd::archive::Args),
     /// One archived visit as a 12-lead report (SVG), a WFDB record or FHIR R4 JSON.
     Export(cmd::export::Args),

@@ -313,12 +313,46 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
     }
     writer.flush().unwrap();
     drop(writer);
+    readers_agree(&py, &archive, &truth, &cases);
 
-    let out = Command::new(&py)
+    // Compacted: each day's batches (three and two) become one, and every
+    // reader still sees the same rows, bit for bit.
+    let out = Command::new(env!("CARGO_BIN_EXE_ecgtriage"))
+        .args(["archive", "compact", "--before", "2026-12-01", "--archive"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("visits date=2026-11-29: 3 batches"), "{text}");
+    assert!(text.contains("visits date=2026-11-30: 2 batches"), "{text}");
+    for day in ["2026-11-29", "2026-11-30"] {
+        let files = std::fs::read_dir(archive.join("visits").join(format!("date={day}")))
+            .unwrap()
+            .count();
+        assert_eq!(files, 1, "{day}");
+    }
+    let (sound, report) = common::verify_archive(&archive);
+    assert!(sound, "{report}");
+    assert_eq!(report["visits"], cases.len(), "{report}");
+    assert_eq!(report["warnings"], 0, "{report}");
+    readers_agree(&py, &archive, &truth, &cases);
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// pyarrow, DuckDB and `ecgtriage query` read the archive of `cases` and
+/// agree with the truth and with each other.
+fn readers_agree(py: &Path, archive: &Path, truth: &Path, cases: &[Case]) {
+    let out = Command::new(py)
         .arg("-c")
         .arg(READER_PY)
-        .arg(&archive)
-        .arg(&truth)
+        .arg(archive)
+        .arg(truth)
         .output()
         .expect("run python");
     assert!(
@@ -378,7 +412,7 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
         "alert_acks",
         "alert_escalations",
     ] {
-        let ours = count(&archive, table);
+        let ours = count(archive, table);
         assert_eq!(
             Some(ours),
             py_out["pyarrow"][table].as_u64(),
@@ -440,7 +474,7 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
     assert_eq!(esc[0][1], 1);
     assert_eq!(esc[1][1], 2);
     let ours = query_json(
-        &archive,
+        archive,
         "SELECT alert_id, acked_by, verdict FROM alert_acks ORDER BY alert_id",
     );
     let ours: Vec<Value> = ours
@@ -450,7 +484,7 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
     assert_eq!(ours, want_acks);
     // The figures views see the same: one false alarm, all read in time.
     let f = query_json(
-        &archive,
+        archive,
         "SELECT sum(alerts) AS alerts, sum(false_alarms) AS fa, sum(read_within_10_min) AS read, \
          sum(escalated) AS esc FROM centre_figures",
     );
@@ -459,7 +493,7 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
     assert_eq!(f[0]["read"].as_u64(), Some(stemi.len() as u64));
     assert_eq!(f[0]["esc"].as_u64(), Some(stemi.len() as u64 - 1));
     let rows = query_json(
-        &archive,
+        archive,
         "SELECT sum(cardinality(samples)) AS n FROM waveforms",
     );
     assert_eq!(rows[0]["n"].as_u64(), Some(total_samples as u64));
@@ -472,7 +506,7 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
         .map(|c| c.id.as_str())
         .collect();
     let rows = query_json(
-        &archive,
+        archive,
         &format!("SELECT visit_id, date FROM visits WHERE date = '{day}' ORDER BY visit_id"),
     );
     let ids: Vec<&str> = rows
@@ -489,7 +523,7 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
         .collect();
     assert_eq!(ids, duck_ids);
     let rows = query_json(
-        &archive,
+        archive,
         &format!("SELECT count(*) AS n FROM visits WHERE date = '{day}' AND stemi"),
     );
     let want_stemi = cases.iter().filter(|c| c.date == day && c.stemi).count() as u64;
@@ -498,20 +532,18 @@ fn pyarrow_and_duckdb_read_the_archive_and_query_agrees() {
 
     // The other formats print the same rows.
     let csv = ecgtriage_query(
-        &archive,
+        archive,
         &format!("SELECT visit_id, leads FROM visits WHERE date = '{day}' ORDER BY visit_id"),
         "csv",
     );
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("visit_id,leads"));
     assert_eq!(lines.count(), want_ids.len());
-    let table = ecgtriage_query(&archive, "SELECT count(*) AS n FROM alerts", "table");
+    let table = ecgtriage_query(archive, "SELECT count(*) AS n FROM alerts", "table");
     assert!(
         table.contains(&format!("| {} ", expected["alerts"])),
         "{table}"
     );
-
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

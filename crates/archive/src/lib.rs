@@ -16,7 +16,10 @@
 //! - [`reader`]: reading back the samples of a visit, bit for bit.
 //! - [`verify`]: checking a whole archive: every file read, every visit
 //!   rebuilt and compared with its digest.
+//! - [`compact`]: a closed day's small batches merged into a few large
+//!   ones, in steps that a crash can stop anywhere and a rerun finishes.
 
+pub mod compact;
 mod flusher;
 pub mod reader;
 pub mod record;
@@ -28,6 +31,7 @@ pub mod writer;
 /// Timestamps in the records are `time::OffsetDateTime`.
 pub use time;
 
+pub use compact::{compact, compact_local, CompactConfig, CompactReport, Merge};
 pub use reader::{read_visit_samples, read_visit_samples_from};
 pub use record::{
     AlertAck, AlertEscalation, AlertRow, BeatRow, LeadMeasurement, VisitRecord, VisitRow,
@@ -52,8 +56,11 @@ pub enum ArchiveError {
     Corrupt { file: String, reason: String },
     #[error("visit {0} is not in the archive")]
     VisitNotFound(String),
-    #[error("writer config: {0}")]
+    #[error("archive config: {0}")]
     Config(String),
+    /// Another process holds what this one needs (a compaction's lock).
+    #[error("{0}")]
+    Busy(String),
     /// The writer's background flush thread could not start or has died
     /// (a bug): the visits it held are not archived and not released.
     #[error("the archive's flush thread is gone")]

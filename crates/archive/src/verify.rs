@@ -138,6 +138,9 @@ pub fn verify(store: &dyn ObjectStore) -> Result<Report, ArchiveError> {
     let mut report = Report::default();
     let mut files: HashMap<Table, Vec<TableFile>> = HashMap::new();
     for key in store.list("")? {
+        if key == crate::compact::LOCK_FILE {
+            continue;
+        }
         if let Some((table, file)) = place(&key, &mut report) {
             files.entry(table).or_default().push(file);
         }
@@ -175,7 +178,7 @@ pub fn verify(store: &dyn ObjectStore) -> Result<Report, ArchiveError> {
             }
             None => {
                 read_whole(store, &file.key, Table::Waveforms, &mut report);
-                report.warning(&file.key, NOT_COMMITTED);
+                report.warning(&file.key, not_committed(&file.stem));
             }
         }
     }
@@ -185,7 +188,7 @@ pub fn verify(store: &dyn ObjectStore) -> Result<Report, ArchiveError> {
                 continue;
             };
             if !committed.contains_key(file.stem.as_str()) {
-                report.warning(&file.key, NOT_COMMITTED);
+                report.warning(&file.key, not_committed(&file.stem));
                 continue;
             }
             // Unknown when the batch's visits file is unreadable (reported).
@@ -247,9 +250,18 @@ pub fn unreadable_footers(root: &Path) -> Result<Vec<Finding>, ArchiveError> {
     Ok(out)
 }
 
-const NOT_COMMITTED: &str = "not committed: no visits file of the same batch (a crash \
-     before the batch's commit; the writer that made it deletes it when it next starts, \
-     and until then readers of this table see its rows)";
+/// Why a file of a batch without a `visits` file is there, and who deletes it.
+fn not_committed(stem: &str) -> String {
+    let who = if stem.starts_with(&format!("{}-", crate::compact::WRITER_ID)) {
+        "the next `ecgtriage archive compact` deletes it"
+    } else {
+        "the writer that made it deletes it when it next starts"
+    };
+    format!(
+        "not committed: no visits file of the same batch (a crash before the batch's \
+         commit; {who}, and until then readers of this table see its rows)"
+    )
+}
 
 /// Where a key sits: a table file, or a finding.
 fn place(key: &str, report: &mut Report) -> Option<(Table, TableFile)> {
@@ -420,10 +432,21 @@ fn check_batch(
     report.visits += entries.len();
     for e in &entries {
         if let Some(first) = archived_in.insert(e.visit_id.clone(), file.key.clone()) {
+            let merged = |key: &str| {
+                key.rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with(&format!("{}-", crate::compact::WRITER_ID)))
+            };
+            let why = if merged(&first) || merged(&file.key) {
+                ": a compaction cut short before it retired its sources \
+                 (`ecgtriage archive compact` finishes it)"
+            } else {
+                ""
+            };
             report.error(
                 &file.key,
                 Some(&e.visit_id),
-                format!("archived twice: also in {first}"),
+                format!("archived twice: also in {first}{why}"),
             );
         }
     }

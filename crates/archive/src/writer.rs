@@ -98,6 +98,14 @@ impl WriterConfig {
                 self.writer_id
             )));
         }
+        // Compaction deletes the files of its own id that no commit holds,
+        // which would include a writer's batch under way.
+        if self.writer_id == crate::compact::WRITER_ID {
+            return Err(ArchiveError::Config(format!(
+                "writer_id {:?} is reserved for `archive compact`",
+                self.writer_id
+            )));
+        }
         if self.max_visits == 0 {
             return Err(ArchiveError::Config("max_visits must be >= 1".into()));
         }
@@ -177,8 +185,41 @@ impl ArchiveWriter {
     /// temporary files left by a crash, and loads the archived visit ids.
     pub fn open(store: Arc<dyn ObjectStore>, config: WriterConfig) -> Result<Self, ArchiveError> {
         config.validate()?;
-        let prefix = format!("{}-", config.writer_id);
-        let committed = committed_batches(store.as_ref())?;
+        // A compaction running meanwhile may retire a batch between the
+        // listing and the reading of its `visits` file; its visits are then
+        // in the merged batch, which a new listing shows.
+        let mut attempts = 0;
+        let archived = loop {
+            match Self::tidy_and_load(store.as_ref(), &config.writer_id) {
+                Err(e) if vanished(&e) && attempts < 5 => attempts += 1,
+                outcome => break outcome?,
+            }
+        };
+        Ok(Self {
+            files: Files {
+                store,
+                config: Arc::new(config),
+            },
+            archived,
+            buffer: Vec::new(),
+            buffered_ids: HashSet::new(),
+            acks: Vec::new(),
+            escalations: Vec::new(),
+            first_buffered_at: None,
+            flusher: None,
+            in_flight: None,
+            unreported: Vec::new(),
+        })
+    }
+
+    /// Deletes this writer's files that no commit holds and its temporary
+    /// files, and returns the visit ids of every committed batch.
+    fn tidy_and_load(
+        store: &dyn ObjectStore,
+        writer_id: &str,
+    ) -> Result<HashSet<String>, ArchiveError> {
+        let prefix = format!("{writer_id}-");
+        let committed = committed_batches(store)?;
         let committed_stems: HashSet<&str> = committed.iter().map(|b| b.stem.as_str()).collect();
         for key in store.list("")? {
             let name = key.rsplit('/').next().unwrap_or(&key);
@@ -204,23 +245,9 @@ impl ArchiveWriter {
         }
         let mut archived = HashSet::new();
         for b in &committed {
-            archived.extend(read_visit_ids(store.as_ref(), &b.key)?);
+            archived.extend(read_visit_ids(store, &b.key)?);
         }
-        Ok(Self {
-            files: Files {
-                store,
-                config: Arc::new(config),
-            },
-            archived,
-            buffer: Vec::new(),
-            buffered_ids: HashSet::new(),
-            acks: Vec::new(),
-            escalations: Vec::new(),
-            first_buffered_at: None,
-            flusher: None,
-            in_flight: None,
-            unreported: Vec::new(),
-        })
+        Ok(archived)
     }
 
     /// From now on, flushes triggered by [`ArchiveWriter::append`] and
@@ -636,6 +663,12 @@ impl Files {
     }
 }
 
+/// A file listed a moment ago is gone.
+fn vanished(e: &ArchiveError) -> bool {
+    matches!(e, ArchiveError::Store(crate::store::StoreError::Io { source, .. })
+        if source.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// File-name-safe form of a visit id (UUID text passes unchanged).
 fn sanitize(id: &str) -> String {
     id.chars()
@@ -647,9 +680,19 @@ fn sanitize(id: &str) -> String {
 /// Parquet bytes of one batch, with the archive's compression and the
 /// configured encoding of the sample leaf.
 pub(crate) fn encode(batch: &RecordBatch, config: &WriterConfig) -> Result<Vec<u8>, ArchiveError> {
+    encode_with(batch, properties(batch.schema().as_ref(), config)?.build())
+}
+
+/// The archive's writer properties for a table of `schema`: zstd at the
+/// configured level on every column, and for the sample leaf the configured
+/// encoding without statistics.
+pub(crate) fn properties(
+    schema: &arrow::datatypes::Schema,
+    config: &WriterConfig,
+) -> Result<parquet::file::properties::WriterPropertiesBuilder, ArchiveError> {
     let level = ZstdLevel::try_new(config.zstd_level)?;
     let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(level));
-    if batch.schema().column_with_name("samples").is_some() {
+    if schema.column_with_name("samples").is_some() {
         let leaf = ColumnPath::new(vec!["samples".into(), "list".into(), "item".into()]);
         // No reader prunes on a sample's value, and min/max over every
         // sample cost 1.4 % of the pipeline's CPU (profile of 2026-11-30).
@@ -668,8 +711,16 @@ pub(crate) fn encode(batch: &RecordBatch, config: &WriterConfig) -> Result<Vec<u
             }
         };
     }
+    Ok(props)
+}
+
+/// Parquet bytes of one batch with the given properties.
+pub(crate) fn encode_with(
+    batch: &RecordBatch,
+    props: WriterProperties,
+) -> Result<Vec<u8>, ArchiveError> {
     let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.build()))?;
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
     w.write(batch)?;
     w.close()?;
     Ok(out)
