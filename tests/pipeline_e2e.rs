@@ -24,6 +24,49 @@ fn run_archives_every_visit_once_and_alerts_every_flagged_stemi() {
     let alerts = seen.lock().unwrap().alerts.clone();
     check_all(&s.archive(), &truth, &ids, &alerts);
 
+    // Compacted, the pipeline's archive holds the same: one batch per day,
+    // every visit once and bit-exact, every digest matching.
+    let out = Command::new(ecgtriage())
+        .args([
+            "archive",
+            "compact",
+            "--before",
+            "2100-01-01",
+            "--json",
+            "--archive",
+        ])
+        .arg(s.archive())
+        .output()
+        .expect("ecgtriage archive compact runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let merged: u64 = report["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["table"] == "visits")
+        .map(|m| m["rows"].as_u64().unwrap())
+        .sum();
+    // A day with a single batch (a run across midnight) has nothing to merge.
+    assert!(merged > 0 && merged <= truth.len() as u64, "{report}");
+    for day in std::fs::read_dir(s.archive().join("visits")).unwrap() {
+        let files = std::fs::read_dir(day.unwrap().path()).unwrap().count();
+        assert_eq!(files, 1, "{report}");
+    }
+    check_archive(&s.archive(), &truth, &ids);
+    let (ok, report) = verify_archive(&s.archive());
+    assert!(ok, "{report}");
+    assert_eq!(
+        report["visits_matching_digest"].as_u64(),
+        Some(truth.len() as u64)
+    );
+    assert_eq!(report["warnings"], 0, "{report}");
+
     // Damage one waveforms file as a failing disk would: the check names
     // it and fails, and says which visits it can no longer vouch for.
     let file = first_file(&s.archive().join("waveforms"));
