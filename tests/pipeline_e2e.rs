@@ -91,6 +91,57 @@ fn run_archives_every_visit_once_and_alerts_every_flagged_stemi() {
     assert!(unvouched >= 1, "{report}");
 }
 
+#[test]
+fn compaction_while_the_pipeline_writes_loses_nothing() {
+    let s = Setup::new(8, &[]);
+    let seen = watch(s.broker.port());
+    let mut pipeline = s.start_pipeline();
+    let fleet = spawn_fleet(s.fleet(120, 23));
+    // Today's partition, merged again and again while the pipeline commits
+    // new batches to it: the harshest case (the nightly run merges closed
+    // days only).
+    let compact = || {
+        let out = Command::new(ecgtriage())
+            .args(["archive", "compact", "--before", "2100-01-01", "--archive"])
+            .arg(s.archive())
+            .output()
+            .expect("ecgtriage archive compact runs");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).contains(" -> ")
+    };
+    let mut merges = 0;
+    while !fleet.is_finished() {
+        if s.archive().join("visits").is_dir() {
+            merges += usize::from(compact());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let truth = fleet.join().unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        merges += usize::from(compact());
+        let ids = archived_ids(&s.archive());
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        if unique.len() >= truth.len() || t0.elapsed() > Duration::from_secs(180) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = sigterm(&mut pipeline);
+    assert!(status.success(), "ecgtriage run exited with {status}");
+    compact();
+    assert!(merges >= 2, "only {merges} compactions merged anything");
+    std::thread::sleep(Duration::from_millis(500));
+    let alerts = seen.lock().unwrap().alerts.clone();
+    let ids = archived_ids(&s.archive());
+    check_all(&s.archive(), &truth, &ids, &alerts);
+}
+
 /// The first file, in name order, anywhere under `dir`.
 fn first_file(dir: &std::path::Path) -> std::path::PathBuf {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
