@@ -1154,6 +1154,55 @@ mod tests {
         assert!(steps > 20, "{steps}");
     }
 
+    /// A store whose first read is preceded by a whole compaction, as if
+    /// one ran between a reader's listing and its reading.
+    struct CompactedUnderfoot {
+        inner: LocalDisk,
+        done: std::sync::atomic::AtomicBool,
+    }
+
+    impl ObjectStore for CompactedUnderfoot {
+        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(key, bytes)
+        }
+        fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+            if !self.done.swap(true, Ordering::SeqCst) {
+                let report = compact(&self.inner, &day1()).unwrap();
+                assert_eq!(report.merges[0].sources, 3);
+            }
+            self.inner.get(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+    }
+
+    #[test]
+    fn readers_list_again_when_a_compaction_retires_what_they_listed() {
+        let dir = archive(6, 0);
+        let root = dir.path();
+        let want = read_visit_samples(root, "v03").unwrap();
+        let store = CompactedUnderfoot {
+            inner: LocalDisk::new(root),
+            done: false.into(),
+        };
+        assert_eq!(crate::read_visit_samples_from(&store, "v03").unwrap(), want);
+        assert!(store.done.load(Ordering::SeqCst));
+
+        // The pipeline's writer opening at that moment.
+        let dir = archive(6, 0);
+        let store = Arc::new(CompactedUnderfoot {
+            inner: LocalDisk::new(dir.path()),
+            done: false.into(),
+        });
+        let w = ArchiveWriter::open(store.clone(), config(2)).unwrap();
+        assert!(store.done.load(Ordering::SeqCst));
+        assert!((0..6).all(|i| w.is_archived(&format!("v{i:02}"))));
+    }
+
     #[test]
     fn a_damaged_source_is_left_where_it_is_and_named() {
         let dir = archive(6, 0);

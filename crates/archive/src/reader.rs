@@ -113,6 +113,25 @@ pub fn read_visit_samples_from(
     store: &dyn ObjectStore,
     visit_id: &str,
 ) -> Result<Vec<Vec<i16>>, ArchiveError> {
+    // A compaction may retire the visit's batch between the listing and the
+    // reading; the visit is then in the merged batch, which a new listing
+    // shows.
+    let mut attempts = 0;
+    loop {
+        match read_visit_once(store, visit_id) {
+            Err(e) if vanished(&e) && attempts < 5 => attempts += 1,
+            outcome => return outcome,
+        }
+    }
+}
+
+/// A file listed a moment ago is gone.
+pub(crate) fn vanished(e: &ArchiveError) -> bool {
+    matches!(e, ArchiveError::Store(crate::store::StoreError::Io { source, .. })
+        if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+fn read_visit_once(store: &dyn ObjectStore, visit_id: &str) -> Result<Vec<Vec<i16>>, ArchiveError> {
     let mut found = None;
     'files: for b in committed_batches(store)? {
         for batch in read_parquet(store, &b.key, Some(&["visit_id", "n_leads", "n_samples"]))? {

@@ -19,7 +19,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::flusher::Flusher;
-use crate::reader::{committed_batches, read_visit_ids};
+use crate::reader::{committed_batches, read_visit_ids, vanished};
 use crate::record::{AlertAck, AlertEscalation, AlertRow, VisitRecord};
 use crate::store::{LocalDisk, ObjectStore};
 use crate::table::{self, utc_date, Table, PARTITION_COLUMN};
@@ -661,12 +661,6 @@ impl Files {
         self.store.put(&key, &bytes)?;
         Ok(key)
     }
-}
-
-/// A file listed a moment ago is gone.
-fn vanished(e: &ArchiveError) -> bool {
-    matches!(e, ArchiveError::Store(crate::store::StoreError::Io { source, .. })
-        if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// File-name-safe form of a visit id (UUID text passes unchanged).
