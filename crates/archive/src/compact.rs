@@ -420,6 +420,11 @@ fn compact_batches(
     let mut group: Vec<Source> = Vec::new();
     let mut ids: HashSet<String> = HashSet::new();
     for stem in stems {
+        // Already named while finishing earlier runs: once is enough.
+        let visits_key = format!("{}/{partition}/{stem}.parquet", Table::Visits.name());
+        if report.refused.iter().any(|f| f.file == visits_key) {
+            continue;
+        }
         let source = match read_source(store, layout, partition, stem) {
             Ok(s) => s,
             Err(refusal) => {
@@ -1225,6 +1230,35 @@ mod tests {
             check.findings
         );
         assert_eq!(check.visits_matching_digest, 4);
+    }
+
+    #[test]
+    fn a_damaged_merged_batch_is_named_once_and_its_sources_are_not_guessed() {
+        let dir = archive(4, 0);
+        let root = dir.path();
+        compact_local(root, &day1()).unwrap();
+        {
+            let mut w = ArchiveWriter::open_local(root, config(1)).unwrap();
+            w.append(record("late", T0, vec![vec![1, 2, 3]; 2]))
+                .unwrap();
+            w.flush().unwrap();
+        }
+        let merged = files(root, "visits/date=2026-11-29")
+            .into_iter()
+            .find(|k| k.contains("/compact-"))
+            .unwrap();
+        std::fs::write(root.join(&merged), b"not parquet").unwrap();
+        let listing = files(root, "");
+        let report = compact_local(root, &day1()).unwrap();
+        assert_eq!(report.refused.len(), 1, "{:#?}", report.refused);
+        assert_eq!(report.refused[0].file, merged);
+        assert!(report.finished.is_empty(), "{:?}", report.finished);
+        assert!(report.merges.iter().all(|m| m.table != Table::Visits));
+        // Nothing of the damaged batch, or the late one, was touched.
+        let after = files(root, "");
+        for key in listing.iter().filter(|k| !k.starts_with("alert_")) {
+            assert!(after.contains(key), "{key} is gone");
+        }
     }
 
     #[test]
