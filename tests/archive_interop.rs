@@ -624,6 +624,69 @@ fn a_damaged_file_is_named_when_a_query_trips_over_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn compact_says_clearly_what_it_cannot_do() {
+    let dir = tempfile_dir("compact-errors");
+    let archive = dir.join("archive");
+    let compact = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ecgtriage"))
+            .args(["archive", "compact", "--archive"])
+            .arg(&archive)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = compact(&[]);
+    assert!(!ok && text.contains("no archive"), "{text}");
+
+    let config = WriterConfig {
+        max_visits: 1,
+        ..WriterConfig::new("itest")
+    };
+    let mut writer = ArchiveWriter::open_local(&archive, config).unwrap();
+    for c in cases() {
+        writer.append(c.record).unwrap();
+    }
+    drop(writer);
+    for (args, says) in [
+        (
+            &["--before", "2026-13-01"][..],
+            "--before \"2026-13-01\" is not a date",
+        ),
+        (&["--max-mib", "0"][..], "--max-mib must be at least 1"),
+    ] {
+        let (ok, text) = compact(args);
+        assert!(!ok && text.contains(says), "{args:?}: {text}");
+    }
+    // A damaged batch stays as it is, named, and fails the run; the rest
+    // of its day is merged.
+    let day = archive.join("waveforms").join("date=2026-11-29");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&day)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    std::fs::write(&files[0], b"PAR1 cut short").unwrap();
+    let (ok, text) = compact(&["--before", "2026-12-01"]);
+    let key = files[0]
+        .strip_prefix(&archive)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("error: {key}: not a readable Parquet file")),
+        "{text}"
+    );
+    assert!(text.contains("visits date=2026-11-29: 3 batches"), "{text}");
+    assert!(text.contains("1 file left as they are"), "{text}");
+    assert_eq!(count(&archive, "visits"), 7);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn tempfile_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ecgtriage-archive-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

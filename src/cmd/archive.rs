@@ -109,9 +109,16 @@ fn compact(a: CompactArgs) -> anyhow::Result<()> {
         "no archive at {} (not a folder)",
         a.archive.display()
     );
+    anyhow::ensure!(
+        a.max_visits >= 1 && a.max_mib >= 1,
+        "--max-visits and --max-mib must be at least 1"
+    );
     let before = match &a.before {
-        Some(d) => time::Date::parse(d, &time::format_description::well_known::Iso8601::DATE)
-            .with_context(|| format!("--before {d:?} is not a date YYYY-MM-DD"))?,
+        Some(d) => {
+            let format = time::format_description::parse_borrowed::<1>("[year]-[month]-[day]")?;
+            time::Date::parse(d, &format)
+                .map_err(|e| anyhow::anyhow!("--before {d:?} is not a date YYYY-MM-DD: {e}"))?
+        }
         None => time::OffsetDateTime::now_utc().date(),
     };
     let config = CompactConfig {
