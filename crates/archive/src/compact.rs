@@ -35,7 +35,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
 
 use crate::store::{LocalDisk, ObjectStore, StoreError, TMP_SUFFIX};
-use crate::table::{Table, PARTITION_COLUMN};
+use crate::table::{partition_date, Table, PARTITION_COLUMN};
 use crate::verify::{Finding, Severity};
 use crate::writer::{encode_with, properties, WriterConfig};
 use crate::ArchiveError;
@@ -219,12 +219,7 @@ fn planned(table: Table, partition: &str, sources: usize, files_before: usize) -
 /// Whether a `date=YYYY-MM-DD` partition is dated before `day`; an
 /// undatable one never is (`archive verify` reports it).
 fn before(partition: &str, day: time::Date) -> bool {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    partition
-        .strip_prefix(PARTITION_COLUMN)
-        .and_then(|p| p.strip_prefix('='))
-        .and_then(|d| time::Date::parse(d, &format).ok())
-        .is_some_and(|d| d < day)
+    partition_date(partition).is_some_and(|d| d < day)
 }
 
 /// The archive's committed batches and event files, from one listing.
@@ -285,7 +280,8 @@ fn split_key(key: &str) -> Option<(Table, &str, &str)> {
     Some((table, partition, name.strip_suffix(".parquet")?))
 }
 
-fn is_merged(stem: &str) -> bool {
+/// Whether a file name or stem is of a merged batch or file.
+pub(crate) fn is_merged(stem: &str) -> bool {
     stem.starts_with(&format!("{WRITER_ID}-"))
 }
 

@@ -42,6 +42,16 @@ pub const TABLES: [Table; 7] = [
 /// Name of the hive partition column (`date=YYYY-MM-DD` folders, UTC).
 pub const PARTITION_COLUMN: &str = "date";
 
+/// The date of a `date=YYYY-MM-DD` partition folder; `None` for a folder
+/// readers cannot date.
+pub(crate) fn partition_date(partition: &str) -> Option<time::Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    partition
+        .strip_prefix(PARTITION_COLUMN)
+        .and_then(|p| p.strip_prefix('='))
+        .and_then(|d| time::Date::parse(d, &format).ok())
+}
+
 impl Table {
     /// The folder name, also the SQL table name.
     pub fn name(self) -> &'static str {

@@ -21,9 +21,10 @@ use ecg_wire::SamplesDigest;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::SerializedFileReader;
 
+use crate::compact::is_merged;
 use crate::reader::{assemble_leads, for_each_waveform_row, LeadSegments};
 use crate::store::{LocalDisk, ObjectStore};
-use crate::table::{Table, PARTITION_COLUMN, TABLES};
+use crate::table::{partition_date, Table, PARTITION_COLUMN, TABLES};
 use crate::ArchiveError;
 
 /// How bad a finding is.
@@ -252,7 +253,7 @@ pub fn unreadable_footers(root: &Path) -> Result<Vec<Finding>, ArchiveError> {
 
 /// Why a file of a batch without a `visits` file is there, and who deletes it.
 fn not_committed(stem: &str) -> String {
-    let who = if stem.starts_with(&format!("{}-", crate::compact::WRITER_ID)) {
+    let who = if is_merged(stem) {
         "the next `ecgtriage archive compact` deletes it"
     } else {
         "the writer that made it deletes it when it next starts"
@@ -288,7 +289,7 @@ fn place(key: &str, report: &mut Report) -> Option<(Table, TableFile)> {
         );
         return None;
     };
-    if !is_date_partition(partition) {
+    if partition_date(partition).is_none() {
         report.error(
             key,
             None,
@@ -304,14 +305,6 @@ fn place(key: &str, report: &mut Report) -> Option<(Table, TableFile)> {
             stem: stem.to_string(),
         },
     ))
-}
-
-fn is_date_partition(partition: &str) -> bool {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    partition
-        .strip_prefix(PARTITION_COLUMN)
-        .and_then(|p| p.strip_prefix('='))
-        .is_some_and(|d| time::Date::parse(d, &format).is_ok())
 }
 
 /// Reads a file whole and checks it against its table's columns. `None`
@@ -432,11 +425,7 @@ fn check_batch(
     report.visits += entries.len();
     for e in &entries {
         if let Some(first) = archived_in.insert(e.visit_id.clone(), file.key.clone()) {
-            let merged = |key: &str| {
-                key.rsplit('/')
-                    .next()
-                    .is_some_and(|n| n.starts_with(&format!("{}-", crate::compact::WRITER_ID)))
-            };
+            let merged = |key: &str| key.rsplit('/').next().is_some_and(is_merged);
             let why = if merged(&first) || merged(&file.key) {
                 ": a compaction cut short before it retired its sources \
                  (`ecgtriage archive compact` finishes it)"
