@@ -142,6 +142,69 @@ fn compaction_while_the_pipeline_writes_loses_nothing() {
     check_all(&s.archive(), &truth, &ids, &alerts);
 }
 
+#[test]
+fn the_running_pipeline_merges_closed_days_on_its_own() {
+    let s = Setup::new(8, &[]);
+    let seen = watch(s.broker.port());
+    let metrics = free_addr();
+    let mut pipeline = s.start_pipeline_in(
+        s.dir.path(),
+        &["--archive-compact-every-s", "1", "--metrics", &metrics],
+    );
+    // Devices whose clocks run three days behind: their visits are filed
+    // under a closed day, which the pipeline's own schedule merges while
+    // it goes on committing batches to it.
+    let mut fleet = s.fleet(60, 29);
+    fleet.stream.faults.clock_skew_s = -3.0 * 86_400.0;
+    let truth = run_fleet(fleet);
+    // Every day's `visits` files (all of them closed days), by day.
+    let days = || -> Vec<Vec<String>> {
+        let names = |dir: std::path::PathBuf| -> Vec<String> {
+            std::fs::read_dir(dir).map_or(Vec::new(), |d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+        };
+        let root = s.archive().join("visits");
+        names(root.clone())
+            .into_iter()
+            .map(|day| names(root.join(day)))
+            .collect()
+    };
+    let merged_days = |days: &[Vec<String>]| {
+        !days.is_empty()
+            && days
+                .iter()
+                .all(|files| files.len() == 1 && files[0].starts_with("compact-"))
+    };
+    let t0 = std::time::Instant::now();
+    loop {
+        let ids = archived_ids(&s.archive());
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        let merged = metric(&metrics, "ecgtriage_archive_files_compacted").unwrap_or(0.0);
+        if (unique.len() >= truth.len() && merged_days(&days()) && merged > 0.0)
+            || t0.elapsed() > Duration::from_secs(180)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let merged = metric(&metrics, "ecgtriage_archive_files_compacted");
+    let runs = metric(&metrics, "ecgtriage_archive_compactions");
+    let errors = metric(&metrics, "ecgtriage_archive_compaction_errors");
+    let status = sigterm(&mut pipeline);
+    assert!(status.success(), "ecgtriage run exited with {status}");
+    let days = days();
+    assert!(merged_days(&days), "not one merged batch a day: {days:?}");
+    assert!(merged.is_some_and(|n| n > 0.0), "{merged:?}");
+    assert!(runs.is_some_and(|n| n >= 1.0), "{runs:?}");
+    assert_eq!(errors, Some(0.0));
+    std::thread::sleep(Duration::from_millis(500));
+    let alerts = seen.lock().unwrap().alerts.clone();
+    let ids = archived_ids(&s.archive());
+    check_all(&s.archive(), &truth, &ids, &alerts);
+}
+
 /// The first file, in name order, anywhere under `dir`.
 fn first_file(dir: &std::path::Path) -> std::path::PathBuf {
     let mut entries: Vec<_> = std::fs::read_dir(dir)

@@ -17,7 +17,9 @@ pub struct Args {
     /// TOML settings file (keys: broker, ca, client_cert, client_key,
     /// username, password, pseudonym_key, pseudonym_key_version, client_id,
     /// archive, spool, centre, log_format, metrics, receive_maximum,
-    /// visit_timeout_s, archive_flush_s, http, escalate_after_s, [[accounts]]).
+    /// visit_timeout_s, archive_flush_s, archive_compact_every_s,
+    /// quarantine_max_mib, quarantine_max_mib_per_device_day, http,
+    /// escalate_after_s, [[accounts]]).
     /// Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -57,6 +59,11 @@ pub struct Args {
     /// Seconds of silence after which a visit is closed as incomplete.
     #[arg(long)]
     pub visit_timeout_s: Option<u64>,
+    /// Merge the archive's closed days (UTC, an hour after midnight) this
+    /// often, the first time at most 5 minutes after start (default 3600;
+    /// 0: never, leave it to `ecgtriage archive compact`).
+    #[arg(long)]
+    pub archive_compact_every_s: Option<f64>,
     /// Serve the cardiologists' dashboard here (e.g. 127.0.0.1:8750).
     #[arg(long)]
     pub http: Option<SocketAddr>,
@@ -87,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         log_format,
         metrics: args.metrics,
         visit_timeout_s: args.visit_timeout_s,
+        archive_compact_every_s: args.archive_compact_every_s,
         http: args.http,
         escalate_after_s: args.escalate_after_s,
         ..Settings::default()

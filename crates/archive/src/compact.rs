@@ -26,6 +26,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use arrow::array::{new_null_array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
@@ -80,6 +82,11 @@ pub struct CompactConfig {
     pub zstd_level: i32,
     /// List what would be merged; write and delete nothing.
     pub dry_run: bool,
+    /// Checked before each merge: once set, [`compact`] returns what it
+    /// has done ([`CompactReport::stopped`]), so that a pipeline shutting
+    /// down waits for one merge at most. What is left is as a crash would
+    /// leave it: the next run goes on from there.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl CompactConfig {
@@ -90,7 +97,14 @@ impl CompactConfig {
             max_bytes: 256 << 20,
             zstd_level: WriterConfig::new(WRITER_ID).zstd_level,
             dry_run: false,
+            stop: None,
         }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -121,6 +135,8 @@ pub struct CompactReport {
     pub finished: Vec<String>,
     /// Sources left in place, and why (each names its file).
     pub refused: Vec<Finding>,
+    /// [`CompactConfig::stop`] cut the run short; days are left to merge.
+    pub stopped: bool,
 }
 
 /// Compacts an archive on local disk, holding [`LOCK_FILE`] so that two
@@ -179,6 +195,10 @@ pub fn compact(
         if stems.len() < 2 || !before(partition, config.before) {
             continue;
         }
+        if config.stopped() {
+            report.stopped = true;
+            return Ok(report);
+        }
         if config.dry_run {
             let files = stems.iter().map(|s| 1 + layout.files_of(s).len()).sum();
             report
@@ -191,6 +211,10 @@ pub fn compact(
     for ((_, partition), (table, keys)) in &layout.events {
         if keys.len() < 2 || !before(partition, config.before) {
             continue;
+        }
+        if config.stopped() {
+            report.stopped = true;
+            return Ok(report);
         }
         if config.dry_run {
             report
@@ -826,8 +850,7 @@ fn write_events(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
 
     use arrow::array::Array;
     use arrow::row::{RowConverter, SortField};
@@ -1048,6 +1071,68 @@ mod tests {
         let report = verify(&LocalDisk::new(root)).unwrap();
         assert_eq!(report.errors(), 0, "{:#?}", report.findings);
         assert_eq!(report.visits, 9);
+    }
+
+    /// A store that raises a stop flag once a merged batch commits.
+    struct StopAfterCommit {
+        inner: LocalDisk,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl ObjectStore for StopAfterCommit {
+        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(key, bytes)?;
+            if key.starts_with("visits/") && key.contains("/compact-") {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+        fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+            self.inner.get(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_the_run_between_merges_and_the_next_run_goes_on() {
+        let dir = archive(4, 4);
+        let root = dir.path();
+        let before = rows(root);
+        let stop = Arc::new(AtomicBool::new(true));
+        let both_days = CompactConfig {
+            stop: Some(stop.clone()),
+            ..CompactConfig::new(date!(2026 - 12 - 01))
+        };
+        // Raised before the run: nothing is merged.
+        let report = compact_local(root, &both_days).unwrap();
+        assert!(report.stopped && report.merges.is_empty(), "{report:?}");
+        assert_eq!(files(root, "visits/date=2026-11-29").len(), 2);
+
+        // Raised as the first day's merged batch commits: that merge is
+        // finished (its sources retired), the second day is left.
+        stop.store(false, Ordering::Relaxed);
+        let store = StopAfterCommit {
+            inner: LocalDisk::new(root),
+            stop: stop.clone(),
+        };
+        let report = compact(&store, &both_days).unwrap();
+        assert!(report.stopped, "{report:?}");
+        assert_eq!(report.merges.len(), 1, "{:?}", report.merges);
+        assert_eq!(files(root, "visits/date=2026-11-29").len(), 1);
+        assert_eq!(files(root, "visits/date=2026-11-30").len(), 2);
+        assert_eq!(rows(root), before);
+        sound(root, 8);
+
+        let report = compact_local(root, &CompactConfig::new(date!(2026 - 12 - 01))).unwrap();
+        assert!(!report.stopped);
+        assert_eq!(files(root, "visits/date=2026-11-30").len(), 1);
+        assert_eq!(rows(root), before);
+        sound(root, 8);
     }
 
     /// A store that stops (errors on every call) after `left` puts and

@@ -98,6 +98,9 @@ fn config(spec: &Spec) -> ServiceConfig {
         centre: CentreId::new("centre-1").expect("valid id"),
         metrics_addr: None,
         quarantine: ecg_pipeline::quarantine::QuarantineConfig::default(),
+        // As `ecgtriage run` by default; the fresh archive's only day is
+        // today, so no run merges anything unless one passes midnight.
+        compaction: Some(Default::default()),
     }
 }
 

@@ -201,6 +201,10 @@ pub struct Settings {
     pub visit_timeout_s: Option<u64>,
     /// A finished visit is queryable within about this delay.
     pub archive_flush_s: Option<f64>,
+    /// Closed days of the archive are merged this often (default 3600, the
+    /// first run at most 5 min after start); 0: never, leaving it to
+    /// `ecgtriage archive compact`.
+    pub archive_compact_every_s: Option<f64>,
     /// The quarantine of refused input (the spool folder's `quarantine/`)
     /// holds at most this many MiB; default 1024.
     pub quarantine_max_mib: Option<u64>,
@@ -237,6 +241,7 @@ impl std::fmt::Debug for Settings {
             .field("receive_maximum", &self.receive_maximum)
             .field("visit_timeout_s", &self.visit_timeout_s)
             .field("archive_flush_s", &self.archive_flush_s)
+            .field("archive_compact_every_s", &self.archive_compact_every_s)
             .field("quarantine_max_mib", &self.quarantine_max_mib)
             .field(
                 "quarantine_max_mib_per_device_day",
@@ -284,6 +289,9 @@ impl Settings {
             receive_maximum: over.receive_maximum.or(self.receive_maximum),
             visit_timeout_s: over.visit_timeout_s.or(self.visit_timeout_s),
             archive_flush_s: over.archive_flush_s.or(self.archive_flush_s),
+            archive_compact_every_s: over
+                .archive_compact_every_s
+                .or(self.archive_compact_every_s),
             quarantine_max_mib: over.quarantine_max_mib.or(self.quarantine_max_mib),
             quarantine_max_mib_per_device_day: over
                 .quarantine_max_mib_per_device_day
@@ -418,6 +426,19 @@ impl Settings {
             }
             archive.max_age = Duration::from_secs_f64(s);
         }
+        let compaction = match self.archive_compact_every_s {
+            None => Some(crate::compaction::CompactionSchedule::default()),
+            Some(s) if s == 0.0 => None,
+            Some(s) if s.is_finite() && s > 0.0 && s <= 7.0 * 86_400.0 => Some(
+                crate::compaction::CompactionSchedule::every(Duration::from_secs_f64(s)),
+            ),
+            Some(_) => {
+                return Err(invalid(
+                    "archive_compact_every_s",
+                    "must be 0 (never) or in (0, 604800]",
+                ))
+            }
+        };
         let mut quarantine = crate::quarantine::QuarantineConfig::default();
         if let Some(m) = self.quarantine_max_mib {
             quarantine.max_bytes = m.saturating_mul(1 << 20);
@@ -449,6 +470,7 @@ impl Settings {
             centre,
             metrics_addr: self.metrics,
             quarantine,
+            compaction,
         })
     }
 }
@@ -509,6 +531,10 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFz
         assert_eq!(cfg.centre.as_str(), "county-1");
         assert_eq!(cfg.quarantine.max_bytes, 10 << 20);
         assert_eq!(
+            cfg.compaction,
+            Some(crate::compaction::CompactionSchedule::default())
+        );
+        assert_eq!(
             cfg.quarantine.max_bytes_per_source_day,
             crate::quarantine::QuarantineConfig::default().max_bytes_per_source_day
         );
@@ -547,6 +573,22 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFz
             ..Default::default()
         };
         assert!(s.resolve(env(None)).is_err());
+        for (every, want) in [(0.0, None), (30.0, Some(30))] {
+            let s = Settings {
+                archive_compact_every_s: Some(every),
+                ..Default::default()
+            };
+            let got = s.resolve(env(None)).unwrap().compaction;
+            assert_eq!(got.map(|c| c.every.as_secs()), want);
+        }
+        for bad in [-1.0, f64::NAN, 1e9] {
+            let s = Settings {
+                archive_compact_every_s: Some(bad),
+                ..Default::default()
+            };
+            let e = s.resolve(env(None)).unwrap_err().to_string();
+            assert!(e.contains("archive_compact_every_s"), "{e}");
+        }
         let s = Settings {
             centre: Some("bad/centre".into()),
             ..Default::default()

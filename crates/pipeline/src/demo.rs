@@ -262,6 +262,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         centre: CentreId::new("centre-1").expect("valid id"),
         metrics_addr: opts.metrics_addr,
         quarantine: crate::quarantine::QuarantineConfig::default(),
+        // As `ecgtriage run`: a demo archive kept with `--archive` across
+        // days is merged like a real one.
+        compaction: Some(Default::default()),
     };
     let seen = Arc::new(AtomicU64::new(0));
     let watcher = watch_alerts(v4_port, seen.clone());

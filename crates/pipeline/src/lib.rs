@@ -13,6 +13,7 @@
 //! - [`service`]: the running pipeline ([`service::run`]): ingest, desk,
 //!   broker, archive, spool release, graceful shutdown; `shard` gives
 //!   each open visit to the least loaded analysis worker.
+//! - [`compaction`]: the archive's closed days merged on a schedule.
 //! - [`tls_check`]: one TLS handshake before start, so an untrusted or
 //!   plaintext broker is refused with its reason instead of retried forever.
 //! - [`config`]: TOML settings with flag and environment overrides.
@@ -27,6 +28,7 @@ pub mod acks;
 pub mod alerting;
 pub mod allocator;
 pub mod analysis;
+pub mod compaction;
 pub mod config;
 pub mod deadletter;
 pub mod demo;

@@ -43,6 +43,12 @@ pub struct Metrics {
     pub archive_buffered: Gauge,
     /// Failed archive commits (each retried while intake is held).
     pub archive_errors: Counter,
+    /// Scheduled compactions of the archive that ran to their end.
+    pub archive_compactions: Counter,
+    /// Scheduled compactions that failed or left files out.
+    pub archive_compaction_errors: Counter,
+    /// Files merged away by scheduled compactions.
+    pub archive_files_compacted: Counter,
     /// Failed spool writes or fsyncs (each retried, acks held).
     pub spool_errors: Gauge<u64, AtomicU64>,
     /// Device-clock age of the newest samples analysed: how far the
@@ -162,6 +168,24 @@ impl Metrics {
             "Archive commits that failed and are being retried (intake held meanwhile)",
             archive_errors.clone(),
         );
+        let archive_compactions = Counter::default();
+        r.register(
+            "archive_compactions",
+            "Scheduled archive compactions (closed days' batches merged) that ran to their end",
+            archive_compactions.clone(),
+        );
+        let archive_compaction_errors = Counter::default();
+        r.register(
+            "archive_compaction_errors",
+            "Scheduled archive compactions that failed or left damaged files where they were",
+            archive_compaction_errors.clone(),
+        );
+        let archive_files_compacted = Counter::default();
+        r.register(
+            "archive_files_compacted",
+            "Archive files merged away by scheduled compactions",
+            archive_files_compacted.clone(),
+        );
         let spool_errors = Gauge::<u64, AtomicU64>::default();
         r.register(
             "spool_errors",
@@ -205,6 +229,9 @@ impl Metrics {
             event_queue_depth,
             archive_buffered,
             archive_errors,
+            archive_compactions,
+            archive_compaction_errors,
+            archive_files_compacted,
             spool_errors,
             analysis_lag_s,
             alert_latency_s,

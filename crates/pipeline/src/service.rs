@@ -76,6 +76,9 @@ pub struct ServiceConfig {
     /// Refused input kept whole, in the spool folder's
     /// [`crate::quarantine::QUARANTINE_DIR`].
     pub quarantine: crate::quarantine::QuarantineConfig,
+    /// Closed days of the archive merged while running; `None`: never
+    /// (`ecgtriage archive compact` then does it).
+    pub compaction: Option<crate::compaction::CompactionSchedule>,
 }
 
 /// The cardiologists' side of a run: escalation of unacknowledged alerts
@@ -216,6 +219,9 @@ pub async fn run_full(
     })
     .await
     .expect("quarantine open does not panic")?;
+    let compactor = cfg.compaction.clone().map(|schedule| {
+        crate::compaction::Compactor::spawn(cfg.archive_dir.clone(), schedule, metrics.clone())
+    });
     let publisher = MqttPublisher::connect(&cfg.output, &cfg.output_client_id);
     let (ingest, events) = ecg_ingest::start(cfg.ingest.clone()).await?;
     if let Some(p) = &probe {
@@ -255,6 +261,9 @@ pub async fn run_full(
     let summary = driver.summary;
     drop(driver);
     let finished = ingest.finish().await;
+    if let Some(c) = compactor {
+        c.stop().await;
+    }
     publisher.close().await;
     if let Some(t) = metrics_task {
         t.abort();
