@@ -38,6 +38,8 @@ enum Command {
     Archive(cmd::archive::Args),
     /// One archived visit as a 12-lead report (SVG), a WFDB record or FHIR R4 JSON.
     Export(cmd::export::Args),
+    /// What the pipeline refused and kept whole: list it, or publish it again after a fix.
+    Quarantine(cmd::quarantine::Args),
     /// Device and service credentials for the broker (provisioning).
     Devices(cmd::devices::Args),
     /// Argon2 hash of a dashboard password (read from stdin), as a config entry.
@@ -61,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Query(args) => cmd::query::run(args),
         Command::Archive(args) => cmd::archive::run(args),
         Command::Export(args) => cmd::export::run(args),
+        Command::Quarantine(args) => cmd::quarantine::run(args),
         Command::Devices(args) => cmd::devices::run(args),
         Command::HashPassword(args) => cmd::hash_password::run(args),
         Command::Bench(args) => cmd::bench::run(args),

@@ -333,3 +333,180 @@ fn a_visit_whose_meta_never_comes_is_dead_lettered_message_by_message() {
         assert_eq!(&m.payload().unwrap(), p, "kept whole");
     }
 }
+
+/// Publishes one message as the flooder and returns once the broker has
+/// acknowledged it.
+fn publish_acked(port: u16, topic: &str, payload: Vec<u8>) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut opts = MqttOptions::new("dl-one", "127.0.0.1", port);
+        opts.set_credentials("flooder", FLOODER_PASSWORD)
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut events) = AsyncClient::new(opts, 8);
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+        let acked = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(acked.is_ok(), "no PUBACK for {topic}");
+    });
+}
+
+/// `ecgtriage quarantine` with `args`, its exit status, stdout and stderr.
+fn quarantine(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(ecgtriage())
+        .arg("quarantine")
+        .args(args)
+        .env_remove(ecg_pipeline::config::PASSWORD_ENV)
+        .output()
+        .expect("ecgtriage quarantine runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What the quarantine keeps can be recovered: the chunks and end of a
+/// visit whose meta was lost are refused and kept; `quarantine list` names
+/// them; once the device has sent its meta, `quarantine replay` publishes
+/// them again and the visit is archived whole and bit-exact. A second
+/// replay archives nothing twice; an identity that may not write device
+/// topics is refused with the reason and publishes nothing.
+#[test]
+fn a_refused_visit_is_recovered_by_replaying_the_quarantine() {
+    use ecg_wire::{Chunk, LeadSet, Message, SamplesDigest, VisitEnd, VisitId};
+
+    let (s, seen) = with_flooder(0);
+    let mut run = s.start_pipeline_in(s.dir.path(), &["--visit-timeout-s", "8"]);
+    let port = s.broker.port();
+    let spool = s.dir.path().join("spool");
+    let spool_arg = spool.to_str().unwrap();
+
+    let visit: VisitId = "3c9e2a71-5b4d-4f08-9a6e-1d2b3c4d5e6f".parse().unwrap();
+    let topic = |kind: &str| format!("ecg/v1/dev/dev-lost/visit/{visit}/{kind}");
+    let per_lead = 500usize;
+    let leads: Vec<Vec<i16>> = (0..12)
+        .map(|l| {
+            (0..2 * per_lead)
+                .map(|i| ((i * 11 + l * 17) % 500) as i16 - 250)
+                .collect()
+        })
+        .collect();
+    let mut sent: Vec<(String, Vec<u8>)> = (0..2u32)
+        .map(|seq| {
+            let from = seq as usize * per_lead;
+            let samples: Vec<i16> = leads
+                .iter()
+                .flat_map(|l| l[from..from + per_lead].to_vec())
+                .collect();
+            let chunk = Chunk::new(visit, seq, from as u32, LeadSet::STANDARD_12, samples)
+                .unwrap()
+                .with_last(seq == 1);
+            (topic("chunk"), chunk.to_bytes())
+        })
+        .collect();
+    let end = VisitEnd {
+        visit_id: visit,
+        n_chunks: 2,
+        n_samples: (2 * per_lead) as u32,
+        samples_sha256: SamplesDigest::of_leads(leads.iter().map(Vec::as_slice)),
+    };
+    sent.push((topic("end"), end.to_json()));
+    // No meta: after the visit timeout, each message is refused and kept.
+    flood(port, &sent, &seen);
+    assert_eq!(dead_letters(&seen).len(), 3);
+
+    let (ok, out, err) = quarantine(&["list", "--json", "--spool", spool_arg]);
+    assert!(ok, "{out}{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["by_reason"]["unknown_visit"], 3, "{listed}");
+    assert_eq!(listed["by_device"]["dev-lost"], 3, "{listed}");
+    let topics: Vec<&str> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["payload_intact"], true, "{m}");
+            m["topic"].as_str().unwrap()
+        })
+        .collect();
+    let want: Vec<&str> = sent.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(topics, want, "in reception order");
+    let (ok, out, _) = quarantine(&["list", "--spool", spool_arg, "--reason", "bad_chunk"]);
+    assert!(ok && out.contains("0 messages kept"), "{out}");
+    let (ok, _, err) = quarantine(&["list", "--spool", spool_arg, "--reason", "nonsense"]);
+    assert!(!ok && err.contains("--reason \"nonsense\""), "{err}");
+
+    // The watcher may not write device topics: refused, named, nothing sent.
+    let (ok, out, err) = quarantine(&[
+        "replay",
+        "--spool",
+        spool_arg,
+        "--broker",
+        &format!("mqtt://watcher:{WATCHER_PASSWORD}@127.0.0.1:{port}"),
+    ]);
+    assert!(!ok, "{out}{err}");
+    assert!(
+        err.contains("not authorized") && err.contains("after 0 published"),
+        "{err}\nbroker log:\n{}",
+        s.broker.log()
+    );
+
+    // The device sends its meta at last (a repaired firmware); the replay
+    // follows within the visit timeout.
+    let mut meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/examples/visit-meta.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    meta["device_id"] = "dev-lost".into();
+    meta["visit_id"] = visit.to_string().into();
+    meta["acquired_at"] = ecg_archive::time::OffsetDateTime::now_utc()
+        .format(&ecg_archive::time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .into();
+    publish_acked(port, &topic("meta"), serde_json::to_vec(&meta).unwrap());
+    let replay_as_flooder = || {
+        quarantine(&[
+            "replay",
+            "--spool",
+            spool_arg,
+            "--device",
+            "dev-lost",
+            "--broker",
+            &format!("mqtt://flooder:{FLOODER_PASSWORD}@127.0.0.1:{port}"),
+        ])
+    };
+    let (ok, out, err) = replay_as_flooder();
+    assert!(
+        ok && out.contains("3 messages"),
+        "{out}{err}\nbroker log:\n{}",
+        s.broker.log()
+    );
+    let ids = wait_for_archive(&s.archive(), 1, Duration::from_secs(60));
+    assert_eq!(ids, [visit.to_string()], "broker log:\n{}", s.broker.log());
+    let samples = ecg_archive::read_visit_samples(&s.archive(), &visit.to_string()).unwrap();
+    assert_eq!(samples, leads, "recovered bit-exact");
+    let rows = query(&s.archive(), "SELECT complete FROM visits");
+    assert_eq!(rows[0]["complete"], true, "{rows:?}");
+
+    // Again: the pipeline has the visit and drops what it already has.
+    let (ok, out, err) = replay_as_flooder();
+    assert!(ok && out.contains("3 messages"), "{out}{err}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(archived_ids(&s.archive()), [visit.to_string()]);
+    assert_eq!(dead_letters(&seen).len(), 3, "nothing refused again");
+    run.kill().ok();
+    run.wait().ok();
+}

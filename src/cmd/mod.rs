@@ -7,5 +7,6 @@ pub mod devices;
 pub mod eval_qrs;
 pub mod export;
 pub mod hash_password;
+pub mod quarantine;
 pub mod query;
 pub mod run;

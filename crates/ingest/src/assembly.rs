@@ -847,7 +847,8 @@ impl Assembler {
         if let Some(v) = self.visits.remove(&key) {
             let reason = reason(&v);
             let samples = v.samples();
-            if v.meta.is_none() {
+            let had_meta = v.meta.is_some();
+            if !had_meta {
                 refuse_orphans(&key, v.early, v.early_end, &reason, out);
             }
             out.push(AssemblyEvent::Incomplete {
@@ -856,7 +857,13 @@ impl Assembler {
                 samples,
                 reason,
             });
-            self.remember_finished(key, now_ms);
+            // Closed before its meta, a visit decided nothing: its messages
+            // were refused and kept whole, so when they come again (with
+            // the meta at last, or replayed from the quarantine) they are
+            // taken in as the visit, not dropped as redeliveries.
+            if had_meta {
+                self.remember_finished(key, now_ms);
+            }
         }
     }
 
@@ -1301,6 +1308,19 @@ pub(crate) mod tests {
             assert_eq!(&r.payload, sent_payload, "kept whole");
             assert!(r.reason.contains("meta never arrived"), "{}", r.reason);
         }
+        // Nothing was decided: when the visit comes again, meta first (a
+        // replay from the quarantine after the device sent its meta), it is
+        // taken in whole rather than dropped as a redelivery.
+        assert!(!asm.is_finished(&k));
+        let again: Vec<AssemblyEvent> = msgs
+            .iter()
+            .flat_map(|(tp, p)| asm.push(tp, p, t(3601)))
+            .collect();
+        let c = completes(&again);
+        assert_eq!(c.len(), 1, "{again:?}");
+        assert_eq!(*c[0].1, truth(&k, 3, CHUNK));
+        assert!(c[0].2, "digest ok");
+        assert!(asm.is_finished(&k));
     }
 
     #[test]

@@ -169,6 +169,7 @@ pub struct IngestStats {
 
 enum Command {
     Done(VisitKey),
+    Forget(VisitKey),
     Release(RecordId),
 }
 
@@ -189,6 +190,13 @@ impl IngestHandle {
     pub fn mark_done(&self, key: VisitKey) {
         // Fails only when the spooler has stopped, which `finish` reports.
         let _ = self.commands.send(Command::Done(key));
+    }
+
+    /// The visit was closed before its meta and its messages refused: they
+    /// may go and are not replayed, but what comes for it later is taken
+    /// in ([`Spool::forget`]), unlike after [`IngestHandle::mark_done`].
+    pub fn forget(&self, key: VisitKey) {
+        let _ = self.commands.send(Command::Forget(key));
     }
 
     /// The pipeline is done with refused input ([`crate::Rejection::spooled`]):
@@ -657,6 +665,7 @@ fn rollback_if_failed<T>(spool: &mut Spool, result: &Result<T, SpoolError>) {
 fn apply(spool: &mut Spool, cmd: &Command) -> Result<(), SpoolError> {
     match cmd {
         Command::Done(key) => spool.mark_done(key),
+        Command::Forget(key) => spool.forget(key),
         Command::Release(id) => spool.release(id),
     }
 }

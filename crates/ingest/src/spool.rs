@@ -3,15 +3,18 @@
 //!
 //! An append-only log in segment files `<dir>/<id>.seg`. Each record is
 //! framed as `len: u32 LE | crc32(body): u32 LE | body`; the body is either a
-//! message (`1 | received_at_ms: i64 | topic_len: u16 | topic | payload`) or
-//! a visit-done marker (`2 | at_ms: i64 | device_len: u8 | device | visit: 16`).
+//! message (`1 | received_at_ms: i64 | topic_len: u16 | topic | payload`), a
+//! visit-done marker (`2 | at_ms: i64 | device_len: u8 | device | visit: 16`)
+//! or a visit-forgotten marker (`3 | ...`, laid out as done: the visit's
+//! messages so far are dealt with, but the visit is not finished).
 //! Appends are buffered and made durable by [`Spool::sync`], called once per
 //! batch (group commit). A torn tail (a crash mid-write) fails its CRC or its
 //! length and is truncated on open.
 //!
 //! Segments are rotated at a size and deleted, oldest first, once sealed and
 //! no longer pinned: a message pins its segment until its visit is marked
-//! done ([`Spool::mark_done`], after the pipeline archived it) or the message
+//! done ([`Spool::mark_done`], after the pipeline archived it) or forgotten
+//! ([`Spool::forget`], closed before its meta and refused), or the message
 //! is released ([`Spool::release`]: a duplicate, or rejected input whose dead
 //! letter is out; input that names no visit pins too, so a crash before its
 //! dead letter replays it rather than losing it). Deleting oldest first keeps a
@@ -35,6 +38,7 @@ use crate::assembly::VisitKey;
 
 const KIND_MESSAGE: u8 = 1;
 const KIND_DONE: u8 = 2;
+const KIND_FORGET: u8 = 3;
 /// A length above this can only be a torn or corrupt frame.
 const MAX_RECORD_BYTES: u32 = 16 << 20;
 const FRAME_HEADER: usize = 8;
@@ -218,6 +222,7 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 enum Record {
     Message(Received),
     Done(VisitKey),
+    Forget(VisitKey),
 }
 
 fn encode_message(msg: &Received) -> Vec<u8> {
@@ -232,10 +237,11 @@ fn encode_message(msg: &Received) -> Vec<u8> {
     body
 }
 
-fn encode_done(key: &VisitKey, at: OffsetDateTime) -> Vec<u8> {
+/// A done or forgotten marker.
+fn encode_marker(kind: u8, key: &VisitKey, at: OffsetDateTime) -> Vec<u8> {
     let dev = key.device_id.as_str().as_bytes();
     let mut body = Vec::with_capacity(26 + dev.len());
-    body.push(KIND_DONE);
+    body.push(kind);
     body.extend_from_slice(&(millis(at) as i64).to_le_bytes());
     // Device ids are at most 64 bytes (ecg-wire validates them).
     body.push(dev.len().min(255) as u8);
@@ -261,14 +267,19 @@ fn decode_record(body: &[u8]) -> Option<Record> {
                 received_at,
             }))
         }
-        KIND_DONE => {
+        KIND_DONE | KIND_FORGET => {
             let dev_len = usize::from(*rest.first()?);
             let dev = std::str::from_utf8(rest.get(1..1 + dev_len)?).ok()?;
             let visit: [u8; 16] = rest.get(1 + dev_len..17 + dev_len)?.try_into().ok()?;
-            Some(Record::Done(VisitKey {
+            let key = VisitKey {
                 device_id: DeviceId::new(dev).ok()?,
                 visit_id: VisitId::from_bytes(visit).ok()?,
-            }))
+            };
+            Some(if kind == KIND_DONE {
+                Record::Done(key)
+            } else {
+                Record::Forget(key)
+            })
         }
         _ => None,
     }
@@ -351,6 +362,9 @@ impl Spool {
             .collect();
         ids.sort_unstable();
         let mut done = HashMap::new();
+        // Per forgotten visit, how many messages (of any visit) came before
+        // its last marker: its messages among those are dealt with.
+        let mut forgotten: HashMap<VisitKey, usize> = HashMap::new();
         let mut messages = Vec::new();
         let now_ms = millis(OffsetDateTime::now_utc());
         for &id in &ids {
@@ -360,15 +374,20 @@ impl Spool {
                     Record::Done(key) => {
                         done.insert(key, now_ms);
                     }
+                    Record::Forget(key) => {
+                        forgotten.insert(key, messages.len());
+                    }
                 }
             }
         }
         let mut segments: BTreeMap<u64, Segment> =
             ids.iter().map(|&id| (id, Segment::default())).collect();
         let mut replay = Vec::new();
-        for (segment, msg) in messages {
+        for (i, (segment, msg)) in messages.into_iter().enumerate() {
             let key = msg.key();
-            if key.as_ref().is_some_and(|k| done.contains_key(k)) {
+            if key.as_ref().is_some_and(|k| {
+                done.contains_key(k) || forgotten.get(k).is_some_and(|&before| i < before)
+            }) {
                 continue;
             }
             if let Some(seg) = segments.get_mut(&segment) {
@@ -493,13 +512,27 @@ impl Spool {
             return Ok(());
         }
         let now = OffsetDateTime::now_utc();
-        self.write_record(&encode_done(key, now))?;
+        self.write_record(&encode_marker(KIND_DONE, key, now))?;
         let now_ms = millis(now);
         self.done.insert(key.clone(), now_ms);
         let retention_ms = self.cfg.done_retention.as_millis() as i128;
         if self.done.len().is_multiple_of(1024) {
             self.done.retain(|_, t| now_ms - *t < retention_ms);
         }
+        for seg in self.segments.values_mut() {
+            seg.pins.remove(key);
+        }
+        self.delete_unpinned()
+    }
+
+    /// Records that a visit's messages so far are dealt with although the
+    /// visit is not finished: it was closed before its meta arrived, and
+    /// each of its messages refused (and kept in the quarantine). They are
+    /// no longer needed and not replayed; unlike [`Spool::mark_done`], what
+    /// comes for the visit later is taken in (its meta at last, or the
+    /// refused messages replayed). Durable at the next [`Spool::sync`].
+    pub fn forget(&mut self, key: &VisitKey) -> Result<(), SpoolError> {
+        self.write_record(&encode_marker(KIND_FORGET, key, OffsetDateTime::now_utc()))?;
         for seg in self.segments.values_mut() {
             seg.pins.remove(key);
         }
@@ -577,6 +610,43 @@ mod tests {
         assert_eq!(got, want);
         assert!(spool.is_done(&a));
         assert!(!spool.is_done(&b));
+    }
+
+    #[test]
+    fn a_forgotten_visit_is_not_replayed_but_what_comes_for_it_later_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (key(1), key(2));
+        {
+            let (mut spool, _) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
+            for i in 0..3 {
+                spool.append(&msg(&a, i)).unwrap();
+            }
+            // b keeps the segment on disk, so a's messages are still there.
+            spool.append(&msg(&b, 0)).unwrap();
+            spool.forget(&a).unwrap();
+            assert!(!spool.is_done(&a), "later messages are taken in");
+            spool.sync().unwrap();
+        }
+        let (mut spool, replay) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
+        let got: Vec<Received> = replay.into_iter().map(|(_, m)| m).collect();
+        assert_eq!(got, [msg(&b, 0)], "a's refused messages are dealt with");
+        assert!(!spool.is_done(&a));
+        // The visit comes again (a replay from the quarantine): kept, and
+        // replayed after a crash, until it is done.
+        for i in 3..5 {
+            spool.append(&msg(&a, i)).unwrap();
+        }
+        spool.sync().unwrap();
+        drop(spool);
+        let (mut spool, replay) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
+        let got: Vec<Received> = replay.into_iter().map(|(_, m)| m).collect();
+        assert_eq!(got, [msg(&b, 0), msg(&a, 3), msg(&a, 4)]);
+        spool.mark_done(&a).unwrap();
+        spool.mark_done(&b).unwrap();
+        spool.sync().unwrap();
+        drop(spool);
+        let (_, replay) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
+        assert!(replay.is_empty());
     }
 
     #[test]

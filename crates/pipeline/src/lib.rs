@@ -7,7 +7,8 @@
 //! - [`triage_desk`]: the synchronous core, [`TriageDesk`]: ingestion
 //!   events in, [`Output`]s (publish, archive, release) out.
 //! - [`deadletter`]: how many dead letters one device may cause;
-//!   [`quarantine`]: refused input kept whole, for the operator.
+//!   [`quarantine`]: refused input kept whole, for the operator;
+//!   [`replay`]: what it keeps published again once it can be taken in.
 //! - [`publish`]: the [`Publisher`] seam and its MQTT implementation, which
 //!   completes on PUBACK.
 //! - [`service`]: the running pipeline ([`service::run`]): ingest, desk,
@@ -37,6 +38,7 @@ pub mod logging;
 pub mod metrics;
 pub mod publish;
 pub mod quarantine;
+pub mod replay;
 pub mod service;
 mod shard;
 pub mod tls_check;

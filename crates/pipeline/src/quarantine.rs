@@ -284,6 +284,112 @@ pub fn read_file(path: &Path) -> Result<Vec<QuarantinedMessage>, String> {
         .collect()
 }
 
+/// Which kept messages an operator asks for (`ecgtriage quarantine`);
+/// every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Files of this reception day (UTC) and later.
+    pub since: Option<Date>,
+    /// Files of this reception day and earlier.
+    pub until: Option<Date>,
+    pub reason: Option<DeadLetterCode>,
+    /// The device named by the message's topic.
+    pub device: Option<String>,
+}
+
+impl Selection {
+    fn takes_day(&self, day: Date) -> bool {
+        self.since.is_none_or(|d| day >= d) && self.until.is_none_or(|d| day <= d)
+    }
+
+    fn takes(&self, m: &QuarantinedMessage) -> bool {
+        self.reason.is_none_or(|r| m.reason_code == r)
+            && self
+                .device
+                .as_deref()
+                .is_none_or(|d| device_of(&m.topic) == Some(d))
+    }
+}
+
+/// The device a topic names (`ecg/v1/dev/{device}/...`), if it names one.
+pub fn device_of(topic: &str) -> Option<&str> {
+    topic.strip_prefix("ecg/v1/dev/")?.split('/').next()
+}
+
+/// One kept message and where it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptEntry {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    pub message: QuarantinedMessage,
+}
+
+/// What [`read_folder`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The selected messages, in reception order (file by file, line by line).
+    pub entries: Vec<KeptEntry>,
+    /// Lines and files that could not be read, each named; the rest is
+    /// read all the same.
+    pub problems: Vec<String>,
+}
+
+/// Reads the quarantine folder `dir` (the `YYYY-MM-DD.jsonl` files) and
+/// returns the messages `selection` picks. A file's last line without its
+/// newline is one the pipeline is writing now, and is left for next time.
+pub fn read_folder(dir: &Path, selection: &Selection) -> Result<Found, QuarantineError> {
+    let mut days: Vec<(Date, PathBuf)> = Vec::new();
+    let mut found = Found::default();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        match name.strip_suffix(".jsonl").and_then(parse_day) {
+            Some(day) => days.push((day, path)),
+            None => found.problems.push(format!(
+                "{}: not a quarantine file (YYYY-MM-DD.jsonl)",
+                path.display()
+            )),
+        }
+    }
+    days.sort();
+    for (day, path) in days {
+        if !selection.takes_day(day) {
+            continue;
+        }
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                found.problems.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<QuarantinedMessage>(line) {
+                Ok(m) if selection.takes(&m) => found.entries.push(KeptEntry {
+                    file: path.clone(),
+                    line: i + 1,
+                    message: m,
+                }),
+                Ok(_) => {}
+                Err(e) => found
+                    .problems
+                    .push(format!("{} line {}: {e}", path.display(), i + 1)),
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn parse_day(s: &str) -> Option<Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(s, &format).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +463,76 @@ mod tests {
         let total: u64 = f.iter().map(|p| p.metadata().unwrap().len()).sum();
         let q2 = Quarantine::open(tmp.path().join("q"), QuarantineConfig::default()).unwrap();
         assert_eq!(q2.used_bytes(), total);
+    }
+
+    #[test]
+    fn the_folder_is_read_in_order_selected_and_a_line_being_written_is_left() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let line = |device: &str, code: DeadLetterCode, at: OffsetDateTime| {
+            let mut r = rejection(
+                &format!("ecg/v1/dev/{device}/visit/v/chunk"),
+                device.as_bytes().to_vec(),
+                at,
+            );
+            r.code = code;
+            QuarantinedMessage::of(&r).unwrap().to_line()
+        };
+        let d1 = datetime!(2026-11-30 10:00 UTC);
+        let d2 = datetime!(2026-12-01 10:00 UTC);
+        let mut day1 = line("a", DeadLetterCode::UnknownVisit, d1);
+        day1.extend(b"{\"not\": \"a line\"}\n");
+        day1.extend(line("b", DeadLetterCode::BadChunk, d1));
+        let mut day2 = line("a", DeadLetterCode::BadChunk, d2);
+        // The pipeline is writing this one now.
+        let partial = line("a", DeadLetterCode::BadChunk, d2);
+        day2.extend(&partial[..partial.len() / 2]);
+        // Written in the other order: files are read by their day.
+        std::fs::write(dir.join("2026-12-01.jsonl"), &day2).unwrap();
+        std::fs::write(dir.join("2026-11-30.jsonl"), &day1).unwrap();
+        std::fs::write(dir.join("notes.txt"), b"x").unwrap();
+
+        let all = read_folder(dir, &Selection::default()).unwrap();
+        let who: Vec<_> = all
+            .entries
+            .iter()
+            .map(|e| (device_of(&e.message.topic).unwrap(), e.line))
+            .collect();
+        assert_eq!(who, [("a", 1), ("b", 3), ("a", 1)]);
+        assert_eq!(all.entries[2].message.received_at, d2);
+        assert_eq!(all.problems.len(), 2, "{:?}", all.problems);
+        assert!(all.problems[0].contains("notes.txt"), "{:?}", all.problems);
+        assert!(
+            all.problems[1].contains("2026-11-30.jsonl line 2"),
+            "{:?}",
+            all.problems
+        );
+
+        let pick = |s: Selection| -> Vec<(String, usize)> {
+            read_folder(dir, &s)
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|e| (e.file.file_name().unwrap().to_string_lossy().into(), e.line))
+                .collect()
+        };
+        let a_bad_chunks = pick(Selection {
+            reason: Some(DeadLetterCode::BadChunk),
+            device: Some("a".into()),
+            ..Default::default()
+        });
+        assert_eq!(a_bad_chunks, [("2026-12-01.jsonl".to_string(), 1)]);
+        let first_day = pick(Selection {
+            until: Some(d1.date()),
+            ..Default::default()
+        });
+        assert_eq!(first_day.len(), 2);
+        let second_day = pick(Selection {
+            since: Some(d2.date()),
+            ..Default::default()
+        });
+        assert_eq!(second_day.len(), 1);
+        assert_eq!(device_of("ecg/v2/x"), None);
     }
 
     fn schema() -> jsonschema::Validator {

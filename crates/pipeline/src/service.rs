@@ -818,7 +818,9 @@ impl<P: Publisher> Driver<'_, P> {
             Output::Release { key } => {
                 self.started_at.remove(&key);
                 self.sync_quarantine();
-                self.ingest.mark_done(key);
+                // Not done: the visit may still come whole (its meta at
+                // last, or a replay from the quarantine).
+                self.ingest.forget(key);
             }
             Output::ReleaseInput { id } => {
                 if self.quarantine.is_synced() {

@@ -32,7 +32,8 @@ pub enum Output {
         key: VisitKey,
         record: Box<VisitRecord>,
     },
-    /// Nothing to archive (no meta ever arrived): just release it.
+    /// Nothing to archive (no meta ever arrived, its messages refused):
+    /// let the spool forget it, without calling it done.
     Release { key: VisitKey },
     /// Refused input is dealt with (its dead letter, if any, comes before):
     /// let the spool forget it.
