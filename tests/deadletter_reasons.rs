@@ -255,41 +255,11 @@ fn every_rejected_input_is_dead_lettered_with_its_reason_and_counted() {
 /// so the ECG can still be recovered.
 #[test]
 fn a_visit_whose_meta_never_comes_is_dead_lettered_message_by_message() {
-    use ecg_wire::{Chunk, LeadSet, Message, SamplesDigest, VisitEnd, VisitId};
-
     let (s, seen) = with_flooder(0);
     let mut run = s.start_pipeline_in(s.dir.path(), &["--visit-timeout-s", "2"]);
 
-    let visit: VisitId = "6a1f4c2e-93b7-4d15-8e0a-2b7c9d3f5e81".parse().unwrap();
-    let topic = |kind: &str| format!("ecg/v1/dev/dev-orphan/visit/{visit}/{kind}");
-    let per_lead = 500usize;
-    let leads: Vec<Vec<i16>> = (0..12)
-        .map(|l| {
-            (0..2 * per_lead)
-                .map(|i| ((i * 7 + l * 13) % 400) as i16 - 200)
-                .collect()
-        })
-        .collect();
-    let mut sent: Vec<(String, Vec<u8>)> = (0..2u32)
-        .map(|seq| {
-            let from = seq as usize * per_lead;
-            let samples: Vec<i16> = leads
-                .iter()
-                .flat_map(|l| l[from..from + per_lead].to_vec())
-                .collect();
-            let chunk = Chunk::new(visit, seq, from as u32, LeadSet::STANDARD_12, samples)
-                .unwrap()
-                .with_last(seq == 1);
-            (topic("chunk"), chunk.to_bytes())
-        })
-        .collect();
-    let end = VisitEnd {
-        visit_id: visit,
-        n_chunks: 2,
-        n_samples: (2 * per_lead) as u32,
-        samples_sha256: SamplesDigest::of_leads(leads.iter().map(Vec::as_slice)),
-    };
-    sent.push((topic("end"), end.to_json()));
+    let visit = "6a1f4c2e-93b7-4d15-8e0a-2b7c9d3f5e81".parse().unwrap();
+    let (_, sent) = visit_without_meta("dev-orphan", visit, 7);
     assert!(
         sent[0].1.len() > ecg_wire::message::DEADLETTER_PAYLOAD_MAX_BYTES,
         "a chunk longer than a dead letter's prefix"
@@ -332,6 +302,46 @@ fn a_visit_whose_meta_never_comes_is_dead_lettered_message_by_message() {
         assert_eq!(&m.topic, t);
         assert_eq!(&m.payload().unwrap(), p, "kept whole");
     }
+}
+
+/// A 12-lead visit of two 1 s chunks at 500 Hz on `device`'s topics, its
+/// chunks and end but not its meta; its samples vary with `mix`.
+fn visit_without_meta(
+    device: &str,
+    visit: ecg_wire::VisitId,
+    mix: usize,
+) -> (Vec<Vec<i16>>, Vec<(String, Vec<u8>)>) {
+    use ecg_wire::{Chunk, LeadSet, Message, SamplesDigest, VisitEnd};
+    let topic = |kind: &str| format!("ecg/v1/dev/{device}/visit/{visit}/{kind}");
+    let per_lead = 500usize;
+    let leads: Vec<Vec<i16>> = (0..12)
+        .map(|l| {
+            (0..2 * per_lead)
+                .map(|i| ((i * mix + l * 13) % 400) as i16 - 200)
+                .collect()
+        })
+        .collect();
+    let mut sent: Vec<(String, Vec<u8>)> = (0..2u32)
+        .map(|seq| {
+            let from = seq as usize * per_lead;
+            let samples: Vec<i16> = leads
+                .iter()
+                .flat_map(|l| l[from..from + per_lead].to_vec())
+                .collect();
+            let chunk = Chunk::new(visit, seq, from as u32, LeadSet::STANDARD_12, samples)
+                .unwrap()
+                .with_last(seq == 1);
+            (topic("chunk"), chunk.to_bytes())
+        })
+        .collect();
+    let end = VisitEnd {
+        visit_id: visit,
+        n_chunks: 2,
+        n_samples: (2 * per_lead) as u32,
+        samples_sha256: SamplesDigest::of_leads(leads.iter().map(Vec::as_slice)),
+    };
+    sent.push((topic("end"), end.to_json()));
+    (leads, sent)
 }
 
 /// Publishes one message as the flooder and returns once the broker has
@@ -383,44 +393,15 @@ fn quarantine(args: &[&str]) -> (bool, String, String) {
 /// topics is refused with the reason and publishes nothing.
 #[test]
 fn a_refused_visit_is_recovered_by_replaying_the_quarantine() {
-    use ecg_wire::{Chunk, LeadSet, Message, SamplesDigest, VisitEnd, VisitId};
-
     let (s, seen) = with_flooder(0);
     let mut run = s.start_pipeline_in(s.dir.path(), &["--visit-timeout-s", "8"]);
     let port = s.broker.port();
     let spool = s.dir.path().join("spool");
     let spool_arg = spool.to_str().unwrap();
 
-    let visit: VisitId = "3c9e2a71-5b4d-4f08-9a6e-1d2b3c4d5e6f".parse().unwrap();
+    let visit: ecg_wire::VisitId = "3c9e2a71-5b4d-4f08-9a6e-1d2b3c4d5e6f".parse().unwrap();
     let topic = |kind: &str| format!("ecg/v1/dev/dev-lost/visit/{visit}/{kind}");
-    let per_lead = 500usize;
-    let leads: Vec<Vec<i16>> = (0..12)
-        .map(|l| {
-            (0..2 * per_lead)
-                .map(|i| ((i * 11 + l * 17) % 500) as i16 - 250)
-                .collect()
-        })
-        .collect();
-    let mut sent: Vec<(String, Vec<u8>)> = (0..2u32)
-        .map(|seq| {
-            let from = seq as usize * per_lead;
-            let samples: Vec<i16> = leads
-                .iter()
-                .flat_map(|l| l[from..from + per_lead].to_vec())
-                .collect();
-            let chunk = Chunk::new(visit, seq, from as u32, LeadSet::STANDARD_12, samples)
-                .unwrap()
-                .with_last(seq == 1);
-            (topic("chunk"), chunk.to_bytes())
-        })
-        .collect();
-    let end = VisitEnd {
-        visit_id: visit,
-        n_chunks: 2,
-        n_samples: (2 * per_lead) as u32,
-        samples_sha256: SamplesDigest::of_leads(leads.iter().map(Vec::as_slice)),
-    };
-    sent.push((topic("end"), end.to_json()));
+    let (leads, sent) = visit_without_meta("dev-lost", visit, 11);
     // No meta: after the visit timeout, each message is refused and kept.
     flood(port, &sent, &seen);
     assert_eq!(dead_letters(&seen).len(), 3);

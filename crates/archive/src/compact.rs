@@ -1073,21 +1073,32 @@ mod tests {
         assert_eq!(report.visits, 9);
     }
 
-    /// A store that raises a stop flag once a merged batch commits.
-    struct StopAfterCommit {
+    /// A store that calls `after_put` with each key it stored and
+    /// `before_get` before each read: a compaction's surroundings, staged.
+    struct Hooked {
         inner: LocalDisk,
-        stop: Arc<AtomicBool>,
+        after_put: Box<dyn Fn(&str) + Send + Sync>,
+        before_get: Box<dyn Fn(&LocalDisk) + Send + Sync>,
     }
 
-    impl ObjectStore for StopAfterCommit {
+    impl Hooked {
+        fn new(root: &Path) -> Self {
+            Hooked {
+                inner: LocalDisk::new(root),
+                after_put: Box::new(|_| {}),
+                before_get: Box::new(|_| {}),
+            }
+        }
+    }
+
+    impl ObjectStore for Hooked {
         fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
             self.inner.put(key, bytes)?;
-            if key.starts_with("visits/") && key.contains("/compact-") {
-                self.stop.store(true, Ordering::Relaxed);
-            }
+            (self.after_put)(key);
             Ok(())
         }
         fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+            (self.before_get)(&self.inner);
             self.inner.get(key)
         }
         fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -1116,9 +1127,14 @@ mod tests {
         // Raised as the first day's merged batch commits: that merge is
         // finished (its sources retired), the second day is left.
         stop.store(false, Ordering::Relaxed);
-        let store = StopAfterCommit {
-            inner: LocalDisk::new(root),
-            stop: stop.clone(),
+        let raise = stop.clone();
+        let store = Hooked {
+            after_put: Box::new(move |key| {
+                if key.starts_with("visits/") && key.contains("/compact-") {
+                    raise.store(true, Ordering::Relaxed);
+                }
+            }),
+            ..Hooked::new(root)
         };
         let report = compact(&store, &both_days).unwrap();
         assert!(report.stopped, "{report:?}");
@@ -1241,29 +1257,21 @@ mod tests {
     }
 
     /// A store whose first read is preceded by a whole compaction, as if
-    /// one ran between a reader's listing and its reading.
-    struct CompactedUnderfoot {
-        inner: LocalDisk,
-        done: std::sync::atomic::AtomicBool,
-    }
-
-    impl ObjectStore for CompactedUnderfoot {
-        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-            self.inner.put(key, bytes)
-        }
-        fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-            if !self.done.swap(true, Ordering::SeqCst) {
-                let report = compact(&self.inner, &day1()).unwrap();
-                assert_eq!(report.merges[0].sources, 3);
-            }
-            self.inner.get(key)
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-            self.inner.list(prefix)
-        }
-        fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.inner.delete(key)
-        }
+    /// one ran between a reader's listing and its reading; and whether it
+    /// ran.
+    fn compacted_underfoot(root: &Path) -> (Hooked, Arc<AtomicBool>) {
+        let done = Arc::new(AtomicBool::new(false));
+        let ran = done.clone();
+        let store = Hooked {
+            before_get: Box::new(move |inner| {
+                if !ran.swap(true, Ordering::SeqCst) {
+                    let report = compact(inner, &day1()).unwrap();
+                    assert_eq!(report.merges[0].sources, 3);
+                }
+            }),
+            ..Hooked::new(root)
+        };
+        (store, done)
     }
 
     #[test]
@@ -1271,21 +1279,15 @@ mod tests {
         let dir = archive(6, 0);
         let root = dir.path();
         let want = read_visit_samples(root, "v03").unwrap();
-        let store = CompactedUnderfoot {
-            inner: LocalDisk::new(root),
-            done: false.into(),
-        };
+        let (store, done) = compacted_underfoot(root);
         assert_eq!(crate::read_visit_samples_from(&store, "v03").unwrap(), want);
-        assert!(store.done.load(Ordering::SeqCst));
+        assert!(done.load(Ordering::SeqCst));
 
         // The pipeline's writer opening at that moment.
         let dir = archive(6, 0);
-        let store = Arc::new(CompactedUnderfoot {
-            inner: LocalDisk::new(dir.path()),
-            done: false.into(),
-        });
-        let w = ArchiveWriter::open(store.clone(), config(2)).unwrap();
-        assert!(store.done.load(Ordering::SeqCst));
+        let (store, done) = compacted_underfoot(dir.path());
+        let w = ArchiveWriter::open(Arc::new(store), config(2)).unwrap();
+        assert!(done.load(Ordering::SeqCst));
         assert!((0..6).all(|i| w.is_archived(&format!("v{i:02}"))));
     }
 
