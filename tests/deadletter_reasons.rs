@@ -304,13 +304,16 @@ fn a_visit_whose_meta_never_comes_is_dead_lettered_message_by_message() {
     }
 }
 
+/// Messages as (topic, payload).
+type Messages = Vec<(String, Vec<u8>)>;
+
 /// A 12-lead visit of two 1 s chunks at 500 Hz on `device`'s topics, its
 /// chunks and end but not its meta; its samples vary with `mix`.
 fn visit_without_meta(
     device: &str,
     visit: ecg_wire::VisitId,
     mix: usize,
-) -> (Vec<Vec<i16>>, Vec<(String, Vec<u8>)>) {
+) -> (Vec<Vec<i16>>, Messages) {
     use ecg_wire::{Chunk, LeadSet, Message, SamplesDigest, VisitEnd};
     let topic = |kind: &str| format!("ecg/v1/dev/{device}/visit/{visit}/{kind}");
     let per_lead = 500usize;
@@ -321,7 +324,7 @@ fn visit_without_meta(
                 .collect()
         })
         .collect();
-    let mut sent: Vec<(String, Vec<u8>)> = (0..2u32)
+    let mut sent: Messages = (0..2u32)
         .map(|seq| {
             let from = seq as usize * per_lead;
             let samples: Vec<i16> = leads

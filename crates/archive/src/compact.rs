@@ -859,6 +859,7 @@ mod tests {
 
     use super::*;
     use crate::record::{AlertAck, AlertEscalation, AlertRow};
+    use crate::store::Hooked;
     use crate::writer::tests::{config, record, T0};
     use crate::writer::ArchiveWriter;
     use crate::{read_visit_samples, verify, TABLES};
@@ -1071,42 +1072,6 @@ mod tests {
         let report = verify(&LocalDisk::new(root)).unwrap();
         assert_eq!(report.errors(), 0, "{:#?}", report.findings);
         assert_eq!(report.visits, 9);
-    }
-
-    /// A store that calls `after_put` with each key it stored and
-    /// `before_get` before each read: a compaction's surroundings, staged.
-    struct Hooked {
-        inner: LocalDisk,
-        after_put: Box<dyn Fn(&str) + Send + Sync>,
-        before_get: Box<dyn Fn(&LocalDisk) + Send + Sync>,
-    }
-
-    impl Hooked {
-        fn new(root: &Path) -> Self {
-            Hooked {
-                inner: LocalDisk::new(root),
-                after_put: Box::new(|_| {}),
-                before_get: Box::new(|_| {}),
-            }
-        }
-    }
-
-    impl ObjectStore for Hooked {
-        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-            self.inner.put(key, bytes)?;
-            (self.after_put)(key);
-            Ok(())
-        }
-        fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-            (self.before_get)(&self.inner);
-            self.inner.get(key)
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-            self.inner.list(prefix)
-        }
-        fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.inner.delete(key)
-        }
     }
 
     #[test]

@@ -149,6 +149,54 @@ impl ObjectStore for LocalDisk {
     }
 }
 
+/// A test store's check before a put.
+#[cfg(test)]
+type PutHook = Box<dyn Fn(&str) -> Result<(), StoreError> + Send + Sync>;
+
+/// A store for tests that stages what happens around its calls.
+#[cfg(test)]
+pub(crate) struct Hooked {
+    pub inner: LocalDisk,
+    /// Before each put; an error refuses it (a full disk).
+    pub before_put: PutHook,
+    /// With each key once it is stored.
+    pub after_put: Box<dyn Fn(&str) + Send + Sync>,
+    /// Before each read, with the store underneath.
+    pub before_get: Box<dyn Fn(&LocalDisk) + Send + Sync>,
+}
+
+#[cfg(test)]
+impl Hooked {
+    pub fn new(root: &Path) -> Self {
+        Hooked {
+            inner: LocalDisk::new(root),
+            before_put: Box::new(|_| Ok(())),
+            after_put: Box::new(|_| {}),
+            before_get: Box::new(|_| {}),
+        }
+    }
+}
+
+#[cfg(test)]
+impl ObjectStore for Hooked {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        (self.before_put)(key)?;
+        self.inner.put(key, bytes)?;
+        (self.after_put)(key);
+        Ok(())
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        (self.before_get)(&self.inner);
+        self.inner.get(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

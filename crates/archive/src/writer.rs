@@ -1196,36 +1196,20 @@ pub(crate) mod tests {
         assert!(ids.iter().all(|id| w.is_archived(id)));
     }
 
-    /// A store that refuses every put while `down` is set (a full disk).
-    struct FullDisk {
-        inner: LocalDisk,
-        down: AtomicBool,
-    }
-
-    impl ObjectStore for FullDisk {
-        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-            if self.down.load(Ordering::SeqCst) {
-                return Err(StoreError::InvalidKey("disk full".into()));
-            }
-            self.inner.put(key, bytes)
-        }
-        fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-            self.inner.get(key)
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-            self.inner.list(prefix)
-        }
-        fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.inner.delete(key)
-        }
-    }
-
     #[test]
     fn a_failed_background_flush_keeps_its_visits_for_the_next() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(FullDisk {
-            inner: LocalDisk::new(dir.path()),
-            down: AtomicBool::new(true),
+        // Full until `down` is cleared.
+        let down = Arc::new(AtomicBool::new(true));
+        let full = down.clone();
+        let store = Arc::new(crate::store::Hooked {
+            before_put: Box::new(move |_| {
+                if full.load(Ordering::SeqCst) {
+                    return Err(StoreError::InvalidKey("disk full".into()));
+                }
+                Ok(())
+            }),
+            ..crate::store::Hooked::new(dir.path())
         });
         let mut w = ArchiveWriter::open(store.clone(), config(2)).unwrap();
         let (tx, flushed) = std::sync::mpsc::channel();
@@ -1253,7 +1237,7 @@ pub(crate) mod tests {
         assert!(!w.is_archived("a"));
         assert!(visits_rows(dir.path()).is_empty());
         // Space is back: the retry writes the visits and the ack.
-        store.down.store(false, Ordering::SeqCst);
+        down.store(false, Ordering::SeqCst);
         w.append(record("c", T0, vec![vec![3]])).unwrap();
         let mut ids = w.flush().unwrap();
         ids.sort();

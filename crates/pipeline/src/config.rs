@@ -428,7 +428,7 @@ impl Settings {
         }
         let compaction = match self.archive_compact_every_s {
             None => Some(crate::compaction::CompactionSchedule::default()),
-            Some(s) if s == 0.0 => None,
+            Some(0.0) => None,
             Some(s) if s.is_finite() && s > 0.0 && s <= 7.0 * 86_400.0 => Some(
                 crate::compaction::CompactionSchedule::every(Duration::from_secs_f64(s)),
             ),
