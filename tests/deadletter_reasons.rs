@@ -429,6 +429,24 @@ fn a_refused_visit_is_recovered_by_replaying_the_quarantine() {
     assert!(ok && out.contains("0 messages kept"), "{out}");
     let (ok, _, err) = quarantine(&["list", "--spool", spool_arg, "--reason", "nonsense"]);
     assert!(!ok && err.contains("--reason \"nonsense\""), "{err}");
+    let missing = s.dir.path().join("no-such-spool");
+    let (ok, _, err) = quarantine(&["list", "--spool", missing.to_str().unwrap()]);
+    assert!(!ok && err.contains("no spool folder"), "{err}");
+    // A dry run lists what it would send, in order, without connecting.
+    let (ok, out, err) = quarantine(&[
+        "replay",
+        "--dry-run",
+        "--spool",
+        spool_arg,
+        "--broker",
+        &format!("mqtt://watcher:{WATCHER_PASSWORD}@127.0.0.1:{port}"),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.matches("would publish ecg/v1/dev/dev-lost/").count(),
+        3,
+        "{out}"
+    );
 
     // The watcher may not write device topics: refused, named, nothing sent.
     let (ok, out, err) = quarantine(&[
