@@ -5,8 +5,12 @@
 //! framed as `len: u32 LE | crc32(body): u32 LE | body`; the body is either a
 //! message (`1 | received_at_ms: i64 | topic_len: u16 | topic | payload`), a
 //! visit-done marker (`2 | at_ms: i64 | device_len: u8 | device | visit: 16`)
-//! or a visit-forgotten marker (`3 | ...`, laid out as done: the visit's
-//! messages so far are dealt with, but the visit is not finished).
+//! a visit-forgotten marker (`3 | ...`, laid out as done: the visit's
+//! messages so far are dealt with, but the visit is not finished) or a
+//! release marker (`4 | at_ms: i64 | segment: u64 | offset: u64`: the message
+//! framed at that offset of that segment is no longer needed). A marker
+//! always comes after what it names in the log, so a torn tail or a
+//! rollback that loses the message loses its marker too.
 //! Appends are buffered and made durable by [`Spool::sync`], called once per
 //! batch (group commit). A torn tail (a crash mid-write) fails its CRC or its
 //! length and is truncated on open.
@@ -39,6 +43,7 @@ use crate::assembly::VisitKey;
 const KIND_MESSAGE: u8 = 1;
 const KIND_DONE: u8 = 2;
 const KIND_FORGET: u8 = 3;
+const KIND_RELEASE: u8 = 4;
 /// A length above this can only be a torn or corrupt frame.
 const MAX_RECORD_BYTES: u32 = 16 << 20;
 const FRAME_HEADER: usize = 8;
@@ -144,6 +149,8 @@ impl Received {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordId {
     segment: u64,
+    /// Where its frame starts in the segment.
+    offset: u64,
     key: Option<VisitKey>,
 }
 
@@ -154,7 +161,11 @@ impl RecordId {
 
     #[cfg(test)]
     pub(crate) fn for_test(key: Option<VisitKey>) -> RecordId {
-        RecordId { segment: 0, key }
+        RecordId {
+            segment: 0,
+            offset: 0,
+            key,
+        }
     }
 }
 
@@ -223,6 +234,7 @@ enum Record {
     Message(Received),
     Done(VisitKey),
     Forget(VisitKey),
+    Release { segment: u64, offset: u64 },
 }
 
 fn encode_message(msg: &Received) -> Vec<u8> {
@@ -247,6 +259,15 @@ fn encode_marker(kind: u8, key: &VisitKey, at: OffsetDateTime) -> Vec<u8> {
     body.push(dev.len().min(255) as u8);
     body.extend_from_slice(&dev[..dev.len().min(255)]);
     body.extend_from_slice(key.visit_id.as_bytes());
+    body
+}
+
+fn encode_release(id: &RecordId, at: OffsetDateTime) -> Vec<u8> {
+    let mut body = Vec::with_capacity(25);
+    body.push(KIND_RELEASE);
+    body.extend_from_slice(&(millis(at) as i64).to_le_bytes());
+    body.extend_from_slice(&id.segment.to_le_bytes());
+    body.extend_from_slice(&id.offset.to_le_bytes());
     body
 }
 
@@ -281,13 +302,17 @@ fn decode_record(body: &[u8]) -> Option<Record> {
                 Record::Forget(key)
             })
         }
+        KIND_RELEASE => Some(Record::Release {
+            segment: u64::from_le_bytes(rest.get(..8)?.try_into().ok()?),
+            offset: u64::from_le_bytes(rest.get(8..16)?.try_into().ok()?),
+        }),
         _ => None,
     }
 }
 
-/// Reads every whole record of a segment; truncates the file after the last
-/// good one (a torn or corrupt tail).
-fn read_segment(path: &Path) -> Result<Vec<Record>, SpoolError> {
+/// Reads every whole record of a segment, with the offset of its frame;
+/// truncates the file after the last good one (a torn or corrupt tail).
+fn read_segment(path: &Path) -> Result<Vec<(u64, Record)>, SpoolError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -305,7 +330,7 @@ fn read_segment(path: &Path) -> Result<Vec<Record>, SpoolError> {
             break;
         }
         match decode_record(body) {
-            Some(r) => records.push(r),
+            Some(r) => records.push((pos as u64, r)),
             None => break,
         }
         pos += FRAME_HEADER + len as usize;
@@ -365,12 +390,16 @@ impl Spool {
         // Per forgotten visit, how many messages (of any visit) came before
         // its last marker: its messages among those are dealt with.
         let mut forgotten: HashMap<VisitKey, usize> = HashMap::new();
+        let mut released: std::collections::HashSet<(u64, u64)> = Default::default();
         let mut messages = Vec::new();
         let now_ms = millis(OffsetDateTime::now_utc());
         for &id in &ids {
-            for record in read_segment(&segment_path(&cfg.dir, id))? {
+            for (offset, record) in read_segment(&segment_path(&cfg.dir, id))? {
                 match record {
-                    Record::Message(m) => messages.push((id, m)),
+                    Record::Message(m) => messages.push((id, offset, m)),
+                    Record::Release { segment, offset } => {
+                        released.insert((segment, offset));
+                    }
                     Record::Done(key) => {
                         done.insert(key, now_ms);
                     }
@@ -383,17 +412,26 @@ impl Spool {
         let mut segments: BTreeMap<u64, Segment> =
             ids.iter().map(|&id| (id, Segment::default())).collect();
         let mut replay = Vec::new();
-        for (i, (segment, msg)) in messages.into_iter().enumerate() {
+        for (i, (segment, offset, msg)) in messages.into_iter().enumerate() {
             let key = msg.key();
-            if key.as_ref().is_some_and(|k| {
-                done.contains_key(k) || forgotten.get(k).is_some_and(|&before| i < before)
-            }) {
+            if released.contains(&(segment, offset))
+                || key.as_ref().is_some_and(|k| {
+                    done.contains_key(k) || forgotten.get(k).is_some_and(|&before| i < before)
+                })
+            {
                 continue;
             }
             if let Some(seg) = segments.get_mut(&segment) {
                 seg.pin(key.as_ref());
             }
-            replay.push((RecordId { segment, key }, msg));
+            replay.push((
+                RecordId {
+                    segment,
+                    offset,
+                    key,
+                },
+                msg,
+            ));
         }
         let current_id = ids.last().map_or(0, |l| l + 1);
         let writer = create_segment(&cfg.dir, current_id)?;
@@ -419,6 +457,7 @@ impl Spool {
         if self.current_len >= self.cfg.segment_bytes {
             self.rotate()?;
         }
+        let offset = self.current_len;
         self.write_record(&encode_message(msg))?;
         let key = msg.key();
         if let Some(seg) = self.segments.get_mut(&self.current_id) {
@@ -427,6 +466,7 @@ impl Spool {
         }
         Ok(RecordId {
             segment: self.current_id,
+            offset,
             key,
         })
     }
@@ -541,8 +581,12 @@ impl Spool {
 
     /// Releases one message that turned out not to be needed (a duplicate
     /// of a finished visit), or is no longer needed (input rejected outside
-    /// any open visit, once its dead letter is out).
+    /// any open visit, once its dead letter is out). Recorded (durable at
+    /// the next [`Spool::sync`]), so that a restart does not refuse it again.
     pub fn release(&mut self, id: &RecordId) -> Result<(), SpoolError> {
+        if self.segments.contains_key(&id.segment) {
+            self.write_record(&encode_release(id, OffsetDateTime::now_utc()))?;
+        }
         if let Some(seg) = self.segments.get_mut(&id.segment) {
             seg.unpin(id.key.as_ref());
         }
@@ -744,11 +788,9 @@ mod tests {
         spool.sync().unwrap();
         assert!(!segment_path(dir.path(), 0).exists());
         drop(spool);
-        // Release is not persisted: c's message is still in the open
-        // segment and is replayed (the assembler drops it again).
+        // c's message is still in the open segment, but released.
         let (_, replay) = Spool::open(cfg).unwrap();
-        let got: Vec<Received> = replay.into_iter().map(|(_, m)| m).collect();
-        assert_eq!(got, vec![msg(&c, 0)], "a and b are done");
+        assert!(replay.is_empty(), "a and b done, c's message released");
     }
 
     /// Input that names no visit (rejected for its topic) keeps its segment

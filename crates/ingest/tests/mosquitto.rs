@@ -443,7 +443,8 @@ async fn a_backlog_stays_in_the_broker_while_the_pipeline_is_behind() {
 
 /// Refused input stays in the spool until the pipeline releases it (after
 /// its dead letter): killed before then, the ingest replays it, although
-/// the segments around it could go. Before 2026-12-01 input that named no
+/// the segments around it could go; released, it is not replayed
+/// (`spool::tests` checks that without a crash's timing). Before 2026-12-01 input that named no
 /// visit pinned nothing, and its segment went at the next rotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_input_is_replayed_after_a_crash_until_released() {
@@ -530,9 +531,14 @@ async fn refused_input_is_replayed_after_a_crash_until_released() {
             topic(i)
         );
     }
-    // The segments still needed, whole ([4-7] [8-11]); [0-3] went: the
-    // spool keeps what is needed, not everything.
-    assert_eq!(ingest.stats().replayed.load(Ordering::Relaxed), 8);
+    // [0-3] went: the spool keeps what is needed, not everything. Of
+    // [4-7], 4 and 5 were released: they come again only when the crash
+    // took their release markers with it (not yet written from the buffer).
+    for i in 0..4 {
+        assert!(!replayed.contains(&topic(i)), "{replayed:?}");
+    }
+    let n = ingest.stats().replayed.load(Ordering::Relaxed);
+    assert!((6..=8).contains(&n), "{n} replayed: {replayed:?}");
     ingest.stop_intake();
     while events.recv().await.is_some() {}
     ingest.finish().await.unwrap();
