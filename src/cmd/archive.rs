@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use super::plural;
 use anyhow::Context as _;
 use clap::Subcommand;
 use ecg_archive::time;
@@ -113,14 +114,8 @@ fn compact(a: CompactArgs) -> anyhow::Result<()> {
         a.max_visits >= 1 && a.max_mib >= 1,
         "--max-visits and --max-mib must be at least 1"
     );
-    let before = match &a.before {
-        Some(d) => {
-            let format = time::format_description::parse_borrowed::<1>("[year]-[month]-[day]")?;
-            time::Date::parse(d, &format)
-                .map_err(|e| anyhow::anyhow!("--before {d:?} is not a date YYYY-MM-DD: {e}"))?
-        }
-        None => time::OffsetDateTime::now_utc().date(),
-    };
+    let before = super::parse_day_flag("before", a.before.as_deref())?
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
     let config = CompactConfig {
         max_visits: a.max_visits,
         max_bytes: a.max_mib.saturating_mul(1 << 20),
@@ -256,14 +251,6 @@ fn summary(r: &Report) -> String {
         plural(r.errors(), "error"),
         plural(r.warnings(), "warning")
     )
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }
 
 fn json(r: &Report) -> serde_json::Value {

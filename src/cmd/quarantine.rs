@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::{parse_day_flag, plural};
 use anyhow::Context as _;
 use clap::Subcommand;
 use ecg_archive::time;
@@ -93,14 +94,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-fn parse_day(flag: &str, s: &Option<String>) -> anyhow::Result<Option<time::Date>> {
-    let Some(s) = s else { return Ok(None) };
-    let format = time::format_description::parse_borrowed::<1>("[year]-[month]-[day]")?;
-    time::Date::parse(s, &format)
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!("--{flag} {s:?} is not a date YYYY-MM-DD: {e}"))
-}
-
 /// The folder's messages that `f` selects, its problems printed to stderr.
 fn read(f: &Filter) -> anyhow::Result<(PathBuf, Found)> {
     let reason = f
@@ -117,8 +110,8 @@ fn read(f: &Filter) -> anyhow::Result<(PathBuf, Found)> {
         })
         .transpose()?;
     let selection = Selection {
-        since: parse_day("since", &f.since)?,
-        until: parse_day("until", &f.until)?,
+        since: parse_day_flag("since", f.since.as_deref())?,
+        until: parse_day_flag("until", f.until.as_deref())?,
         reason,
         device: f.device.clone(),
     };
@@ -293,12 +286,4 @@ fn code(m: &ecg_pipeline::quarantine::QuarantinedMessage) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }
