@@ -24,7 +24,7 @@ struct Provisioned {
     services: HashMap<String, (String, String)>,
 }
 
-fn provision(dir: &Path, count: usize) -> Provisioned {
+fn provision(dir: &Path, count: usize, extra: &[&str]) -> Provisioned {
     let out = Command::new(env!("CARGO_BIN_EXE_ecgtriage"))
         .args([
             "devices",
@@ -34,6 +34,7 @@ fn provision(dir: &Path, count: usize) -> Provisioned {
             "--out",
         ])
         .arg(dir)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -233,7 +234,7 @@ fn topics(got: &[(String, Vec<u8>)]) -> Vec<&str> {
 async fn provisioned_acl_confines_devices_and_services() {
     let tmp = tempfile::tempdir().unwrap();
     let creds = tmp.path().join("creds");
-    let p = provision(&creds, 3);
+    let p = provision(&creds, 3, &[]);
     assert_eq!(p.devices.len(), 3);
     let broker = start_broker(&creds);
     let _log = LogOnPanic(&broker);
@@ -243,6 +244,7 @@ async fn provisioned_acl_confines_devices_and_services() {
     let (pipe_user, pipe_pw) = &p.services["pipeline"];
     let (card_user, card_pw) = &p.services["cardiologist"];
     let (op_user, op_pw) = &p.services["operator"];
+    assert!(!p.services.contains_key("replay"), "made only on request");
     let visit = "0f7d0a36-5d3c-4ac8-9f3e-2a4f5b6c7d8e";
 
     let mut pipeline = connect(port, "t-pipeline", pipe_user, pipe_pw)
@@ -339,7 +341,7 @@ async fn provisioned_acl_confines_devices_and_services() {
 async fn wrong_or_unknown_credentials_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let creds = tmp.path().join("creds");
-    let p = provision(&creds, 2);
+    let p = provision(&creds, 2, &[]);
     let broker = start_broker(&creds);
     let (dev1, dev1_pw) = &p.devices[0];
     let (_, dev2_pw) = &p.devices[1];
@@ -362,4 +364,85 @@ async fn wrong_or_unknown_credentials_are_refused() {
     }
     // The refusals were the broker's doing, and logged as such.
     assert!(broker.log().contains("not authorised"), "{}", broker.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_user_writes_any_devices_input_and_reads_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let creds = tmp.path().join("creds");
+    let p = provision(&creds, 2, &["--replay"]);
+    let broker = start_broker(&creds);
+    let _log = LogOnPanic(&broker);
+    let port = broker.port();
+    let (dev2, dev2_pw) = &p.devices[1];
+    let (pipe_user, pipe_pw) = &p.services["pipeline"];
+    let (card_user, card_pw) = &p.services["cardiologist"];
+    let (op_user, op_pw) = &p.services["operator"];
+    let (replay_user, replay_pw) = &p.services["replay"];
+    assert_eq!(replay_user, "replay");
+    let visit = "0f7d0a36-5d3c-4ac8-9f3e-2a4f5b6c7d8e";
+    let result = format!("ecg/v1/dev/{dev2}/visit/{visit}/result");
+    let alert = "ecg/v1/alerts/county-cpc";
+    let ack = "ecg/v1/alerts/county-cpc/ack";
+    let deadletter = "ecg/v1/deadletter";
+
+    // Each topic the replay must not write has a reader that may read it.
+    let mut pipeline = connect(port, "t-pipeline", pipe_user, pipe_pw)
+        .await
+        .unwrap();
+    for kind in ["meta", "chunk", "end"] {
+        pipeline
+            .subscribe(&format!("ecg/v1/dev/+/visit/+/{kind}"))
+            .await;
+    }
+    pipeline.subscribe(ack).await;
+    let mut device = connect(port, "t-dev2", dev2, dev2_pw).await.unwrap();
+    device.subscribe(&result).await;
+    let mut cardio = connect(port, "t-cardio", card_user, card_pw).await.unwrap();
+    cardio.subscribe(alert).await;
+    let mut operator = connect(port, "t-operator", op_user, op_pw).await.unwrap();
+    operator.subscribe(deadletter).await;
+    let mut replay = connect(port, "t-replay", replay_user, replay_pw)
+        .await
+        .unwrap();
+    replay.subscribe("ecg/v1/#").await;
+
+    // The replay reads nothing: what the pipeline published (and was
+    // acknowledged) before the replay's own publish would reach the replay
+    // before its PUBACK, and `publish` fails on any delivery while it waits.
+    for topic in [result.as_str(), alert, deadletter] {
+        pipeline.publish(topic, b"first").await;
+    }
+    let mut sent = Vec::new();
+    for kind in ["meta", "chunk", "end"] {
+        let topic = format!("ecg/v1/dev/{dev2}/visit/{visit}/{kind}");
+        replay.publish(&topic, kind.as_bytes()).await;
+        sent.push((topic, kind.as_bytes().to_vec()));
+    }
+    let got = pipeline.received_until(&sent[2].0).await;
+    assert_eq!(got, sent, "the replay writes any device's input");
+
+    // It writes nothing else: each forbidden write goes first, then an
+    // allowed message on the same path, which arrives after it if it did.
+    for (i, topic) in [result.as_str(), alert, ack, deadletter].iter().enumerate() {
+        let id = format!("t-replay-forbidden-{i}");
+        publish_on_own_connection(port, &id, replay_user, replay_pw, topic).await;
+    }
+    for topic in [result.as_str(), alert, deadletter] {
+        pipeline.publish(topic, b"second").await;
+    }
+    for (reader, topic) in [
+        (&mut device, result.as_str()),
+        (&mut cardio, alert),
+        (&mut operator, deadletter),
+    ] {
+        let got = reader.received_until(topic).await;
+        assert_eq!(got, vec![(topic.to_owned(), b"first".to_vec())]);
+        let got = reader.received_until(topic).await;
+        assert_eq!(got, vec![(topic.to_owned(), b"second".to_vec())], "{topic}");
+    }
+    // The cardiologist's ack follows the forbidden one on its way.
+    cardio.publish(ack, b"ack").await;
+    let got = pipeline.received_until(ack).await;
+    assert_eq!(got, vec![(ack.to_owned(), b"ack".to_vec())]);
 }

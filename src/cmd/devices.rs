@@ -31,6 +31,12 @@ struct ProvisionArgs {
     /// Characters per password (letters and digits).
     #[arg(long, default_value_t = 24)]
     password_length: usize,
+    /// Also make a `replay` user for `ecgtriage quarantine replay`: it may
+    /// write any device's meta, chunks and ends, and read nothing. It can
+    /// speak for every device: once the replay is done, remove its block
+    /// from mosquitto.acl and its line from mosquitto.passwd.
+    #[arg(long)]
+    replay: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -40,8 +46,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn provision(a: ProvisionArgs) -> anyhow::Result<()> {
-    let roster = ecg_provision::Roster::generate(a.count, a.password_length)
+    let mut roster = ecg_provision::Roster::generate(a.count, a.password_length)
         .context("generating passwords")?;
+    if a.replay {
+        roster = roster
+            .with_replay(a.password_length)
+            .context("generating passwords")?;
+    }
     let bundle = ecg_provision::write_bundle(&roster, &a.out)
         .with_context(|| format!("writing credentials to {}", a.out.display()))?;
     // Counts and paths only: the secrets stay in the 0600 files.

@@ -53,6 +53,13 @@ fn render_user(acl: &mut String, cred: &Credential) {
             topic("write", "ecg/v1/alerts/+/ack");
         }
         Role::Operator => topic("read", "ecg/v1/deadletter"),
+        // The original topics: the pipeline checks a message's device
+        // against its topic, so a replay cannot publish under one of its own.
+        Role::Replay => {
+            for kind in DEVICE_WRITES {
+                topic("write", &format!("ecg/v1/dev/+/visit/+/{kind}"));
+            }
+        }
     }
 }
 

@@ -17,6 +17,10 @@ pub enum Role {
     /// Whoever runs the system: reads the dead letters (refused input,
     /// whose payload prefix may hold anything a device sent), nothing else.
     Operator,
+    /// `ecgtriage quarantine replay`: writes what any device may write
+    /// (meta, chunks, ends), reads nothing. Made only on request: it can
+    /// speak for every device.
+    Replay,
 }
 
 impl Role {
@@ -27,6 +31,7 @@ impl Role {
             Role::Pipeline => "pipeline",
             Role::Cardiologist => "cardiologist",
             Role::Operator => "operator",
+            Role::Replay => "replay",
         }
     }
 }
@@ -85,6 +90,16 @@ impl Roster {
         Ok(Roster { devices, services })
     }
 
+    /// Adds a `replay` user ([`Role::Replay`]) with its own password.
+    pub fn with_replay(mut self, password_len: usize) -> Result<Roster, PasswordError> {
+        self.services.push(Credential {
+            role: Role::Replay,
+            user: "replay".to_owned(),
+            password: generate_password(password_len)?,
+        });
+        Ok(self)
+    }
+
     /// Every credential, devices first.
     pub fn all(&self) -> impl Iterator<Item = &Credential> {
         self.devices.iter().chain(&self.services)
@@ -107,6 +122,20 @@ mod tests {
         passwords.dedup();
         assert_eq!(passwords.len(), 6, "every identity has its own password");
         assert!(r.all().all(|c| c.password.len() == 20));
+    }
+
+    #[test]
+    fn a_replay_user_is_made_only_on_request() {
+        let r = Roster::generate(1, 20).unwrap();
+        assert!(r.all().all(|c| c.role != Role::Replay));
+        let r = r.with_replay(20).unwrap();
+        let replay: Vec<_> = r.all().filter(|c| c.role == Role::Replay).collect();
+        assert_eq!(replay.len(), 1);
+        assert_eq!(replay[0].user, "replay");
+        assert!(r
+            .all()
+            .filter(|c| c.role != Role::Replay)
+            .all(|c| c.password != replay[0].password));
     }
 
     #[test]
