@@ -849,7 +849,7 @@ fn write_events(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use arrow::array::Array;
@@ -869,7 +869,7 @@ mod tests {
     /// Visits in batches of two: `day1` of them on 2026-11-29 (one with an
     /// alert detected after midnight, filed under the next day), `day2` on
     /// 2026-11-30, and an acknowledgement and an escalation per batch.
-    fn archive(day1: usize, day2: usize) -> tempfile::TempDir {
+    pub(crate) fn archive(day1: usize, day2: usize) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let cfg = WriterConfig {
             segment_s: 1,
@@ -929,7 +929,15 @@ mod tests {
 
     /// Every row of every table, with its partition, sorted: what a reader
     /// of the whole archive sees, whatever the files.
-    fn rows(root: &Path) -> BTreeMap<&'static str, Vec<(String, Vec<u8>)>> {
+    pub(crate) fn rows(root: &Path) -> BTreeMap<&'static str, Vec<(String, Vec<u8>)>> {
+        rows_of(root, |store, table| store.list(table.name()).unwrap())
+    }
+
+    /// As [`rows`], from the files `keys` gives for each table.
+    pub(crate) fn rows_of(
+        root: &Path,
+        keys: impl Fn(&LocalDisk, Table) -> Vec<String>,
+    ) -> BTreeMap<&'static str, Vec<(String, Vec<u8>)>> {
         let store = LocalDisk::new(root);
         let mut out = BTreeMap::new();
         for table in TABLES {
@@ -941,7 +949,7 @@ mod tests {
                 .collect();
             let converter = RowConverter::new(fields).unwrap();
             let mut rows = Vec::new();
-            for key in store.list(table.name()).unwrap() {
+            for key in keys(&store, table) {
                 let partition = key.split('/').nth(1).unwrap().to_string();
                 let (b, _) = read_conformed(&store, &key, table).unwrap();
                 for row in converter.convert_columns(b.columns()).unwrap().iter() {
@@ -954,7 +962,7 @@ mod tests {
         out
     }
 
-    fn files(root: &Path, prefix: &str) -> Vec<String> {
+    pub(crate) fn files(root: &Path, prefix: &str) -> Vec<String> {
         LocalDisk::new(root).list(prefix).unwrap()
     }
 
@@ -965,7 +973,7 @@ mod tests {
         assert_eq!(report.visits_matching_digest, visits);
     }
 
-    fn day1() -> CompactConfig {
+    pub(crate) fn day1() -> CompactConfig {
         CompactConfig::new(date!(2026 - 11 - 30))
     }
 
@@ -1118,9 +1126,9 @@ mod tests {
 
     /// A store that stops (errors on every call) after `left` puts and
     /// deletes, as a killed process stops.
-    struct Dying {
-        inner: LocalDisk,
-        left: AtomicUsize,
+    pub(crate) struct Dying {
+        pub inner: LocalDisk,
+        pub left: AtomicUsize,
     }
 
     impl Dying {

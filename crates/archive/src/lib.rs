@@ -18,11 +18,14 @@
 //!   rebuilt and compared with its digest.
 //! - [`compact`]: a closed day's small batches merged into a few large
 //!   ones, in steps that a crash can stop anywhere and a rerun finishes.
+//! - [`snapshot`]: which files a reader of a whole table reads, so that a
+//!   batch being written or a compaction under way shows every row once.
 
 pub mod compact;
 mod flusher;
 pub mod reader;
 pub mod record;
+pub mod snapshot;
 pub mod store;
 pub mod table;
 pub mod verify;

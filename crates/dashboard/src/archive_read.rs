@@ -12,6 +12,8 @@ use parquet::arrow::ProjectionMask;
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 
+use ecg_archive::Table;
+
 use crate::ecg_svg::Tracing;
 
 /// Why the archive could not be read.
@@ -147,29 +149,39 @@ fn hits(path: &Path, b: &RecordBatch) -> Result<Vec<VisitHit>, ReadError> {
 }
 
 /// The visits of one UTC day, optionally of one clinic, in time order.
-/// Only committed files (`*.parquet`) are read.
+/// Only committed batches are read, and a batch a compaction merged only
+/// once ([`ecg_archive::snapshot`]).
 pub fn visits_on(
     archive: &Path,
     date: Date,
     clinic: Option<&str>,
 ) -> Result<Vec<VisitHit>, ReadError> {
-    let dir = archive.join("visits").join(format!("date={date}"));
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(ReadError::Io {
-                path: dir.display().to_string(),
-                source,
-            })
+    let mut attempts = 0;
+    loop {
+        match visits_once(archive, date, clinic) {
+            // A compaction retired a file between the listing and its
+            // reading; a new listing shows the merged batch instead.
+            Err(ReadError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempts < 5 =>
+            {
+                attempts += 1;
+            }
+            outcome => return outcome,
         }
-    };
+    }
+}
+
+fn visits_once(
+    archive: &Path,
+    date: Date,
+    clinic: Option<&str>,
+) -> Result<Vec<VisitHit>, ReadError> {
+    let store = ecg_archive::LocalDisk::new(archive);
+    let partition = format!("date={date}");
+    let keys = ecg_archive::snapshot::visible_files(&store, Table::Visits, Some(&partition))?;
     let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
-            continue;
-        }
+    for key in keys {
+        let path = archive.join(key);
         for b in read_file(&path)? {
             out.extend(
                 hits(&path, &b)?

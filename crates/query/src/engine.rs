@@ -10,17 +10,25 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::{MemTable, TableProvider};
-use datafusion::prelude::SessionContext;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use ecg_archive::table::PARTITION_COLUMN;
 use ecg_archive::{Table, TABLES};
 
+use crate::files::ArchiveFiles;
 use crate::QueryError;
+
+/// Times a query is run again after a file it listed vanished.
+const VANISHED_RETRIES: usize = 5;
 
 /// SQL over an archive root. Tables whose folder is missing are registered
 /// empty, with their schema, so a query on a young archive returns no rows
 /// rather than "table not found".
 pub struct QueryEngine {
     ctx: SessionContext,
+    files: ArchiveFiles,
     root: PathBuf,
     with_files: Vec<&'static str>,
     /// The figures' views, created before the first query (DataFusion
@@ -50,7 +58,20 @@ impl QueryEngine {
                 path: archive_root.to_path_buf(),
                 source,
             })?;
-        let ctx = SessionContext::new();
+        // The archive changes under a long-lived engine: no listing is
+        // kept from one query to the next.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+        let files = ArchiveFiles::new(root.clone()).map_err(|e| QueryError::Io {
+            path: root.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        ctx.register_object_store(
+            ObjectStoreUrl::local_filesystem().as_ref(),
+            Arc::new(files.clone()),
+        );
         let mut with_files = Vec::new();
         for table in TABLES {
             let dir = root.join(table.name());
@@ -65,6 +86,7 @@ impl QueryEngine {
         }
         Ok(Self {
             ctx,
+            files,
             root,
             with_files,
             views: tokio::sync::OnceCell::new(),
@@ -87,8 +109,19 @@ impl QueryEngine {
                 Ok::<_, QueryError>(())
             })
             .await?;
-        let result = async { self.ctx.sql(sql).await?.collect().await }.await;
-        result.map_err(|e| self.name_damaged_files(e))
+        let mut attempts = 0;
+        loop {
+            self.files.take_vanished();
+            let result = async { self.ctx.sql(sql).await?.collect().await }.await;
+            match result {
+                // A compaction retired a file between the listing and its
+                // reading: its rows are in the merged file a new listing shows.
+                Err(_) if self.files.take_vanished() && attempts < VANISHED_RETRIES => {
+                    attempts += 1;
+                }
+                outcome => return outcome.map_err(|e| self.name_damaged_files(e)),
+            }
+        }
     }
 
     /// DataFusion reports a damaged Parquet file without its name; this
@@ -144,4 +177,189 @@ fn listing_table(table: Table, dir: &Path) -> Result<ListingTable, QueryError> {
         .with_listing_options(options)
         .with_schema(table.schema());
     Ok(ListingTable::try_new(config)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use arrow::array::AsArray;
+    use ecg_archive::ObjectStore as _;
+    use ecg_archive::{compact_local, ArchiveWriter, CompactConfig, VisitRecord, WriterConfig};
+    use time::macros::{date, datetime};
+    use time::{Duration, OffsetDateTime};
+
+    use super::*;
+
+    const DAY: OffsetDateTime = datetime!(2026-11-29 10:00 UTC);
+
+    fn record(i: usize, at: OffsetDateTime) -> VisitRecord {
+        let row = ecg_archive::VisitRow {
+            visit_id: format!("v{i:03}"),
+            device_id: "dev-1".into(),
+            clinic_id: "clinic-1".into(),
+            patient_pseudonym: "k1-00000000000000000000000000000000".into(),
+            sex: "female".into(),
+            age_years: Some(55),
+            started_at: at,
+            received_at: at,
+            fs_hz: 500,
+            gain_uv_per_lsb: 5.0,
+            leads: vec!["I".into(), "II".into()],
+            samples_sha256: None,
+            complete: true,
+            status: "no_stemi".into(),
+            stemi: false,
+            stemi_criteria_met: false,
+            territories: vec![],
+            heart_rate_bpm: None,
+            qrs_ms: None,
+            quality_ok: true,
+            quality_issues: vec![],
+            mimics: vec![],
+            reasons: vec![],
+            alert_id: None,
+            firmware_version: "1".into(),
+            decided_at: None,
+        };
+        VisitRecord {
+            visit: row,
+            samples: vec![vec![i as i16; 50], vec![-(i as i16); 50]],
+            beats: vec![],
+            measurements: vec![],
+            alerts: vec![],
+        }
+    }
+
+    /// `n` visits on 2026-11-29, one batch each (a quiet county's day).
+    fn archive(root: &Path, n: usize) {
+        append(root, 0..n, "t");
+    }
+
+    fn append(root: &Path, ids: std::ops::Range<usize>, writer: &str) {
+        let cfg = WriterConfig {
+            max_visits: 1,
+            ..WriterConfig::new(writer)
+        };
+        let mut w = ArchiveWriter::open_local(root, cfg).unwrap();
+        for i in ids {
+            w.append(record(i, DAY + Duration::minutes(i as i64)))
+                .unwrap();
+        }
+        w.flush().unwrap();
+    }
+
+    fn compact_day(root: &Path) {
+        let report = compact_local(root, &CompactConfig::new(date!(2026 - 11 - 30))).unwrap();
+        assert!(report.refused.is_empty(), "{:?}", report.refused);
+    }
+
+    fn counts(engine: &QueryEngine, sql: &str) -> Vec<i64> {
+        let batches = engine.sql_blocking(sql).unwrap();
+        let b = &batches[0];
+        (0..b.num_columns())
+            .map(|c| {
+                b.column(c)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .value(0)
+            })
+            .collect()
+    }
+
+    const COUNTS: &str = "SELECT (SELECT count(*) FROM visits) AS visits, \
+        (SELECT count(DISTINCT visit_id) FROM visits) AS visit_ids, \
+        (SELECT count(*) FROM waveforms) AS waveforms, \
+        (SELECT count(DISTINCT visit_id) FROM waveforms) AS waveform_visit_ids";
+
+    fn files(root: &Path) -> Vec<String> {
+        ecg_archive::LocalDisk::new(root).list("").unwrap()
+    }
+
+    fn copy(from: &Path, to: &Path, keys: &[String]) {
+        for key in keys {
+            let dest = to.join(key);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(from.join(key), dest).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_merge_committed_but_not_yet_retired_is_counted_once() {
+        let before = tempfile::tempdir().unwrap();
+        archive(before.path(), 6);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        copy(before.path(), root, &files(before.path()));
+        compact_day(root);
+        assert_eq!(
+            files(root)
+                .iter()
+                .filter(|k| k.starts_with("visits/"))
+                .count(),
+            1
+        );
+        // The sources back beside their merge: what a compaction leaves
+        // between its commit and its deletions (or killed there).
+        copy(before.path(), root, &files(before.path()));
+
+        let engine = QueryEngine::open(root).unwrap();
+        assert_eq!(counts(&engine, COUNTS), [6, 6, 12, 6]);
+    }
+
+    #[test]
+    fn a_batch_is_counted_once_its_visits_file_commits_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        archive(root, 3);
+        // A batch being written: its waveforms stored, its visits not yet.
+        let waveforms = files(root)
+            .into_iter()
+            .find(|k| k.starts_with("waveforms/"))
+            .unwrap();
+        let pending = format!(
+            "{}/t-pending.parquet",
+            waveforms.rsplit_once('/').unwrap().0
+        );
+        std::fs::copy(root.join(&waveforms), root.join(pending)).unwrap();
+
+        let engine = QueryEngine::open(root).unwrap();
+        assert_eq!(counts(&engine, COUNTS), [3, 3, 6, 3]);
+    }
+
+    #[test]
+    fn a_file_retired_between_the_listing_and_the_reading_is_read_from_its_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        archive(&root, 6);
+        let engine = QueryEngine::open(&root).unwrap();
+        let at = root.clone();
+        engine
+            .files
+            .after_listing
+            .set(Table::Waveforms, move || compact_day(&at));
+
+        let sql = "SELECT count(*), count(DISTINCT visit_id), CAST(sum(lead_index) AS BIGINT) FROM waveforms";
+        assert_eq!(counts(&engine, sql), [12, 6, 6]);
+        // The hook ran: the query listed the sources, then read the merge.
+        assert_eq!(
+            files(&root)
+                .iter()
+                .filter(|k| k.starts_with("waveforms/"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn an_engine_kept_open_sees_what_was_written_after_its_first_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        archive(root, 2);
+        let engine = QueryEngine::open(root).unwrap();
+        assert_eq!(counts(&engine, COUNTS), [2, 2, 4, 2]);
+        append(root, 2..5, "t2");
+        assert_eq!(counts(&engine, COUNTS), [5, 5, 10, 5]);
+        compact_day(root);
+        assert_eq!(counts(&engine, COUNTS), [5, 5, 10, 5]);
+    }
 }

@@ -4,12 +4,15 @@
 //! where it prunes whole folders.
 //!
 //! - [`engine`]: [`QueryEngine`] registers the tables and runs SQL.
+//! - `files` (private): the archive's files as DataFusion lists and reads
+//!   them, a consistent snapshot per table while compactions run.
 //! - [`figures`]: the chest-pain centre's figures as views
 //!   (`alert_timeline`, `centre_figures`, `centre_figures_monthly`).
 //! - [`output`]: results as a text table, CSV or JSON.
 
 pub mod engine;
 pub mod figures;
+mod files;
 pub mod output;
 
 /// The archive crate (writer, records, table schemas), for callers that
