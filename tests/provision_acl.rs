@@ -172,6 +172,19 @@ impl Drop for Client {
     }
 }
 
+/// The pipeline's identity subscribed to what devices send (not the
+/// results it publishes itself) and to acknowledgements.
+async fn pipeline_reading_input_and_acks(port: u16, user: &str, password: &str) -> Client {
+    let mut pipeline = connect(port, "t-pipeline", user, password).await.unwrap();
+    for kind in ["meta", "chunk", "end"] {
+        pipeline
+            .subscribe(&format!("ecg/v1/dev/+/visit/+/{kind}"))
+            .await;
+    }
+    pipeline.subscribe("ecg/v1/alerts/+/ack").await;
+    pipeline
+}
+
 fn start_broker(dir: &Path) -> Mosquitto {
     Mosquitto::start(MosquittoOpts {
         password_file: Some(dir.join("mosquitto.passwd")),
@@ -247,16 +260,7 @@ async fn provisioned_acl_confines_devices_and_services() {
     assert!(!p.services.contains_key("replay"), "made only on request");
     let visit = "0f7d0a36-5d3c-4ac8-9f3e-2a4f5b6c7d8e";
 
-    let mut pipeline = connect(port, "t-pipeline", pipe_user, pipe_pw)
-        .await
-        .unwrap();
-    // What a device sends, not the results the pipeline itself publishes.
-    for kind in ["meta", "chunk", "end"] {
-        pipeline
-            .subscribe(&format!("ecg/v1/dev/+/visit/+/{kind}"))
-            .await;
-    }
-    pipeline.subscribe("ecg/v1/alerts/+/ack").await;
+    let mut pipeline = pipeline_reading_input_and_acks(port, pipe_user, pipe_pw).await;
     let mut device = connect(port, "t-dev1", dev1, dev1_pw).await.unwrap();
     let mut cardio = connect(port, "t-cardio", card_user, card_pw).await.unwrap();
     // The device and the cardiologist both try to read what is not theirs.
@@ -387,15 +391,7 @@ async fn a_replay_user_writes_any_devices_input_and_reads_nothing() {
     let deadletter = "ecg/v1/deadletter";
 
     // Each topic the replay must not write has a reader that may read it.
-    let mut pipeline = connect(port, "t-pipeline", pipe_user, pipe_pw)
-        .await
-        .unwrap();
-    for kind in ["meta", "chunk", "end"] {
-        pipeline
-            .subscribe(&format!("ecg/v1/dev/+/visit/+/{kind}"))
-            .await;
-    }
-    pipeline.subscribe(ack).await;
+    let mut pipeline = pipeline_reading_input_and_acks(port, pipe_user, pipe_pw).await;
     let mut device = connect(port, "t-dev2", dev2, dev2_pw).await.unwrap();
     device.subscribe(&result).await;
     let mut cardio = connect(port, "t-cardio", card_user, card_pw).await.unwrap();

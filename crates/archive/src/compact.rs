@@ -34,7 +34,7 @@ use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, Sort
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{FooterTail, KeyValue, ParquetMetaDataReader};
 
 use crate::store::{LocalDisk, ObjectStore, StoreError, TMP_SUFFIX};
 use crate::table::{partition_date, Table, PARTITION_COLUMN};
@@ -309,16 +309,38 @@ pub(crate) fn is_merged(stem: &str) -> bool {
     stem.starts_with(&format!("{WRITER_ID}-"))
 }
 
-/// The sources a merged file names in its metadata.
+/// The sources a merged file names in its metadata, read from its footer
+/// alone (readers of the whole archive read every merged file's).
 pub fn merged_sources(store: &dyn ObjectStore, key: &str) -> Result<Vec<String>, ArchiveError> {
-    let bytes = Bytes::from(store.get(key)?);
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| ArchiveError::Corrupt {
-            file: key.to_string(),
-            reason: format!("unreadable: {e}"),
-        })?;
-    let sources = builder
-        .metadata()
+    let unreadable = |reason: String| ArchiveError::Corrupt {
+        file: key.to_string(),
+        reason: format!("unreadable: {reason}"),
+    };
+    // The footer's length is in its last 8 bytes; most footers fit in the
+    // first read, a longer one is read again at its length.
+    let mut tail = store.get_tail(key, 64 << 10)?;
+    let metadata_len = |tail: &[u8]| -> Result<usize, ArchiveError> {
+        let last: &[u8; FOOTER_SIZE] = tail
+            .get(tail.len().saturating_sub(FOOTER_SIZE)..)
+            .and_then(|t| t.try_into().ok())
+            .ok_or_else(|| unreadable("shorter than a Parquet footer".into()))?;
+        let footer = FooterTail::try_new(last).map_err(|e| unreadable(e.to_string()))?;
+        Ok(footer.metadata_length())
+    };
+    let len = metadata_len(&tail)? + FOOTER_SIZE;
+    if len > tail.len() {
+        tail = store.get_tail(key, len)?;
+        if len > tail.len() {
+            return Err(unreadable(format!(
+                "footer of {len} bytes in a file of {}",
+                tail.len()
+            )));
+        }
+    }
+    let metadata = &tail[tail.len() - len..tail.len() - FOOTER_SIZE];
+    let metadata =
+        ParquetMetaDataReader::decode_metadata(metadata).map_err(|e| unreadable(e.to_string()))?;
+    let sources = metadata
         .file_metadata()
         .key_value_metadata()
         .and_then(|kv| kv.iter().find(|kv| kv.key == SOURCES_KEY))
@@ -326,6 +348,9 @@ pub fn merged_sources(store: &dyn ObjectStore, key: &str) -> Result<Vec<String>,
         .unwrap_or_default();
     Ok(sources.lines().map(str::to_string).collect())
 }
+
+/// Bytes after a Parquet file's metadata: its length and the magic.
+const FOOTER_SIZE: usize = 8;
 
 /// Step 2 of every committed merge, again (it does nothing where it was
 /// done), and the files of merges that never committed, deleted. A merged
@@ -962,6 +987,17 @@ pub(crate) mod tests {
         out
     }
 
+    /// A new archive holding a copy of every file of `template`.
+    fn copy_of(template: &Path) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for key in files(template, "") {
+            let to = dir.path().join(&key);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(template.join(&key), to).unwrap();
+        }
+        dir
+    }
+
     pub(crate) fn files(root: &Path, prefix: &str) -> Vec<String> {
         LocalDisk::new(root).list(prefix).unwrap()
     }
@@ -1126,9 +1162,9 @@ pub(crate) mod tests {
 
     /// A store that stops (errors on every call) after `left` puts and
     /// deletes, as a killed process stops.
-    pub(crate) struct Dying {
-        pub inner: LocalDisk,
-        pub left: AtomicUsize,
+    struct Dying {
+        inner: LocalDisk,
+        left: AtomicUsize,
     }
 
     impl Dying {
@@ -1176,18 +1212,19 @@ pub(crate) mod tests {
         let before = rows(template.path());
         let mut steps = 0;
         loop {
-            let dir = tempfile::tempdir().unwrap();
-            for key in files(template.path(), "") {
-                let to = dir.path().join(&key);
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(template.path().join(&key), to).unwrap();
-            }
+            let dir = copy_of(template.path());
             let root = dir.path();
             let dying = Dying {
                 inner: LocalDisk::new(root),
                 left: AtomicUsize::new(steps),
             };
             let finished = compact(&dying, &day1()).is_ok_and(|r| r.refused.is_empty());
+            // Meanwhile a consistent reader sees every row once: the sources
+            // hidden from the merge's commit on, the merge until then.
+            let visible = rows_of(root, |store, table| {
+                crate::snapshot::visible_files(store, table, None).unwrap()
+            });
+            assert_eq!(visible, before, "read after a kill at step {steps}");
             if steps == 5 {
                 // Committed (four files and the visits file), nothing retired:
                 // the check says what happened and what finishes it.

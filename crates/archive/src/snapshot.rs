@@ -228,9 +228,9 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::compact::tests::{archive, day1, files, rows, rows_of, Dying};
+    use crate::compact::tests::{archive, day1, files, rows, rows_of};
+    use crate::compact_local;
     use crate::store::{LocalDisk, StoreError};
-    use crate::{compact, compact_local};
 
     type Rows = BTreeMap<&'static str, Vec<(String, Vec<u8>)>>;
 
@@ -249,16 +249,6 @@ mod tests {
         all
     }
 
-    fn copy_of(template: &Path) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for key in files(template, "") {
-            let to = dir.path().join(&key);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(template.join(&key), to).unwrap();
-        }
-        dir
-    }
-
     #[test]
     fn a_batch_is_read_once_its_visits_file_commits_it() {
         let dir = archive(4, 0);
@@ -274,31 +264,6 @@ mod tests {
         assert!(!shown.contains(&pending), "{shown:?}");
         assert_eq!(shown.len(), 2);
         assert_eq!(visible_rows(root), before);
-    }
-
-    /// Whatever step a compaction is killed at, a reader of what is
-    /// visible sees every row once: between a merge's commit and its
-    /// sources' deletion the sources are hidden, before it the merge is.
-    #[test]
-    fn a_reader_sees_every_row_once_wherever_a_compaction_stops() {
-        let template = archive(6, 1);
-        let before = all_rows(template.path());
-        let mut steps = 0;
-        loop {
-            let dir = copy_of(template.path());
-            let root = dir.path();
-            let dying = Dying {
-                inner: LocalDisk::new(root),
-                left: AtomicUsize::new(steps),
-            };
-            let finished = compact(&dying, &day1()).is_ok_and(|r| r.refused.is_empty());
-            assert_eq!(visible_rows(root), before, "killed at step {steps}");
-            if finished {
-                break;
-            }
-            steps += 1;
-        }
-        assert!(steps > 20, "{steps}");
     }
 
     /// Lists through `inner`, and runs `during` (once) inside the listing

@@ -6,7 +6,7 @@
 //! PUT is atomic; on disk that takes a temporary name, fsync and rename.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Suffix of objects being written; readers glob `*.parquet`, so these are
@@ -32,6 +32,13 @@ pub trait ObjectStore: Send + Sync {
     /// object is durable.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// The last `len` bytes of `key`, or all of it when shorter: a Parquet
+    /// footer without the file (a reader of many files' metadata).
+    fn get_tail(&self, key: &str, len: usize) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = self.get(key)?;
+        let start = bytes.len().saturating_sub(len);
+        Ok(bytes.split_off(start))
+    }
     /// Every key under `prefix` (recursively), including temporary objects,
     /// sorted. A missing prefix lists nothing.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
@@ -104,6 +111,18 @@ impl ObjectStore for LocalDisk {
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(key)?;
         fs::read(&path).map_err(io("read", &path))
+    }
+
+    fn get_tail(&self, key: &str, len: usize) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(key)?;
+        let mut f = fs::File::open(&path).map_err(io("read", &path))?;
+        let size = f.metadata().map_err(io("stat", &path))?.len();
+        let keep = size.min(len as u64);
+        f.seek(SeekFrom::Start(size - keep))
+            .map_err(io("read", &path))?;
+        let mut bytes = Vec::with_capacity(keep as usize);
+        f.read_to_end(&mut bytes).map_err(io("read", &path))?;
+        Ok(bytes)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -216,6 +235,13 @@ mod tests {
         assert_eq!(store.list("visits").unwrap().len(), 1);
         assert!(store.list("alerts").unwrap().is_empty());
         assert_eq!(store.get("beats/x.parquet").unwrap(), b"d");
+        let key = "visits/date=2026-01-02/a.parquet";
+        assert_eq!(store.get_tail(key, 2).unwrap(), b"bc");
+        assert_eq!(store.get_tail(key, 10).unwrap(), b"abc");
+        // The trait's own, for stores without a ranged read.
+        let hooked = Hooked::new(dir.path());
+        assert_eq!(hooked.get_tail(key, 2).unwrap(), b"bc");
+        assert_eq!(hooked.get_tail(key, 10).unwrap(), b"abc");
         store.delete("beats/x.parquet").unwrap();
         store.delete("beats/x.parquet").unwrap();
         assert!(store.list("beats").unwrap().is_empty());

@@ -152,7 +152,7 @@ pub fn views() -> Vec<(&'static str, String)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -165,7 +165,14 @@ mod tests {
 
     use crate::{format_batches, OutputFormat, QueryEngine};
 
-    fn visit(id: u32, clinic: &str, at: OffsetDateTime, alert: Option<(u32, i64)>) -> VisitRecord {
+    /// A one-lead visit of `clinic` at `at`, flagged with `alert` (its
+    /// number and seconds to detection) when given.
+    pub(crate) fn visit(
+        id: u32,
+        clinic: &str,
+        at: OffsetDateTime,
+        alert: Option<(u32, i64)>,
+    ) -> VisitRecord {
         let alert_id = alert.map(|(a, _)| format!("alert-{a}"));
         VisitRecord {
             visit: VisitRow {
