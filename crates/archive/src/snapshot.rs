@@ -56,7 +56,7 @@ impl MergedSources {
 /// The archive's commits at one moment: the `visits` files, and the
 /// batches a committed merge replaced.
 #[derive(Debug, Clone)]
-pub struct Commits {
+struct Commits {
     /// Keys of the `visits` files.
     visits: HashSet<String>,
     /// Stems of committed batches not replaced by a committed merge.
@@ -68,7 +68,7 @@ impl Commits {
     /// A merged file whose metadata cannot be read replaces nothing here
     /// (its sources stay readable, as compaction leaves them); reading it
     /// fails where its rows are read, naming it.
-    pub fn read(store: &dyn ObjectStore, sources: &MergedSources) -> Result<Self, ArchiveError> {
+    fn read(store: &dyn ObjectStore, sources: &MergedSources) -> Result<Self, ArchiveError> {
         let mut visits = HashSet::new();
         let mut stems = HashSet::new();
         let mut replaced = HashSet::new();
@@ -94,7 +94,7 @@ impl Commits {
     /// commits and `later`: a listing taken in between then agrees with
     /// these. Batches committed meanwhile do not matter: their files are
     /// left out as not yet committed here.
-    pub fn compaction_quiet_until(&self, later: &Commits) -> bool {
+    fn compaction_quiet_until(&self, later: &Commits) -> bool {
         self.visits.is_subset(&later.visits)
             && later
                 .visits
@@ -124,7 +124,7 @@ fn batch_stem(key: &str) -> Option<&str> {
 /// read and before a later reading found the compaction quiet) a reader
 /// reads: Parquet files only, of committed batches not merged away, or
 /// event files not merged away.
-pub fn visible(
+fn visible(
     store: &dyn ObjectStore,
     sources: &MergedSources,
     commits: &Commits,
