@@ -293,7 +293,7 @@ impl Layout {
 }
 
 /// `(table, partition, stem)` of a `table/partition/stem.parquet` key.
-fn split_key(key: &str) -> Option<(Table, &str, &str)> {
+pub(crate) fn split_key(key: &str) -> Option<(Table, &str, &str)> {
     let mut parts = key.split('/');
     let (Some(table), Some(partition), Some(name), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::compact::{is_merged, merged_sources};
+use crate::compact::{is_merged, merged_sources, split_key};
 use crate::reader::vanished;
 use crate::store::ObjectStore;
 use crate::table::Table;
@@ -111,13 +111,7 @@ impl Commits {
 
 /// The stem of a `table/partition/stem.parquet` key.
 fn batch_stem(key: &str) -> Option<&str> {
-    let mut parts = key.split('/');
-    let (Some(_), Some(_), Some(name), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    name.strip_suffix(".parquet")
+    split_key(key).map(|(_, _, stem)| stem)
 }
 
 /// Which of `listed` (keys of files of `table`, listed after `commits` were
