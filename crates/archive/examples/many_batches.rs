@@ -2,11 +2,15 @@
 //! one batch per visit (its 2 s flush age passes before the next visit
 //! comes), spread over days; or VISITS_PER_BATCH to a batch, as a busy one
 //! does. Then times the writer's reopening (what the pipeline does when it
-//! starts: it reads every committed `visits` file). For measuring what many
-//! small files cost: `cargo run --release -p ecg-archive --example
+//! starts: it reads every committed `visits` file) and the reading of the
+//! last visit's samples, by its day's partition and by a scan of every day
+//! (the dashboard's 12-lead view and export read by the day). For measuring
+//! what many small files cost: `cargo run --release -p ecg-archive --example
 //! many_batches -- N DIR [PER_DAY] [VISITS_PER_BATCH]`.
 
-use ecg_archive::{ArchiveWriter, VisitRecord, VisitRow, WriterConfig};
+use ecg_archive::{
+    read_visit_samples, read_visit_samples_on, ArchiveWriter, VisitRecord, VisitRow, WriterConfig,
+};
 use ecg_wire::SamplesDigest;
 use std::time::Instant;
 
@@ -97,4 +101,17 @@ fn main() {
         "{n} visits written in {written_s:.1} s; reopened in {:.3} s ({w:?})",
         started.elapsed().as_secs_f64()
     );
+    let Some(last) = n.checked_sub(1) else {
+        return;
+    };
+    let id = format!("00000000-0000-4000-8000-{last:012}");
+    let day = (t0 + Duration::days((last / per_day) as i64)).date();
+    let started = Instant::now();
+    let by_day = read_visit_samples_on(dir.as_ref(), day, &id).expect("read by its day");
+    let by_day_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let scanned = read_visit_samples(dir.as_ref(), &id).expect("read by a scan");
+    let scanned_s = started.elapsed().as_secs_f64();
+    assert_eq!(by_day, scanned);
+    println!("last visit's samples: {by_day_s:.3} s by its day, {scanned_s:.3} s by a scan");
 }

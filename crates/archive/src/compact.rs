@@ -1290,7 +1290,10 @@ pub(crate) mod tests {
         let root = dir.path();
         let want = read_visit_samples(root, "v03").unwrap();
         let (store, done) = compacted_underfoot(root);
-        assert_eq!(crate::read_visit_samples_from(&store, "v03").unwrap(), want);
+        assert_eq!(
+            crate::read_visit_samples_from(&store, "v03", None).unwrap(),
+            want
+        );
         assert!(done.load(Ordering::SeqCst));
 
         // The pipeline's writer opening at that moment.

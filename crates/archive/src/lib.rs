@@ -35,7 +35,7 @@ pub mod writer;
 pub use time;
 
 pub use compact::{compact, compact_local, CompactConfig, CompactReport, Merge};
-pub use reader::{read_visit_samples, read_visit_samples_from};
+pub use reader::{read_visit_samples, read_visit_samples_from, read_visit_samples_on};
 pub use record::{
     AlertAck, AlertEscalation, AlertRow, BeatRow, LeadMeasurement, VisitRecord, VisitRow,
 };

@@ -10,7 +10,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use crate::store::{LocalDisk, ObjectStore};
-use crate::table::Table;
+use crate::table::{Table, PARTITION_COLUMN};
 use crate::ArchiveError;
 
 /// A committed batch: its `visits` file.
@@ -25,8 +25,20 @@ pub(crate) struct BatchFile {
 
 /// Every committed batch, from the `visits` files.
 pub(crate) fn committed_batches(store: &dyn ObjectStore) -> Result<Vec<BatchFile>, ArchiveError> {
+    committed_batches_on(store, None)
+}
+
+/// The committed batches of one UTC day's partition, or of all days.
+fn committed_batches_on(
+    store: &dyn ObjectStore,
+    day: Option<time::Date>,
+) -> Result<Vec<BatchFile>, ArchiveError> {
+    let prefix = match day {
+        Some(d) => format!("{}/{PARTITION_COLUMN}={d}", Table::Visits.name()),
+        None => Table::Visits.name().to_string(),
+    };
     let mut out = Vec::new();
-    for key in store.list(Table::Visits.name())? {
+    for key in store.list(&prefix)? {
         let mut parts = key.split('/');
         let (Some(_), Some(partition), Some(name), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -101,24 +113,41 @@ pub(crate) fn read_visit_ids(
 }
 
 /// The samples of a visit in an archive on local disk, one vector per lead
-/// in the visit's lead order.
+/// in the visit's lead order. Reads every day's batches until it finds the
+/// visit: a caller that knows when the visit started should say so
+/// ([`read_visit_samples_on`]).
 pub fn read_visit_samples(root: &Path, visit_id: &str) -> Result<Vec<Vec<i16>>, ArchiveError> {
-    read_visit_samples_from(&LocalDisk::new(root), visit_id)
+    read_visit_samples_from(&LocalDisk::new(root), visit_id, None)
 }
 
-/// As [`read_visit_samples`], from any store. Reads only committed batches:
-/// the visit's `visits` row says how many leads and samples to expect, and
-/// its waveforms are in the file of the same batch.
+/// As [`read_visit_samples`], for a visit that started on `day` (the UTC
+/// date of its `started_at`, which names its partition): only that day's
+/// batches are read. On an archive of small batches (a batch per visit on a
+/// quiet day, before compaction) the whole archive is thousands of files
+/// and one day a few hundred.
+pub fn read_visit_samples_on(
+    root: &Path,
+    day: time::Date,
+    visit_id: &str,
+) -> Result<Vec<Vec<i16>>, ArchiveError> {
+    read_visit_samples_from(&LocalDisk::new(root), visit_id, Some(day))
+}
+
+/// As [`read_visit_samples`], from any store, in one day's partition when
+/// `day` is given. Reads only committed batches: the visit's `visits` row
+/// says how many leads and samples to expect, and its waveforms are in the
+/// file of the same batch.
 pub fn read_visit_samples_from(
     store: &dyn ObjectStore,
     visit_id: &str,
+    day: Option<time::Date>,
 ) -> Result<Vec<Vec<i16>>, ArchiveError> {
     // A compaction may retire the visit's batch between the listing and the
     // reading; the visit is then in the merged batch, which a new listing
     // shows.
     let mut attempts = 0;
     loop {
-        match read_visit_once(store, visit_id) {
+        match read_visit_once(store, visit_id, day) {
             Err(e) if vanished(&e) && attempts < 5 => attempts += 1,
             outcome => return outcome,
         }
@@ -131,9 +160,13 @@ pub(crate) fn vanished(e: &ArchiveError) -> bool {
         if source.kind() == std::io::ErrorKind::NotFound)
 }
 
-fn read_visit_once(store: &dyn ObjectStore, visit_id: &str) -> Result<Vec<Vec<i16>>, ArchiveError> {
+fn read_visit_once(
+    store: &dyn ObjectStore,
+    visit_id: &str,
+    day: Option<time::Date>,
+) -> Result<Vec<Vec<i16>>, ArchiveError> {
     let mut found = None;
-    'files: for b in committed_batches(store)? {
+    'files: for b in committed_batches_on(store, day)? {
         for batch in read_parquet(store, &b.key, Some(&["visit_id", "n_leads", "n_samples"]))? {
             let ids = batch
                 .column(0)

@@ -732,7 +732,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::record::{BeatRow, LeadMeasurement, VisitRow};
     use crate::store::StoreError;
-    use crate::{read_visit_samples, read_visit_samples_from};
+    use crate::{read_visit_samples, read_visit_samples_from, read_visit_samples_on};
 
     pub(crate) fn row(visit_id: &str, started_at: OffsetDateTime, leads: usize) -> VisitRow {
         VisitRow {
@@ -1086,9 +1086,42 @@ pub(crate) mod tests {
             assert_eq!(ids, [want]);
         }
         assert_eq!(
-            read_visit_samples_from(&store, "v-late").unwrap(),
+            read_visit_samples_from(&store, "v-late", None).unwrap(),
             [vec![1, 2, 3]]
         );
+    }
+
+    #[test]
+    fn a_visits_day_is_read_without_the_other_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut w = ArchiveWriter::open_local(root, config(1)).unwrap();
+        w.append(record("v-29", T0, vec![vec![4, 5]])).unwrap();
+        let next_day = T0 + time::Duration::days(1);
+        w.append(record("v-30", next_day, vec![vec![1, 2, 3]]))
+            .unwrap();
+        w.flush().unwrap();
+        drop(w);
+        // Damage the first day's visits file: a reader that looks at it
+        // says so, one that reads only the second day does not see it.
+        let store = LocalDisk::new(root);
+        let first_day = store.list("visits/date=2026-11-29").unwrap();
+        assert_eq!(first_day.len(), 1);
+        std::fs::write(root.join(&first_day[0]), b"not parquet").unwrap();
+
+        assert!(matches!(
+            read_visit_samples(root, "v-30"),
+            Err(ArchiveError::Corrupt { .. })
+        ));
+        assert_eq!(
+            read_visit_samples_on(root, next_day.date(), "v-30").unwrap(),
+            [vec![1, 2, 3]]
+        );
+        // The wrong day does not find it; it does not look elsewhere.
+        assert!(matches!(
+            read_visit_samples_on(root, (next_day + time::Duration::days(1)).date(), "v-30"),
+            Err(ArchiveError::VisitNotFound(id)) if id == "v-30"
+        ));
     }
 
     #[test]

@@ -208,7 +208,7 @@ pub fn tracing_of(
     else {
         return Ok(None);
     };
-    let samples = ecg_archive::read_visit_samples(archive, visit_id)?;
+    let samples = ecg_archive::read_visit_samples_on(archive, date, visit_id)?;
     Ok(Some(Tracing {
         fs_hz: hit.fs_hz,
         gain_uv_per_lsb: hit.gain_uv_per_lsb,

@@ -130,11 +130,16 @@ pub async fn load(archive: &Path, visit_id: &str) -> Result<Option<ExportVisit>,
     let Some(v) = visit.into_iter().next() else {
         return Ok(None);
     };
+    let started_at =
+        time_us(&v, "started_us").ok_or_else(|| ExportError::Row("started_at".into()))?;
+    // The visit's rows in the other tables sit in the partition of its
+    // start's UTC date: read that day, not every file of the archive.
+    let day = started_at.to_offset(time::UtcOffset::UTC).date();
     let st = rows(
         &engine,
         &format!(
             "SELECT lead, st_j_uv, st_j60_uv, st_elevation_threshold_uv
-             FROM measurements WHERE visit_id = '{id}'"
+             FROM measurements WHERE visit_id = '{id}' AND date = DATE '{day}'"
         ),
     )
     .await?
@@ -168,10 +173,11 @@ pub async fn load(archive: &Path, visit_id: &str) -> Result<Option<ExportVisit>,
     };
     let archive = archive.to_owned();
     let owned_id = id.to_owned();
-    let samples =
-        tokio::task::spawn_blocking(move || ecg_archive::read_visit_samples(&archive, &owned_id))
-            .await
-            .map_err(|e| ExportError::Row(e.to_string()))??;
+    let samples = tokio::task::spawn_blocking(move || {
+        ecg_archive::read_visit_samples_on(&archive, day, &owned_id)
+    })
+    .await
+    .map_err(|e| ExportError::Row(e.to_string()))??;
     let alert = alert.unwrap_or(Value::Null);
     Ok(Some(ExportVisit {
         visit_id: text(&v, "visit_id")?,
@@ -180,8 +186,7 @@ pub async fn load(archive: &Path, visit_id: &str) -> Result<Option<ExportVisit>,
         patient_pseudonym: text(&v, "patient_pseudonym")?,
         sex: text(&v, "sex")?,
         age_years: v["age_years"].as_u64(),
-        started_at: time_us(&v, "started_us")
-            .ok_or_else(|| ExportError::Row("started_at".into()))?,
+        started_at,
         decided_at: time_us(&v, "decided_us"),
         status: text(&v, "status")?,
         stemi: v["stemi"].as_bool().unwrap_or(false),
