@@ -9,7 +9,7 @@ use super::plural;
 use anyhow::Context as _;
 use clap::Subcommand;
 use ecg_archive::time;
-use ecg_archive::{CompactConfig, CompactReport, LocalDisk, Report, Severity, Table};
+use ecg_archive::{CompactConfig, CompactReport, Report, Severity, Table};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -85,8 +85,13 @@ fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         "no archive at {} (not a folder)",
         a.archive.display()
     );
-    let report = ecg_archive::verify(&LocalDisk::new(&a.archive))
-        .with_context(|| format!("listing {}", a.archive.display()))?;
+    let report = ecg_archive::verify_local(&a.archive, || {
+        eprintln!(
+            "waiting for the compaction of {} under way to finish",
+            a.archive.display()
+        )
+    })
+    .with_context(|| format!("listing {}", a.archive.display()))?;
     if a.json {
         println!("{}", serde_json::to_string(&json(&report))?);
     } else {

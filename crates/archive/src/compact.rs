@@ -175,6 +175,49 @@ pub fn compact_local(root: &Path, config: &CompactConfig) -> Result<CompactRepor
     compact(&LocalDisk::new(root), config)
 }
 
+/// Keeps compactions out of an archive on local disk while it is held: a
+/// shared hold of [`LOCK_FILE`], which [`compact_local`] takes exclusively.
+/// For a reader of the archive's files as they are listed, such as
+/// [`crate::verify_local`]: a merge committing meanwhile would delete
+/// files it listed, and a file gone would read as damage. Several holders
+/// may share it; a compaction under way is waited for; the pipeline's
+/// scheduled compaction skips its run while one is held.
+#[derive(Debug)]
+pub struct CompactionPause {
+    _lock: Option<std::fs::File>,
+}
+
+impl CompactionPause {
+    /// Waits for a compaction under way to finish (calling `waiting` once,
+    /// first, when there is one). An archive where the lock file cannot be
+    /// made (read-only) cannot be compacted either, and is held without it.
+    pub fn acquire(root: &Path, waiting: impl FnOnce()) -> Result<Self, ArchiveError> {
+        let lock_path = root.join(LOCK_FILE);
+        let opened = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .or_else(|_| std::fs::File::open(&lock_path));
+        let Ok(lock) = opened else {
+            return Ok(Self { _lock: None });
+        };
+        let io = |op: &'static str| {
+            let path = lock_path.clone();
+            move |source| StoreError::Io { op, path, source }
+        };
+        match lock.try_lock_shared() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                waiting();
+                lock.lock_shared().map_err(io("lock"))?;
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(io("lock")(source).into()),
+        }
+        Ok(Self { _lock: Some(lock) })
+    }
+}
+
 /// Compacts the archive in `store`. The caller makes sure no other
 /// compaction runs at the same time ([`compact_local`] does).
 pub fn compact(
@@ -1426,6 +1469,52 @@ pub(crate) mod tests {
         assert_eq!(merged.num_rows(), 2);
         let verdicts = merged.column_by_name("verdict").unwrap();
         assert_eq!(verdicts.null_count(), 2);
+    }
+
+    #[test]
+    fn a_pause_keeps_compactions_out_and_waits_for_one_under_way() {
+        let dir = archive(4, 0);
+        let root = dir.path();
+        let mut waited = false;
+        let pause = CompactionPause::acquire(root, || waited = true).unwrap();
+        assert!(!waited, "nothing to wait for");
+        // Pauses share; a compaction is refused while any is held.
+        let second =
+            CompactionPause::acquire(root, || panic!("pauses do not wait on pauses")).unwrap();
+        let err = compact_local(root, &day1()).unwrap_err();
+        assert!(matches!(err, ArchiveError::Busy(_)), "{err}");
+        drop((pause, second));
+
+        // A compaction under way (its exclusive hold): the pause says it
+        // waits, and is granted only once the compaction lets go.
+        let compacting = std::fs::File::open(root.join(LOCK_FILE)).unwrap();
+        compacting.lock().unwrap();
+        let (waiting_tx, waiting_rx) = std::sync::mpsc::channel();
+        let (granted_tx, granted_rx) = std::sync::mpsc::channel();
+        let owned = root.to_path_buf();
+        let reader = std::thread::spawn(move || {
+            let pause = CompactionPause::acquire(&owned, || waiting_tx.send(()).unwrap()).unwrap();
+            granted_tx.send(()).unwrap();
+            pause
+        });
+        // A guard against a hang if the pause never says it waits, not a
+        // timing: it says so before it blocks.
+        waiting_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the pause says it waits for the compaction");
+        assert!(
+            granted_rx.try_recv().is_err(),
+            "granted while the compaction holds the lock"
+        );
+        drop(compacting);
+        granted_rx.recv().unwrap();
+        let pause = reader.join().unwrap();
+        assert!(matches!(
+            compact_local(root, &day1()),
+            Err(ArchiveError::Busy(_))
+        ));
+        drop(pause);
+        assert!(!compact_local(root, &day1()).unwrap().merges.is_empty());
     }
 
     #[test]

@@ -34,14 +34,14 @@ pub mod writer;
 /// Timestamps in the records are `time::OffsetDateTime`.
 pub use time;
 
-pub use compact::{compact, compact_local, CompactConfig, CompactReport, Merge};
+pub use compact::{compact, compact_local, CompactConfig, CompactReport, CompactionPause, Merge};
 pub use reader::{read_visit_samples, read_visit_samples_from, read_visit_samples_on};
 pub use record::{
     AlertAck, AlertEscalation, AlertRow, BeatRow, LeadMeasurement, VisitRecord, VisitRow,
 };
 pub use store::{LocalDisk, ObjectStore, StoreError};
 pub use table::{Table, TABLES};
-pub use verify::{unreadable_footers, verify, Finding, Report, Severity};
+pub use verify::{unreadable_footers, verify, verify_local, Finding, Report, Severity};
 pub use writer::{ArchiveWriter, SampleEncoding, WriterConfig};
 
 /// Everything that can go wrong while archiving or reading the archive.

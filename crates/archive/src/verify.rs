@@ -21,7 +21,7 @@ use ecg_wire::SamplesDigest;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::SerializedFileReader;
 
-use crate::compact::is_merged;
+use crate::compact::{is_merged, CompactionPause};
 use crate::reader::{assemble_leads, for_each_waveform_row, LeadSegments};
 use crate::store::{LocalDisk, ObjectStore};
 use crate::table::{partition_date, Table, PARTITION_COLUMN, TABLES};
@@ -225,6 +225,17 @@ pub fn verify(store: &dyn ObjectStore) -> Result<Report, ArchiveError> {
     Ok(report)
 }
 
+/// [`verify`] of an archive on local disk, with compactions kept out until
+/// it is done ([`CompactionPause`]; `waiting` is called if one is under
+/// way and must finish first). Without the pause, a merge committing during
+/// the check (the running pipeline merges closed days every hour) deletes
+/// source files the check listed, and each would be reported as an error.
+/// Makes the lock file if the archive has none: the one thing it writes.
+pub fn verify_local(root: &Path, waiting: impl FnOnce()) -> Result<Report, ArchiveError> {
+    let _pause = CompactionPause::acquire(root, waiting)?;
+    verify(&LocalDisk::new(root))
+}
+
 /// The `.parquet` files of an archive on local disk whose footer cannot be
 /// read, found cheaply (each file's footer only, not its data): what a
 /// reader's bare "Corrupt footer" was about. [`verify`] reads every file
@@ -260,7 +271,7 @@ fn not_committed(stem: &str) -> String {
     };
     format!(
         "not committed: no visits file of the same batch (a crash before the batch's \
-         commit; {who}, and until then readers of this table see its rows)"
+         commit; {who}, and until then readers that glob the table's files see its rows)"
     )
 }
 
