@@ -143,21 +143,16 @@ pub struct CompactReport {
 /// compactions never run at once.
 pub fn compact_local(root: &Path, config: &CompactConfig) -> Result<CompactReport, ArchiveError> {
     let lock_path = root.join(LOCK_FILE);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| StoreError::Io {
-            op: "open",
-            path: lock_path.clone(),
-            source,
-        })?;
+    let lock = open_lock_file(&lock_path).map_err(|source| StoreError::Io {
+        op: "open",
+        path: lock_path.clone(),
+        source,
+    })?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             return Err(ArchiveError::Busy(format!(
-                "another compaction of {} is running (it holds {})",
+                "another compaction, or an `archive verify`, of {} is running (it holds {})",
                 root.display(),
                 lock_path.display()
             )))
@@ -193,12 +188,7 @@ impl CompactionPause {
     /// made (read-only) cannot be compacted either, and is held without it.
     pub fn acquire(root: &Path, waiting: impl FnOnce()) -> Result<Self, ArchiveError> {
         let lock_path = root.join(LOCK_FILE);
-        let opened = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .or_else(|_| std::fs::File::open(&lock_path));
+        let opened = open_lock_file(&lock_path).or_else(|_| std::fs::File::open(&lock_path));
         let Ok(lock) = opened else {
             return Ok(Self { _lock: None });
         };
@@ -216,6 +206,15 @@ impl CompactionPause {
         }
         Ok(Self { _lock: Some(lock) })
     }
+}
+
+/// The lock file, made if missing; its content is never written.
+fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
 }
 
 /// Compacts the archive in `store`. The caller makes sure no other
