@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
+use crate::compact::split_key;
 use crate::store::{LocalDisk, ObjectStore};
 use crate::table::{Table, PARTITION_COLUMN};
 use crate::ArchiveError;
@@ -39,17 +40,11 @@ fn committed_batches_on(
     };
     let mut out = Vec::new();
     for key in store.list(&prefix)? {
-        let mut parts = key.split('/');
-        let (Some(_), Some(partition), Some(name), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if let Some(stem) = name.strip_suffix(".parquet") {
+        if let Some((_, partition, stem)) = split_key(&key) {
             out.push(BatchFile {
-                key: key.clone(),
                 partition: partition.to_string(),
                 stem: stem.to_string(),
+                key,
             });
         }
     }
